@@ -1,0 +1,59 @@
+# `make up` runs the platform; `make test` runs the whole suite. Both create
+# .venv and install what is missing on their own (only Python 3.11 is needed).
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+RUN_STAMP := $(VENV)/.installed-run
+DEV_STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+
+.PHONY: up test lint typecheck unit integration e2e install clean help
+
+help:
+	@echo "make up     run all services and Redis locally (gateway on :8000)"
+	@echo "make test   install what is missing, then lint, type-check and run all tests"
+
+$(PY):
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
+		"Python 3.11 is required, found " + sys.version.split()[0]' \
+		|| { echo "Set PYTHON=/path/to/python3.11"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+# torch==2.13.0 is pinned in pyproject (a CPU wheel here; a bare `torch` pulls CUDA).
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[all]'
+	@touch $@
+
+$(DEV_STAMP): pyproject.toml $(RUN_STAMP)
+	$(PIP) install --quiet -e '.[all,dev]'
+	@touch $@
+
+install: $(DEV_STAMP)
+
+up: $(RUN_STAMP)
+	$(PY) -m launcher
+
+lint: $(DEV_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(DEV_STAMP)
+	$(VENV)/bin/mypy common
+
+unit: $(DEV_STAMP)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: $(DEV_STAMP)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+e2e: $(DEV_STAMP)
+	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test: lint typecheck
+	$(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

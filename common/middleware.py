@@ -1,0 +1,86 @@
+"""ASGI middleware: request id, access log, metrics, last-resort 500.
+
+Written as plain ASGI (not `BaseHTTPMiddleware`) so that streamed responses
+pass through untouched and the request id stays in the context of the
+handler that runs them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.errors import internal_error_response
+from common.metrics import ServiceMetrics
+from common.request_context import REQUEST_ID_HEADER, request_id_var, sanitize_request_id
+
+__all__ = ["RequestContextMiddleware"]
+
+logger = logging.getLogger("common.access")
+
+# Probes are scraped every few seconds; their access lines would drown the log.
+_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _route_template(scope: Scope) -> str:
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    # Unmatched paths are one label, so a scanner cannot blow up the series count.
+    return str(path) if path else "unmatched"
+
+
+class RequestContextMiddleware:
+    def __init__(self, app: ASGIApp, service: str, metrics: ServiceMetrics) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        raw = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.lower().encode())
+        request_id = sanitize_request_id(raw.decode("latin-1") if raw else None)
+        token = request_id_var.set(request_id)
+        scope.setdefault("state", {})["request_id"] = request_id
+        method = scope["method"]
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
+            await send(message)
+
+        self.metrics.in_flight.labels(service=self.service).inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            logger.exception("unhandled exception", extra={"path": scope.get("path")})
+            if response_started:
+                raise
+            status = 500
+            await internal_error_response(self.service, request_id)(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.in_flight.labels(service=self.service).dec()
+            route = _route_template(scope)
+            self.metrics.observe(method, route, status, elapsed)
+            path = scope.get("path", "")
+            if path not in _QUIET_PATHS or status >= 400:
+                logger.info(
+                    "%s %s %d",
+                    method,
+                    path,
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
+            request_id_var.reset(token)

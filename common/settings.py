@@ -1,0 +1,81 @@
+"""Settings base: one pydantic-settings class per service, env prefix per service.
+
+A service subclasses `ServiceSettings`, sets `service_name`, its env prefix
+and default port, and declares one `<short>_url` field per upstream it calls
+(`rag_url` for rag_svc, ...). Settings are built once at start-up and
+injected; tests construct them directly instead of patching the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.topology import REDIS_PORT, SERVICES
+
+__all__ = ["Port", "ServiceSettings", "default_url", "redis_url_field"]
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+Port = Annotated[int, Field(ge=1, le=65535, description="Port to listen on.")]
+
+
+def default_url(service_name: str) -> str:
+    """The loopback URL a service listens on under `make up` by default."""
+    return f"http://127.0.0.1:{SERVICES[service_name].port}"
+
+
+def redis_url_field(prefix: str) -> Any:
+    """A Redis URL setting read from `<PREFIX>REDIS_URL`, falling back to `REDIS_URL`."""
+    return Field(
+        default=f"redis://127.0.0.1:{REDIS_PORT}/0",
+        validation_alias=AliasChoices(f"{prefix}REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Redis URL (redis://host:port/db).",
+    )
+
+
+class ServiceSettings(BaseSettings):
+    """What every service is configured with; subclasses add their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    service_name: ClassVar[str]
+
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: Port
+    log_level: LogLevel = "INFO"
+    log_json: bool = Field(True, description="JSON log lines (false: plain text).")
+    data_dir: Path = Field(Path("var"), description="Where models, indexes and state live.")
+
+    request_timeout_s: float = Field(30.0, gt=0, description="Default upstream call timeout.")
+    connect_timeout_s: float = Field(2.0, gt=0, description="Upstream connect timeout.")
+    retry_max: int = Field(2, ge=0, le=10, description="Retries of idempotent upstream calls.")
+    retry_base_backoff_s: float = Field(0.1, ge=0)
+    retry_max_backoff_s: float = Field(2.0, ge=0)
+    breaker_failure_threshold: int = Field(5, ge=1, description="Failures that open a circuit.")
+    breaker_reset_s: float = Field(5.0, gt=0, description="Open-circuit time before a trial.")
+    readiness_timeout_s: float = Field(2.0, gt=0, description="Timeout of each readiness probe.")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _urls_are_http(cls, value: object, info: object) -> object:
+        name = getattr(info, "field_name", "")
+        if name.endswith("_url") and not name.startswith("redis") and value is not None:
+            text = str(value)
+            if not text.startswith(("http://", "https://")):
+                prefix = cls.model_config.get("env_prefix", "")
+                raise ValueError(
+                    f"{prefix}{name.upper()} must be an http:// or https:// URL, got {text!r}"
+                )
+            return text.rstrip("/")
+        return value
+
+    def upstream_urls(self) -> dict[str, str]:
+        """Base URL of each service this one calls, by service name."""
+        spec = SERVICES[self.service_name]
+        return {
+            name: str(getattr(self, f"{SERVICES[name].short}_url"))
+            for name in spec.upstream_services
+        }

@@ -1,0 +1,1 @@
+"""creative_svc: diffusion (and GAN) image generation; ideation -> visuals -> critique."""

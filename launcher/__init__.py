@@ -1,0 +1,1 @@
+"""The local launcher behind `make up`: Redis and the eight services as processes."""

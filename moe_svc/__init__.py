@@ -1,0 +1,1 @@
+"""moe_svc: the core LLM: Mixture-of-Experts transformer, generation engine, OpenAI-compatible."""

@@ -1,0 +1,4 @@
+"""rag_svc.
+
+Ingestion, embeddings, FAISS + BM25 hybrid search, cross-encoder rerank, cited answers.
+"""

@@ -1,0 +1,1 @@
+"""reasoning_svc: CoT, self-consistency, Tree-of-Thoughts, ReAct / agent loop, program-aided."""

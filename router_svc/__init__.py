@@ -1,0 +1,1 @@
+"""router_svc: intent classifier; plans and fans out to the services below it."""

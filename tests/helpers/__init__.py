@@ -1,0 +1,1 @@
+"""Test helpers: the one place that starts real servers (uvicorn, Redis)."""

