@@ -1,0 +1,195 @@
+"""`make up` end to end: the launcher brings the platform up, heals it, stops it.
+
+Runs `python -m launcher` (what `make up` runs after installing) on free
+loopback ports with its own var dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from common.topology import SERVICES
+from launcher.platform import busy_ports
+from tests.helpers.servers import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port_base() -> int:
+    for _ in range(50):
+        base = random.randrange(20000, 60000, 100)
+        ports = {name: base + spec.port - 8000 for name, spec in SERVICES.items()}
+        ports["redis"] = base + 79
+        if not busy_ports("127.0.0.1", ports):
+            return base
+    raise RuntimeError("no free block of ports found")
+
+
+@dataclass
+class Launch:
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    var_dir: Path
+    log_path: Path
+    gateway: str
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.var_dir / "run" / "launcher.json").read_text()))
+
+    def readiness(self) -> dict[str, Any] | None:
+        try:
+            return dict(httpx.get(f"{self.gateway}/readyz", timeout=3).json())
+        except (httpx.HTTPError, ValueError):
+            return None
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout_s: float, launch: Launch) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if launch.process.poll() is not None:
+            raise AssertionError(f"launcher exited while waiting for {what}:\n{launch.output()}")
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.2)
+    raise AssertionError(
+        f"timed out after {timeout_s}s waiting for {what}:\n{launch.output()[-4000:]}"
+    )
+
+
+def run_launcher(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "launcher"],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+    var_dir = tmp_path_factory.mktemp("var")
+    base = _free_port_base()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO_ROOT),
+        "PLATFORM_PORT_BASE": str(base),
+        "PLATFORM_VAR_DIR": str(var_dir),
+        "PLATFORM_RESTART_BACKOFF_S": "2",
+        "PLATFORM_READY_TIMEOUT_S": "120",
+    }
+    env.pop("REDIS_URL", None)
+    log_path = var_dir / "launcher.out"
+    process = run_launcher(env, log_path)
+    launch = Launch(process, env, var_dir, log_path, f"http://127.0.0.1:{base}")
+    try:
+        wait_until(
+            "the platform to be ready",
+            lambda: (launch.readiness() or {}).get("status") == "ready",
+            180,
+            launch,
+        )
+        yield launch
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_all_services_and_redis_come_up(launch: Launch) -> None:
+    readiness = launch.readiness()
+    assert readiness is not None
+    assert readiness["status"] == "ready"
+    assert set(readiness["services"]) == (set(SERVICES) - {"gateway"}) | {"redis"}
+    assert all(s["status"] == "up" for s in readiness["services"].values())
+    output = launch.output()
+    assert f"gateway at {launch.gateway}" in output
+    # Logs of the services are interleaved on the launcher's output, prefixed by name.
+    for name in SERVICES:
+        assert f"\n{name:<13} | " in output, name
+
+
+def test_second_launcher_says_it_is_already_running(launch: Launch, tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "launcher"],
+        cwd=REPO_ROOT,
+        env=launch.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert "already running" in result.stdout
+    assert launch.gateway in result.stdout
+
+    # Another var dir on the same ports: refused up front, naming the busy ports.
+    other = subprocess.run(
+        [sys.executable, "-m", "launcher"],
+        cwd=REPO_ROOT,
+        env={**launch.env, "PLATFORM_VAR_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert other.returncode == 1
+    assert "already in use" in other.stderr
+    assert "gateway" in other.stderr
+
+
+def test_a_crashed_service_shows_down_then_is_restarted(launch: Launch) -> None:
+    pid = launch.state()["processes"]["tools_svc"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+
+    def tools_is(status: str) -> Callable[[], bool]:
+        def check() -> bool:
+            readiness = launch.readiness()
+            if readiness is None:
+                return False
+            platform = "ready" if status == "up" else "degraded"
+            return bool(
+                readiness["services"]["tools_svc"]["status"] == status
+                and readiness["status"] == platform
+            )
+
+        return check
+
+    wait_until("tools_svc to show down", tools_is("down"), 5, launch)
+    wait_until("tools_svc to be back up", tools_is("up"), 60, launch)
+    state = launch.state()["processes"]["tools_svc"]
+    assert state["restarts"] == 1
+    assert state["pid"] != pid
+    assert "tools_svc exited with status -9; restarting in 2.0s" in launch.output()
+
+
+def test_sigterm_stops_everything_and_redis_keeps_its_aof(launch: Launch) -> None:
+    pids = [p["pid"] for p in launch.state()["processes"].values()]
+    launch.process.send_signal(signal.SIGTERM)
+    assert launch.process.wait(60) == 0
+
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+    assert launch.output().rstrip().endswith("stopped")
+    assert (launch.var_dir / "redis" / "appendonly.aof").exists()
+    assert (launch.var_dir / "logs" / "gateway.log").stat().st_size > 0
