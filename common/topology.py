@@ -30,7 +30,7 @@ class ServiceSpec:
         return tuple(d for d in self.depends_on if d != REDIS)
 
 
-# DESIGN.md, "Who calls whom".
+# DESIGN.md, "Who calls whom", plus memory_svc -> moe_svc (token counts, summaries).
 SERVICES: dict[str, ServiceSpec] = {
     s.name: s
     for s in (
@@ -49,7 +49,8 @@ SERVICES: dict[str, ServiceSpec] = {
         ServiceSpec("moe_svc", "moe", 8002, ()),
         ServiceSpec("rag_svc", "rag", 8003, ("moe_svc",)),
         ServiceSpec("tools_svc", "tools", 8004, ("rag_svc",)),
-        ServiceSpec("memory_svc", "memory", 8005, (REDIS, "rag_svc")),
+        # moe_svc counts tokens and writes running summaries for context assembly.
+        ServiceSpec("memory_svc", "memory", 8005, (REDIS, "rag_svc", "moe_svc")),
         ServiceSpec("creative_svc", "creative", 8006, ("moe_svc",)),
         ServiceSpec("reasoning_svc", "reasoning", 8007, ("moe_svc", "tools_svc")),
     )

@@ -32,7 +32,7 @@ def test_dependencies_follow_design() -> None:
     assert deps["rag_svc"] == {"moe_svc"}
     assert deps["creative_svc"] == {"moe_svc"}
     assert deps["tools_svc"] == {"rag_svc"}
-    assert deps["memory_svc"] == {REDIS, "rag_svc"}
+    assert deps["memory_svc"] == {REDIS, "rag_svc", "moe_svc"}
     assert deps["gateway"] == {
         "router_svc",
         REDIS,
