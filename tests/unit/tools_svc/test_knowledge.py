@@ -1,0 +1,101 @@
+"""knowledge_search against a fake rag_svc (httpx.MockTransport behind the shared client)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from common.http_client import ServiceClient
+from common.retry import RetryPolicy
+from common.upstreams import Upstreams
+from tests.unit.tools_svc.fakes import AppFactory
+from tools_svc.settings import ToolsSettings
+
+
+class FakeRag:
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        name = request.url.path.split("/")[3]
+        if name == "missing":
+            error = {
+                "message": "No collection named 'missing'.",
+                "type": "not_found_error",
+                "param": None,
+                "code": "collection_not_found",
+                "service": "rag_svc",
+                "request_id": request.headers["x-request-id"],
+            }
+            return httpx.Response(404, json={"error": error})
+        query = json.loads(request.content)
+        hits = [
+            {
+                "doc_id": f"doc-{i}",
+                "chunk_id": f"doc-{i}:0",
+                "text": f"passage {i} about {query['query']}",
+                "score": 1.0 - i / 10,
+                "metadata": {"source": "test"},
+            }
+            for i in range(query["k"])
+        ]
+        return httpx.Response(200, json={"results": hits})
+
+
+async def start_with_fake_rag(settings: ToolsSettings, client: Any, rag: FakeRag) -> None:
+    fake = ServiceClient(
+        "rag_svc",
+        "http://rag",
+        transport=httpx.MockTransport(rag),
+        retry=RetryPolicy(max_retries=0),
+    )
+    client.app.state.upstreams = Upstreams({"rag_svc": fake})
+
+
+async def test_search_calls_rag_with_the_contract(
+    settings: ToolsSettings, app_client: AppFactory
+) -> None:
+    rag = FakeRag()
+    async with app_client(settings) as client:
+        await start_with_fake_rag(settings, client, rag)
+        response = await client.post(
+            "/v1/tools/knowledge_search/invoke",
+            json={"arguments": {"query": "telephone", "collection": "wiki", "k": 2}},
+            headers={"X-Request-ID": "ks-1"},
+        )
+
+    assert response.status_code == 200
+    output = response.json()["output"]
+    assert output["collection"] == "wiki"
+    assert [r["doc_id"] for r in output["results"]] == ["doc-0", "doc-1"]
+    assert output["results"][0]["text"] == "passage 0 about telephone"
+    (request,) = rag.requests
+    assert (request.method, request.url.path) == ("POST", "/v1/collections/wiki/search")
+    assert json.loads(request.content) == {
+        "query": "telephone",
+        "k": 2,
+        "mode": "hybrid",
+        "rerank": True,
+    }
+    assert request.headers["x-request-id"] == "ks-1"
+
+
+async def test_default_collection_and_upstream_errors(
+    settings: ToolsSettings, app_client: AppFactory
+) -> None:
+    rag = FakeRag()
+    async with app_client(
+        settings.model_copy(update={"knowledge_collection": "missing"})
+    ) as client:
+        await start_with_fake_rag(settings, client, rag)
+        response = await client.post(
+            "/v1/tools/knowledge_search/invoke", json={"arguments": {"query": "x"}}
+        )
+
+    assert rag.requests[0].url.path == "/v1/collections/missing/search"
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["code"], error["service"]) == ("collection_not_found", "rag_svc")

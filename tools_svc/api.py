@@ -1,0 +1,22 @@
+"""tools_svc's routes (DESIGN.md, tools_svc): list the tools, invoke one."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from common.contracts.tools import InvokeRequest, InvokeResponse, ToolList
+from tools_svc.deps import RegistryDep
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/tools", tags=["tools"])
+
+
+@router.get("", response_model=ToolList)
+async def list_tools(registry: RegistryDep) -> ToolList:
+    return ToolList(data=registry.specs())
+
+
+@router.post("/{name}/invoke", response_model=InvokeResponse)
+async def invoke_tool(name: str, body: InvokeRequest, registry: RegistryDep) -> InvokeResponse:
+    return await registry.invoke(name, body.arguments)
