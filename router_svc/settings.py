@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import Port, ServiceSettings, default_url
+from router_svc.intent_head import DEFAULT_WEIGHTS
 
 __all__ = ["RouterSettings"]
 
@@ -23,3 +26,71 @@ class RouterSettings(ServiceSettings):
     creative_url: str = default_url("creative_svc")
     tools_url: str = default_url("tools_svc")
     moe_url: str = default_url("moe_svc")
+
+    # --- the classifier ---------------------------------------------------------------
+    intent_weights: Path | None = Field(
+        None,
+        description="The trained intent head; unset: the committed "
+        "router_svc/weights/intent_head.safetensors (python -m router_svc.train_intent).",
+    )
+    confidence_threshold: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="Calibrated confidence below which the safe general plan runs instead.",
+    )
+    follow_up_max_words: int = Field(
+        6, ge=0, description="Turns this short are also classified with the previous user turn."
+    )
+    context_turns: int = Field(
+        1, ge=0, le=10, description="Earlier user turns joined with a short follow-up."
+    )
+    embedding_threads: int = Field(
+        1, ge=1, le=64, description="Torch threads of the embedding model (1 suits short queries)."
+    )
+
+    # --- request limits -----------------------------------------------------------------
+    max_text_chars: int = Field(
+        8000, ge=1, description="Longest text to route / latest user message (413 beyond)."
+    )
+    max_history_messages: int = Field(
+        50, ge=0, description="Most history messages in a route request (413 beyond)."
+    )
+    max_messages: int = Field(100, ge=1, description="Most messages in a dispatch (413 beyond).")
+    max_total_chars: int = Field(
+        64_000, ge=1, description="Most characters in all messages of a request (413 beyond)."
+    )
+
+    # --- the plans ----------------------------------------------------------------------
+    model: str = Field(
+        "", description="moe_svc model for answers (empty: the first model it lists)."
+    )
+    rag_collection: str = Field("docs", description="rag_svc collection for factual questions.")
+    rag_k: int = Field(5, ge=1, le=50, description="Sources retrieved for a factual answer.")
+    context_budget_tokens: int = Field(
+        1536, ge=64, description="Token budget of the memory context handed to the model."
+    )
+    max_answer_tokens: int = Field(
+        512, ge=1, le=8192, description="Default max_tokens of a model answer."
+    )
+    creative_temperature: float = Field(
+        0.9, ge=0, le=2, description="Sampling temperature of creative text."
+    )
+    memory_timeout_s: float = Field(
+        3.0, gt=0, description="Memory context and history writes: past this, go on without."
+    )
+    rag_timeout_s: float = Field(
+        60.0, gt=0, description="Retrieval-backed answers: past this, answer without sources."
+    )
+    reasoning_timeout_s: float = Field(
+        180.0, gt=0, description="reasoning_svc call: past this, answer directly instead."
+    )
+    creative_timeout_s: float = Field(
+        180.0, gt=0, description="creative_svc call: past this, describe the image in words."
+    )
+    tool_timeout_s: float = Field(30.0, gt=0, description="A direct tools_svc invocation.")
+    model_timeout_s: float = Field(120.0, gt=0, description="A moe_svc chat completion.")
+
+    def intent_weights_path(self) -> Path:
+        """The intent head to load (the committed one unless configured)."""
+        return self.intent_weights or DEFAULT_WEIGHTS

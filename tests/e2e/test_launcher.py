@@ -94,7 +94,10 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         "PLATFORM_PORT_BASE": str(base),
         "PLATFORM_VAR_DIR": str(var_dir),
         "PLATFORM_RESTART_BACKOFF_S": "2",
-        "PLATFORM_READY_TIMEOUT_S": "120",
+        "PLATFORM_READY_TIMEOUT_S": "300",
+        # A two-page default knowledge base: this test is about the launcher, not retrieval.
+        "RAG_WIKI_MAX_PAGES": "2",
+        "RAG_WIKI_MAX_CHARS_PER_PAGE": "3000",
     }
     env.pop("REDIS_URL", None)
     log_path = var_dir / "launcher.out"
@@ -104,7 +107,7 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         wait_until(
             "the platform to be ready",
             lambda: (launch.readiness() or {}).get("status") == "ready",
-            180,
+            360,
             launch,
         )
         yield launch

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.helpers.servers import RunningRedis, RunningServer, start_redis, start_service
+from tests.integration.rag_support import wait_ready
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,10 @@ def moe(log_dir: Path) -> Iterator[RunningServer]:
 
 @pytest.fixture(scope="module")
 def rag(log_dir: Path, moe: RunningServer) -> Iterator[RunningServer]:
-    server = start_service("rag_svc", log_dir, upstreams={"moe_svc": moe.url})
+    server = start_service(
+        "rag_svc", log_dir, upstreams={"moe_svc": moe.url}, env={"RAG_WIKI_ENABLED": "false"}
+    )
+    wait_ready(server)
     yield server
     server.stop()
 

@@ -1,0 +1,230 @@
+"""rag_svc's wire models that other services use (DESIGN.md, "rag_svc").
+
+- `POST /v1/embeddings`: `EmbeddingsRequest` -> `EmbeddingsResponse` (OpenAI-compatible).
+- `POST /v1/collections/{name}/documents`: `IngestRequest` -> `IngestResponse`.
+- `POST /v1/collections/{name}/search`: `SearchRequest` -> `SearchResponse`.
+- `POST /v1/collections/{name}/answer`: `AnswerRequest` -> `AnswerResponse`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, field_validator
+
+__all__ = [
+    "EMBEDDING_DIMENSIONS",
+    "EMBEDDING_MODEL",
+    "MAX_K",
+    "AnswerRequest",
+    "AnswerResponse",
+    "AnswerSource",
+    "Citation",
+    "DocumentIn",
+    "DuplicateDocument",
+    "EmbeddingData",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
+    "EmbeddingsUsage",
+    "IngestRequest",
+    "IngestResponse",
+    "MetadataFilter",
+    "RetrievalTrace",
+    "SearchMode",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchResult",
+]
+
+EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+EMBEDDING_DIMENSIONS = 384
+# Most results one search or answer may ask for.
+MAX_K = 50
+
+SearchMode = Literal["hybrid", "dense", "bm25"]
+FILTER_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte"})
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+def _known_operators(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    for field, condition in (value or {}).items():
+        if isinstance(condition, dict):
+            unknown = set(condition) - FILTER_OPERATORS
+            if unknown or not condition:
+                known = ", ".join(sorted(FILTER_OPERATORS))
+                raise ValueError(f"{field!r}: unknown operator(s) {sorted(unknown)}; use {known}")
+    return value
+
+
+NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
+# {field: value} equality, {field: [values]} membership, or {field: {"$gte": 3, ...}};
+# fields are metadata keys plus `doc_id` and `chunk_id`; all conditions must hold.
+MetadataFilter = Annotated[dict[str, Any] | None, AfterValidator(_known_operators)]
+DocumentId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
+
+
+# --- embeddings (OpenAI) ------------------------------------------------------------
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI `POST /v1/embeddings`; the openai client sends `encoding_format: base64`."""
+
+    input: str | list[str]
+    model: str = EMBEDDING_MODEL
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+
+    @field_validator("input")
+    @classmethod
+    def _inputs_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        texts = [value] if isinstance(value, str) else value
+        if not texts:
+            raise ValueError("must hold at least one string")
+        if any(not t.strip() for t in texts):
+            raise ValueError("strings must not be empty")
+        return value
+
+
+class EmbeddingData(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int
+    # A list of floats, or the little-endian float32 bytes in base64.
+    embedding: list[float] | str
+
+
+class EmbeddingsUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class EmbeddingsResponse(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[EmbeddingData]
+    model: str
+    usage: EmbeddingsUsage
+
+
+# --- ingestion ------------------------------------------------------------------------
+
+
+class DocumentIn(BaseModel):
+    # Absent: a stable id derived from the text. An existing id is replaced.
+    id: DocumentId | None = None
+    text: NonBlankStr
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestRequest(BaseModel):
+    documents: list[DocumentIn] = Field(min_length=1)
+    # Absent: the service's default (RAG_REDACT_PII).
+    redact_pii: bool | None = None
+
+
+class DuplicateDocument(BaseModel):
+    id: str
+    # The stored (or earlier in the same request) document it nearly repeats.
+    duplicate_of: str
+    similarity: float
+
+
+class IngestResponse(BaseModel):
+    ids: list[str]
+    chunks: int
+    duplicates: list[DuplicateDocument]
+    redactions: int = 0
+
+
+# --- search ---------------------------------------------------------------------------
+
+
+class SearchRequest(BaseModel):
+    query: NonBlankStr
+    k: int = Field(5, ge=1, le=MAX_K)
+    mode: SearchMode = "hybrid"
+    rerank: bool = True
+    filter: MetadataFilter = None
+
+
+class SearchResult(BaseModel):
+    doc_id: str
+    chunk_id: str
+    text: str
+    # The cross-encoder's probability when reranked; else the first stage's score.
+    score: float
+    metadata: dict[str, Any]
+    # Every stage's score of this chunk: dense, bm25, rrf, rerank (those that ran).
+    scores: dict[str, float] = Field(default_factory=dict)
+
+
+class SearchResponse(BaseModel):
+    results: list[SearchResult]
+
+
+# --- answers --------------------------------------------------------------------------
+
+
+class AnswerRequest(BaseModel):
+    question: NonBlankStr
+    k: int = Field(5, ge=1, le=MAX_K)
+    mode: SearchMode = "hybrid"
+    rerank: bool = True
+    filter: MetadataFilter = None
+    # Embed a hypothetical answer for dense retrieval (HyDE).
+    hyde: bool = False
+    # Decompose into sub-questions and retrieve for each.
+    multi_hop: bool = False
+    # Skip retrieval when the question needs none; drop irrelevant sources.
+    self_rag: bool = False
+    max_tokens: int | None = Field(None, ge=16, le=4096)
+    temperature: float = Field(0.0, ge=0, le=2)
+
+
+class AnswerSource(BaseModel):
+    # The number the answer cites it by: [number].
+    number: int
+    doc_id: str
+    chunk_id: str
+    text: str
+    score: float
+    metadata: dict[str, Any]
+
+
+class Citation(BaseModel):
+    """One `[number]` in one sentence of the answer, and whether its source backs it."""
+
+    number: int
+    sentence: str
+    # The number names a source that was given.
+    valid: bool
+    supported: bool
+    # Share of the sentence's content words found in the source.
+    lexical: float
+    # Best cosine between the sentence and a sentence of the source.
+    semantic: float
+    doc_id: str | None = None
+    chunk_id: str | None = None
+
+
+class RetrievalTrace(BaseModel):
+    used: bool
+    # Why retrieval was skipped or why sources were dropped (self-RAG).
+    reason: str | None = None
+    queries: list[str] = Field(default_factory=list)
+    hyde_passage: str | None = None
+    sub_questions: list[str] = Field(default_factory=list)
+
+
+class AnswerResponse(BaseModel):
+    answer: str
+    citations: list[Citation]
+    # At least one citation, and every citation names a given source that supports it.
+    verified: bool
+    sources: list[AnswerSource]
+    retrieval: RetrievalTrace
+    model: str

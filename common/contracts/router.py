@@ -1,0 +1,204 @@
+"""router_svc's wire models (DESIGN.md, router_svc).
+
+- `POST /v1/route`: `RouteRequest` -> `RouteResponse` (intent, calibrated
+  scores and the plan the router would run).
+- `POST /v1/dispatch`: `DispatchRequest` -> `DispatchResponse` (the answer and
+  the `Pipeline` that says what ran), or, with `stream: true`, server-sent
+  events: `data: {"type": "route", ...}`, one `{"type": "step", ...}` per
+  finished step, `{"type": "delta", "content": ...}` pieces of the answer, a
+  final `{"type": "done", "message": ..., "pipeline": ...}` (or
+  `{"type": "error", "error": {...}}`), then `data: [DONE]`.
+
+Limits on sizes are the router's settings; the models only bound what no
+setting could allow.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+__all__ = [
+    "INTENTS",
+    "AssistantMessage",
+    "ChatMessage",
+    "DispatchOptions",
+    "DispatchRequest",
+    "DispatchResponse",
+    "Intent",
+    "Pipeline",
+    "PipelineStep",
+    "Plan",
+    "PlanStep",
+    "RouteRequest",
+    "RouteResponse",
+    "Source",
+    "StepStatus",
+]
+
+Intent = Literal["factual", "reasoning", "creative", "tool", "chat"]
+INTENTS: tuple[Intent, ...] = ("factual", "reasoning", "creative", "tool", "chat")
+StepStatus = Literal["ok", "failed", "timeout", "skipped"]
+Strategy = Literal["auto", "direct", "cot", "self_consistency", "tot", "react", "pal"]
+
+# Session ids end up in memory_svc's Redis keys (its ID pattern).
+SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$"
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
+
+
+class ChatMessage(BaseModel):
+    """An OpenAI chat message; content parts (lists) are flattened to their text."""
+
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]] | None = ""
+    name: str | None = None
+
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+# --- route -------------------------------------------------------------------------------
+
+
+class RouteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: NonBlankStr
+    # The conversation's last turns, oldest first; short follow-ups ("and in
+    # Celsius?") are classified with them.
+    history: list[ChatMessage] | None = None
+
+
+class PlanStep(BaseModel):
+    # e.g. "memory.context", "rag.answer", "moe.answer", "tools.invoke".
+    name: str
+    service: str
+    endpoint: str
+    # A failure of an optional step degrades the answer; the plan goes on.
+    optional: bool = False
+    # Steps whose results this one needs; steps without a common ancestor run concurrently.
+    after: list[str] = Field(default_factory=list)
+    # When the step runs at all, e.g. "session_id given", "rag.answer failed".
+    when: str | None = None
+    # Arguments decided at planning time (a tool and its arguments, a strategy).
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class Plan(BaseModel):
+    intent: Intent
+    # The confidence was below the threshold: the safe general plan runs instead.
+    fallback: bool = False
+    description: str
+    steps: list[PlanStep]
+
+
+class RouteResponse(BaseModel):
+    intent: Intent
+    # The calibrated probability of `intent`.
+    confidence: float
+    scores: dict[str, float]
+    plan: Plan
+    fallback: bool
+    threshold: float
+    # The history was used to classify a short follow-up.
+    context_used: bool = False
+    # Why the safe plan was chosen, in words; null when it was not.
+    reason: str | None = None
+
+
+# --- dispatch ----------------------------------------------------------------------------
+
+
+class DispatchOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Skip the classifier and run this intent's plan.
+    intent: Intent | None = None
+    # reasoning_svc strategy for the reasoning plan (default: auto).
+    strategy: Strategy | None = None
+    # rag_svc collection for factual questions (default: the router's setting).
+    collection: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    k: Annotated[int, Field(ge=1, le=50)] | None = None
+    model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    temperature: Annotated[float, Field(ge=0, le=2)] | None = None
+    max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
+    # Images for the creative plan's picture requests.
+    n_images: Annotated[int, Field(ge=1, le=4)] | None = None
+
+
+class DispatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
+    user: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
+    stream: bool = False
+    options: DispatchOptions = Field(default_factory=DispatchOptions)
+
+
+class PipelineStep(BaseModel):
+    name: str
+    service: str
+    status: StepStatus
+    optional: bool
+    latency_ms: float
+    # Why it failed or was skipped, in words.
+    error: str | None = None
+    # What the step produced that the caller may want (sizes, counts, ids).
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class Source(BaseModel):
+    number: int
+    doc_id: str
+    chunk_id: str | None = None
+    text: str
+    score: float | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Pipeline(BaseModel):
+    intent: Intent
+    confidence: float
+    scores: dict[str, float]
+    fallback: bool
+    context_used: bool = False
+    plan: Plan
+    steps: list[PipelineStep]
+    # Factual answers: whether the answer rests on retrieved sources; null for other intents.
+    sourced: bool | None = None
+    sources: list[Source] = Field(default_factory=list)
+    citations: list[dict[str, Any]] = Field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    # reasoning_svc's answer: strategy, trace, usage.
+    reasoning: dict[str, Any] | None = None
+    # Generated images: [{b64_json | url, description}].
+    images: list[dict[str, Any]] = Field(default_factory=list)
+    # What a user should know about how the answer was made (a degraded step, the fallback).
+    notes: list[str] = Field(default_factory=list)
+    model: str | None = None
+    latency_ms: float
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class DispatchResponse(BaseModel):
+    id: str
+    object: Literal["router.dispatch"] = "router.dispatch"
+    session_id: str | None = None
+    message: AssistantMessage
+    pipeline: Pipeline

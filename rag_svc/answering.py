@@ -1,0 +1,214 @@
+"""Answers with citations: retrieve, rerank, number the sources, generate, verify.
+
+question --(self-RAG gate)--> no retrieval: answer directly
+    |--(HyDE)------ hypothetical passage -> its embedding drives dense retrieval
+    |--(multi-hop)- sub-questions -> one retrieval each, interleaved
+    v
+search (hybrid + rerank) -> sources within the token budget, numbered [1]..[n]
+    -> moe_svc answers citing [n] -> every citation checked against its source
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from common.contracts.rag import (
+    AnswerRequest,
+    AnswerResponse,
+    AnswerSource,
+    RetrievalTrace,
+    SearchRequest,
+    SearchResult,
+)
+from rag_svc.engine import RagEngine
+from rag_svc.llm import ChatClient
+from rag_svc.prompts import (
+    answer_messages,
+    decompose_messages,
+    direct_messages,
+    hyde_messages,
+    parse_sub_questions,
+)
+from rag_svc.self_rag import retrieval_not_needed
+from rag_svc.settings import RagSettings
+from rag_svc.verification import verify_citations
+
+__all__ = ["Answerer", "assemble_sources", "interleave"]
+
+logger = logging.getLogger("rag_svc.answer")
+
+# A source cut to fit the budget keeps at least this many tokens, or is left out.
+MIN_SOURCE_TOKENS = 24
+
+
+def interleave(rankings: list[list[SearchResult]], limit: int) -> list[SearchResult]:
+    """Round-robin over rankings (best first), each chunk once: every query gets a say."""
+    out: list[SearchResult] = []
+    seen: set[str] = set()
+    for rank in range(max((len(r) for r in rankings), default=0)):
+        for ranking in rankings:
+            if rank < len(ranking) and ranking[rank].chunk_id not in seen:
+                seen.add(ranking[rank].chunk_id)
+                out.append(ranking[rank])
+                if len(out) == limit:
+                    return out
+    return out
+
+
+def assemble_sources(
+    results: list[SearchResult],
+    budget_tokens: int,
+    count_tokens: Callable[[list[str]], list[int]],
+) -> list[AnswerSource]:
+    """Number results [1]..[n] in rank order while their tokens fit the budget."""
+    counts = count_tokens([r.text for r in results])
+    sources: list[AnswerSource] = []
+    left = budget_tokens
+    for result, tokens in zip(results, counts, strict=True):
+        text = result.text
+        if tokens > left:
+            if left < MIN_SOURCE_TOKENS:
+                break
+            # Keep the head of the chunk, in whole words, at about the tokens left.
+            words = text.split()
+            text = " ".join(words[: max(1, int(len(words) * left / tokens))]) + " ..."
+            tokens = left
+        sources.append(
+            AnswerSource(
+                number=len(sources) + 1,
+                doc_id=result.doc_id,
+                chunk_id=result.chunk_id,
+                text=text,
+                score=result.score,
+                metadata=result.metadata,
+            )
+        )
+        left -= tokens
+    return sources
+
+
+class Answerer:
+    def __init__(self, engine: RagEngine, chat: ChatClient, settings: RagSettings) -> None:
+        self.engine = engine
+        self.chat = chat
+        self.settings = settings
+
+    async def answer(self, name: str, request: AnswerRequest) -> AnswerResponse:
+        engine, s = self.engine, self.settings
+        collection = engine.collection(name)
+        models = engine.require_models()
+        question = request.question.strip()
+        max_tokens = request.max_tokens or s.answer_max_tokens
+
+        if request.self_rag:
+            reason = retrieval_not_needed(question)
+            if reason is None:
+                best = await asyncio.to_thread(
+                    models.retriever.best_similarity, collection, question
+                )
+                if best < s.self_rag_min_similarity:
+                    reason = f"nothing in {name!r} resembles the question (best cosine {best:.2f})"
+            if reason is not None:
+                return await self._answer_directly(question, reason, request, max_tokens)
+
+        trace = RetrievalTrace(used=True, queries=[question])
+        if request.hyde:
+            trace.hyde_passage = await self.chat.complete(
+                hyde_messages(question), max_tokens=160, temperature=request.temperature
+            )
+        if request.multi_hop:
+            reply = await self.chat.complete(
+                decompose_messages(question, s.multi_hop_max_subquestions),
+                max_tokens=160,
+                temperature=request.temperature,
+            )
+            trace.sub_questions = parse_sub_questions(reply, question, s.multi_hop_max_subquestions)
+            trace.queries += trace.sub_questions
+
+        rankings = await asyncio.gather(
+            *(
+                asyncio.to_thread(
+                    engine.search,
+                    name,
+                    SearchRequest(
+                        query=query,
+                        k=request.k,
+                        mode=request.mode,
+                        rerank=request.rerank,
+                        filter=request.filter,
+                    ),
+                    trace.hyde_passage if query == question else None,
+                )
+                for query in trace.queries
+            )
+        )
+        results = interleave([r.results for r in rankings], max(request.k, len(trace.queries)))
+        if request.self_rag and request.rerank:
+            relevant = [
+                r for r in results if r.scores.get("rerank", 1.0) >= s.self_rag_min_relevance
+            ]
+            if not relevant:
+                reason = "the reranker judged every retrieved source irrelevant"
+                return await self._answer_directly(question, reason, request, max_tokens, trace)
+            if len(relevant) < len(results):
+                trace.reason = f"dropped {len(results) - len(relevant)} irrelevant source(s)"
+            results = relevant
+
+        sources = assemble_sources(results, s.context_max_tokens, models.embedder.count_tokens)
+        answer = await self.chat.complete(
+            answer_messages(question, sources),
+            max_tokens=max_tokens,
+            temperature=request.temperature,
+        )
+        citations, verified = await asyncio.to_thread(
+            verify_citations,
+            answer,
+            sources,
+            models.embedder.encode,
+            lexical_threshold=s.support_lexical_threshold,
+            embedding_threshold=s.support_embedding_threshold,
+        )
+        logger.info(
+            "answered",
+            extra={
+                "collection": name,
+                "sources": len(sources),
+                "citations": len(citations),
+                "verified": verified,
+                "hyde": request.hyde,
+                "multi_hop": request.multi_hop,
+            },
+        )
+        return AnswerResponse(
+            answer=answer,
+            citations=citations,
+            verified=verified,
+            sources=sources,
+            retrieval=trace,
+            model=await self.chat.model(),
+        )
+
+    async def _answer_directly(
+        self,
+        question: str,
+        reason: str,
+        request: AnswerRequest,
+        max_tokens: int,
+        trace: RetrievalTrace | None = None,
+    ) -> AnswerResponse:
+        answer = await self.chat.complete(
+            direct_messages(question), max_tokens=max_tokens, temperature=request.temperature
+        )
+        trace = trace or RetrievalTrace(used=False)
+        trace.used = False
+        trace.reason = reason
+        return AnswerResponse(
+            answer=answer,
+            citations=[],
+            verified=False,
+            sources=[],
+            retrieval=trace,
+            model=await self.chat.model(),
+        )

@@ -1,0 +1,253 @@
+"""rag_svc's routes: thin handlers over the engine (DESIGN.md, "rag_svc")."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import PurePath
+from typing import Any
+
+from fastapi import APIRouter, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from common.contracts.rag import (
+    AnswerRequest,
+    AnswerResponse,
+    DocumentIn,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    IngestRequest,
+    IngestResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from common.errors import BadRequest, PayloadTooLarge, ServiceError
+from rag_svc.deps import AnswererDep, EngineDep, SettingsDep
+from rag_svc.extraction import (
+    ExtractionError,
+    UnsupportedFileType,
+    detect_kind,
+    extract_text,
+)
+from rag_svc.openai_embeddings import create_embeddings
+from rag_svc.schemas import CollectionCreate, CollectionInfo, CollectionList, Deleted, DocumentOut
+from rag_svc.settings import RagSettings
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1")
+
+# What a multipart body may add around the file itself (boundaries, other fields).
+MULTIPART_SLACK_BYTES = 64 * 1024
+
+_INGEST_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": IngestRequest.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "id": {"type": "string"},
+                        "metadata": {"type": "string", "description": "a JSON object"},
+                        "redact_pii": {"type": "boolean"},
+                    },
+                }
+            },
+        },
+    }
+}
+
+
+class UnsupportedMediaType(ServiceError):
+    status_code = 415
+    error_type = "invalid_request_error"
+
+
+@router.post("/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"])
+async def embeddings(
+    body: EmbeddingsRequest, engine: EngineDep, settings: SettingsDep
+) -> EmbeddingsResponse:
+    embedder = engine.require_models().embedder
+    return await asyncio.to_thread(
+        create_embeddings, embedder, body, settings.embeddings_max_inputs
+    )
+
+
+@router.post(
+    "/collections",
+    response_model=CollectionInfo,
+    status_code=status.HTTP_201_CREATED,
+    tags=["collections"],
+)
+async def create_collection(body: CollectionCreate, engine: EngineDep) -> dict[str, Any]:
+    return await asyncio.to_thread(engine.create_collection, body.name, body.metadata)
+
+
+@router.get("/collections", response_model=CollectionList, tags=["collections"])
+async def list_collections(engine: EngineDep) -> CollectionList:
+    infos = [CollectionInfo.model_validate(i) for i in engine.list_collections()]
+    return CollectionList(data=infos)
+
+
+@router.get("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
+async def get_collection(name: str, engine: EngineDep) -> dict[str, Any]:
+    return engine.collection(name).info()
+
+
+@router.delete("/collections/{name}", response_model=Deleted, tags=["collections"])
+async def delete_collection(name: str, engine: EngineDep) -> Deleted:
+    await asyncio.to_thread(engine.delete_collection, name)
+    return Deleted(id=name, object="collection")
+
+
+@router.post(
+    "/collections/{name}/documents",
+    response_model=IngestResponse,
+    tags=["documents"],
+    openapi_extra=_INGEST_BODY_DOC,
+)
+async def ingest_documents(
+    name: str, request: Request, engine: EngineDep, settings: SettingsDep
+) -> IngestResponse:
+    """JSON `{documents: [...]}`, or a multipart upload with a `file` (txt, md, html, pdf)."""
+    engine.collection(name)  # an unknown collection is a 404 before the body is read
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        documents, redact = await _documents_from_upload(request, settings)
+    elif media_type in ("application/json", ""):
+        documents, redact = await _documents_from_json(request, settings)
+    else:
+        raise UnsupportedMediaType(
+            f"Send documents as application/json or a file as multipart/form-data, "
+            f"not {media_type}.",
+            code="unsupported_media_type",
+        )
+    return await asyncio.to_thread(engine.ingest, name, documents, redact)
+
+
+@router.get(
+    "/collections/{name}/documents/{doc_id}", response_model=DocumentOut, tags=["documents"]
+)
+async def get_document(name: str, doc_id: str, engine: EngineDep) -> dict[str, Any]:
+    return engine.get_document(name, doc_id)
+
+
+@router.delete("/collections/{name}/documents/{doc_id}", response_model=Deleted, tags=["documents"])
+async def delete_document(name: str, doc_id: str, engine: EngineDep) -> Deleted:
+    await asyncio.to_thread(engine.delete_document, name, doc_id)
+    return Deleted(id=doc_id, object="document")
+
+
+@router.post("/collections/{name}/search", response_model=SearchResponse, tags=["search"])
+async def search(name: str, body: SearchRequest, engine: EngineDep) -> SearchResponse:
+    return await asyncio.to_thread(engine.search, name, body)
+
+
+@router.post("/collections/{name}/answer", response_model=AnswerResponse, tags=["search"])
+async def answer(name: str, body: AnswerRequest, answerer: AnswererDep) -> AnswerResponse:
+    return await answerer.answer(name, body)
+
+
+# --- request bodies -------------------------------------------------------------------
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The request body is larger than the {limit}-byte limit (RAG_MAX_UPLOAD_BYTES).",
+        code="payload_too_large",
+    )
+
+
+def _declared_length(request: Request) -> int | None:
+    try:
+        return int(request.headers["content-length"])
+    except (KeyError, ValueError):
+        return None
+
+
+async def _documents_from_json(
+    request: Request, settings: RagSettings
+) -> tuple[list[DocumentIn], bool | None]:
+    limit = settings.max_upload_bytes + MULTIPART_SLACK_BYTES
+    declared = _declared_length(request)
+    if declared is not None and declared > limit:
+        raise _too_large(settings.max_upload_bytes)
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise _too_large(settings.max_upload_bytes)
+    try:
+        parsed = IngestRequest.model_validate_json(bytes(body))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    return parsed.documents, parsed.redact_pii
+
+
+async def _documents_from_upload(
+    request: Request, settings: RagSettings
+) -> tuple[list[DocumentIn], bool | None]:
+    limit = settings.max_upload_bytes
+    declared = _declared_length(request)
+    if declared is not None and declared > limit + MULTIPART_SLACK_BYTES:
+        raise _too_large(limit)
+    form = await request.form(max_files=1, max_fields=16)
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise BadRequest("The multipart body needs a `file` part.", param="file", code="no_file")
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(limit)
+    try:
+        kind = detect_kind(upload.filename, upload.content_type)
+    except UnsupportedFileType as exc:
+        raise UnsupportedMediaType(str(exc), param="file", code="unsupported_file_type") from None
+    try:
+        extracted = await asyncio.to_thread(extract_text, data, kind)
+    except ExtractionError as exc:
+        raise BadRequest(str(exc), param="file", code="unreadable_file") from None
+    if not extracted.text.strip():
+        raise BadRequest(
+            f"The {kind} file {upload.filename!r} holds no text.",
+            param="file",
+            code="empty_document",
+        )
+    metadata = _form_metadata(form.get("metadata"))
+    base = {"source": upload.filename or f"upload.{kind}", "content_type": kind}
+    if extracted.title:
+        base["title"] = extracted.title
+    # A file's id defaults to its name, so uploading a new version replaces the old one.
+    filename = PurePath(upload.filename).name if upload.filename else None
+    doc_id = form.get("id")
+    fields: dict[str, Any] = {
+        "id": doc_id if isinstance(doc_id, str) and doc_id else filename,
+        "text": extracted.text,
+        "metadata": {**base, **metadata},
+    }
+    try:
+        document = DocumentIn.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    redact = form.get("redact_pii")
+    flag = None if not isinstance(redact, str) or not redact else redact.lower() in ("1", "true")
+    return [document], flag
+
+
+def _form_metadata(raw: object) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    try:
+        value = json.loads(str(raw))
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise BadRequest(
+            "The `metadata` part must be a JSON object.", param="metadata", code="invalid_value"
+        )
+    return value

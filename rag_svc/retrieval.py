@@ -1,0 +1,138 @@
+"""Search: dense (FAISS) and/or BM25 candidates, reciprocal rank fusion, cross-encoder rerank.
+
+    query -> dense top-N  --+
+                            +-- RRF --> top max(k, R) --> cross-encoder --> top k
+    query -> BM25 top-N   --+
+
+With `rerank` the first `R` (`rerank_candidates`, at least k) candidates are
+rescored by the cross-encoder and the result's `score` is its probability;
+without, the score is the first stage's (cosine, BM25 or RRF).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+
+from common.contracts.rag import SearchMode, SearchResult
+from common.minilm import MiniLMEmbedder
+from rag_svc.collection import Collection, Snapshot
+from rag_svc.filters import compile_filter
+from rag_svc.indexes import bm25_tokens
+from rag_svc.reranker import Reranker
+
+__all__ = ["Retriever", "SearchOptions", "reciprocal_rank_fusion"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+def reciprocal_rank_fusion(rankings: Sequence[Sequence[K]], k: int = 60) -> list[tuple[K, float]]:
+    """Fuse rankings (best first) by sum of 1 / (k + rank) (Cormack et al. 2009)."""
+    fused: dict[K, float] = {}
+    for ranking in rankings:
+        for rank, key in enumerate(ranking, start=1):
+            fused[key] = fused.get(key, 0.0) + 1.0 / (k + rank)
+    return sorted(fused.items(), key=lambda item: -item[1])
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    fusion_candidates: int = 50
+    rrf_k: int = 60
+    rerank_candidates: int = 20
+
+
+class Retriever:
+    def __init__(
+        self, embedder: MiniLMEmbedder, reranker: Reranker, options: SearchOptions
+    ) -> None:
+        self.embedder = embedder
+        self.reranker = reranker
+        self.options = options
+
+    def search(
+        self,
+        collection: Collection,
+        query: str,
+        *,
+        k: int,
+        mode: SearchMode = "hybrid",
+        rerank: bool = True,
+        filter: dict[str, Any] | None = None,
+        dense_text: str | None = None,
+    ) -> list[SearchResult]:
+        """Top `k` chunks for `query`; `dense_text` replaces it for the dense side (HyDE)."""
+        snapshot = collection.snapshot
+        if not snapshot.chunks:
+            return []
+        mask = self._mask(snapshot, filter)
+        if mask is not None and not mask.any():
+            return []
+        pool = max(k, self.options.rerank_candidates) if rerank else k
+        stage: dict[int, dict[str, float]] = {}
+        rankings: list[list[int]] = []
+        depth = max(pool, self.options.fusion_candidates) if mode == "hybrid" else pool
+        if mode in ("dense", "hybrid"):
+            vector = self.embedder.encode([dense_text or query])[0]
+            hits = snapshot.dense.search(vector, depth, mask)
+            rankings.append([row for row, _ in hits])
+            for row, score in hits:
+                stage.setdefault(row, {})["dense"] = score
+        if mode in ("bm25", "hybrid"):
+            hits = snapshot.sparse.search(bm25_tokens([query])[0], depth, mask)
+            rankings.append([row for row, _ in hits])
+            for row, score in hits:
+                stage.setdefault(row, {})["bm25"] = score
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion(rankings, self.options.rrf_k)
+            for row, score in fused:
+                stage[row]["rrf"] = score
+            ranked = fused[:pool]
+        else:
+            key = "dense" if mode == "dense" else "bm25"
+            ranked = [(row, stage[row][key]) for row in rankings[0][:pool]]
+        if rerank and ranked:
+            rows = [row for row, _ in ranked]
+            probabilities = self.reranker.score(
+                query, [snapshot.chunks[row].index_text for row in rows]
+            )
+            for row, p in zip(rows, probabilities, strict=True):
+                stage[row]["rerank"] = float(p)
+            # Ties (rare) keep the first stage's order: the sort is stable.
+            ranked = sorted(
+                ((row, float(p)) for row, p in zip(rows, probabilities, strict=True)),
+                key=lambda item: -item[1],
+            )
+        return [self._result(snapshot, row, score, stage[row]) for row, score in ranked[:k]]
+
+    def best_similarity(self, collection: Collection, query: str) -> float:
+        """The highest cosine between `query` and any chunk (-1 for an empty collection)."""
+        snapshot = collection.snapshot
+        hits = snapshot.dense.search(self.embedder.encode([query])[0], 1)
+        return hits[0][1] if hits else -1.0
+
+    @staticmethod
+    def _mask(snapshot: Snapshot, spec: dict[str, Any] | None) -> np.ndarray | None:
+        predicate = compile_filter(spec)
+        if predicate is None:
+            return None
+        return np.fromiter(
+            (predicate(c.metadata) for c in snapshot.chunks), dtype=bool, count=len(snapshot.chunks)
+        )
+
+    @staticmethod
+    def _result(
+        snapshot: Snapshot, row: int, score: float, scores: dict[str, float]
+    ) -> SearchResult:
+        chunk = snapshot.chunks[row]
+        return SearchResult(
+            doc_id=chunk.doc_id,
+            chunk_id=chunk.chunk_id,
+            text=chunk.text,
+            score=round(score, 6),
+            metadata=chunk.metadata,
+            scores={name: round(value, 6) for name, value in scores.items()},
+        )

@@ -1,0 +1,50 @@
+"""rag_svc's own wire models (those other services share live in `common.contracts.rag`)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = [
+    "CollectionCreate",
+    "CollectionInfo",
+    "CollectionList",
+    "Deleted",
+    "DocumentOut",
+]
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    # The dense index: "flat" (exact inner product) or "hnsw".
+    index: Literal["flat", "hnsw"]
+    created_at: int
+    metadata: dict[str, Any]
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CollectionInfo]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    collection: str
+    text: str
+    metadata: dict[str, Any]
+    chunks: int
+    created_at: int
+
+
+class Deleted(BaseModel):
+    id: str
+    object: Literal["collection", "document"]
+    deleted: bool = True

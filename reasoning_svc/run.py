@@ -1,0 +1,142 @@
+"""One reasoning run: the model and tools it may use, its parameters, and what it records.
+
+Every model call goes through `Run.ask`, which records the prompt and the
+completion in the trace and counts calls and tokens; every tool call goes
+through `Run.call_tool`, which records it. Strategies add their own events
+(thoughts, votes, evaluations) with `Run.event`, so the trace is complete by
+construction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from common.contracts.reasoning import (
+    ReasoningUsage,
+    ToolCallRecord,
+    TraceEvent,
+    TraceKind,
+)
+from reasoning_svc.llm import ChatModel, Message
+from reasoning_svc.tools_client import Observation, ToolRunner
+
+__all__ = ["Outcome", "Params", "Run"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Params:
+    """A request's knobs with the service's defaults filled in."""
+
+    temperature: float = 0.0
+    sample_temperature: float = 0.7
+    max_tokens: int = 384
+    samples: int = 5
+    max_steps: int = 6
+    beam_width: int = 2
+    depth: int = 3
+    proposals: int = 3
+    tools: tuple[str, ...] | None = None
+    check_goal: bool = False
+    observation_chars: int = 1500
+    pal_attempts: int = 2
+
+
+@dataclass
+class Outcome:
+    answer: str
+    finished: bool = True
+    stop_reason: str = "answer"
+    votes: dict[str, int] | None = None
+
+
+@dataclass
+class Run:
+    model: ChatModel
+    tools: ToolRunner | None
+    params: Params
+    # Earlier turns, shown before the question in every prompt.
+    context: list[Message] = field(default_factory=list)
+    parallel_calls: int = 4
+    trace: list[TraceEvent] = field(default_factory=list)
+    tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    usage: ReasoningUsage = field(default_factory=ReasoningUsage)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.parallel_calls)
+
+    def event(
+        self, kind: TraceKind, content: str, step: int | None = None, **data: Any
+    ) -> TraceEvent:
+        event = TraceEvent(index=len(self.trace), kind=kind, content=content, step=step, data=data)
+        self.trace.append(event)
+        return event
+
+    async def ask(
+        self,
+        messages: list[Message],
+        *,
+        purpose: str,
+        step: int | None = None,
+        temperature: float | None = None,
+        max_tokens: int | None = None,
+        stop: list[str] | None = None,
+    ) -> str:
+        """One model call, recorded as a prompt and a completion event."""
+        # The strategy's instruction first, then the conversation, then its prompt.
+        head = messages[:1] if messages and messages[0]["role"] == "system" else []
+        full = [*head, *self.context, *messages[len(head) :]]
+        temperature = self.params.temperature if temperature is None else temperature
+        async with self._slots:
+            prompt = self.event(
+                "prompt",
+                full[-1]["content"],
+                step,
+                purpose=purpose,
+                messages=full,
+                temperature=temperature,
+            )
+            completion = await self.model.complete(
+                full,
+                temperature=temperature,
+                max_tokens=max_tokens or self.params.max_tokens,
+                stop=stop,
+            )
+        self.usage.model_calls += 1
+        self.usage.prompt_tokens += completion.prompt_tokens
+        self.usage.completion_tokens += completion.completion_tokens
+        self.usage.total_tokens += completion.prompt_tokens + completion.completion_tokens
+        self.usage.estimated = self.usage.estimated or completion.estimated
+        self.event(
+            "completion",
+            completion.text,
+            step,
+            purpose=purpose,
+            prompt_index=prompt.index,
+            tokens=completion.completion_tokens,
+        )
+        return completion.text
+
+    async def call_tool(self, tool: str, arguments: dict[str, Any]) -> Observation:
+        if self.tools is None:
+            observation = Observation(tool, arguments, None, "no tools are available", 0.0)
+        else:
+            observation = await self.tools.invoke(tool, arguments)
+        self.tool_calls.append(
+            ToolCallRecord(
+                tool=tool,
+                arguments=arguments,
+                output=observation.output,
+                error=observation.error,
+                duration_ms=observation.duration_ms,
+            )
+        )
+        return observation
+
+    async def gather(self, calls: list[Awaitable[T]]) -> list[T]:
+        """Await independent calls concurrently (`ask` bounds how many reach the model)."""
+        return list(await asyncio.gather(*calls))

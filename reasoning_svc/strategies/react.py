@@ -1,0 +1,195 @@
+"""ReAct (Yao et al. 2023): a Thought / Action / Observation loop over tools_svc.
+
+The agent loop of the seed, AutoGPT style: the scratchpad keeps every step
+(the loop's memory), each model turn either acts (a tool and its JSON
+arguments) or gives a `Final Answer`, and the loop runs at most `max_steps`
+iterations. Nothing the model writes can end the run with an error: an
+unknown tool, arguments that are not JSON, a tool's refusal or failure, and
+tools_svc being down all come back to the model as observations. A final
+answer passes a goal check before the loop stops (it must say something,
+and, with `check_goal`, the model must confirm it answers the question);
+at the iteration limit one last prompt asks for the best answer so far, and
+the run reports `finished: false`, `stop_reason: "max_steps"`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from common.contracts.tools import ToolSpec
+from reasoning_svc.answers import extract_answer
+from reasoning_svc.prompts import goal_check_messages, react_final_messages, react_messages
+from reasoning_svc.run import Outcome, Run
+from reasoning_svc.tools_client import Observation
+
+__all__ = ["ReactStep", "format_observation", "parse_arguments", "parse_step", "react"]
+
+STOP = ["\nObservation:", "Observation:"]
+_FINAL = re.compile(r"(?i)final\s+answer\s*:")
+_ACTION = re.compile(r"(?im)^\s*action\s*:\s*(.*?)\s*$")
+_INPUT = re.compile(r"(?i)action\s+input\s*:")
+_THOUGHT = re.compile(r"(?is)^\s*(?:thought\s*:)?\s*(.*?)(?=\b(?:action|final\s+answer)\s*:|\Z)")
+
+
+@dataclass(frozen=True)
+class ReactStep:
+    thought: str
+    action: str | None = None
+    action_input: str = ""
+    final_answer: str | None = None
+
+
+def parse_step(text: str) -> ReactStep:
+    """Read one model turn; whichever of an action and a final answer comes first counts."""
+    thought_match = _THOUGHT.match(text)
+    thought = thought_match.group(1).strip() if thought_match else ""
+    final = _FINAL.search(text)
+    action = _ACTION.search(text)
+    if final and (action is None or final.start() < action.start()):
+        answer = text[final.end() :].strip()
+        return ReactStep(thought, final_answer=answer.splitlines()[0].strip() if answer else "")
+    if action is None:
+        return ReactStep(thought or text.strip())
+    name = action.group(1).strip().strip("`'\"[]")
+    rest = text[action.end() :]
+    found = _INPUT.search(rest)
+    action_input = rest[found.end() :].strip() if found else ""
+    return ReactStep(thought, action=name, action_input=action_input)
+
+
+def parse_arguments(raw: str, spec: ToolSpec) -> dict[str, Any]:
+    """The JSON object in `raw`; a bare value goes to a tool's only (or only required) argument.
+
+    Raises ValueError with a message meant for the model.
+    """
+    text = raw.strip().strip("`").strip()
+    if text.startswith("json"):
+        text = text[4:].strip()
+    start = text.find("{")
+    if start >= 0:
+        try:
+            value, _ = json.JSONDecoder().raw_decode(text[start:])
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    params = spec.function.parameters
+    properties = list(params.get("properties", {}))
+    required = list(params.get("required", []))
+    target = required[0] if len(required) == 1 else properties[0] if len(properties) == 1 else None
+    if target is None or not text:
+        keys = ", ".join(f'"{p}"' for p in properties)
+        raise ValueError(f"Action Input must be a JSON object with the keys {keys}.")
+    bare = text.splitlines()[0].strip() if target != "code" else text
+    return {target: bare.strip("'\"") if target != "code" else bare}
+
+
+def format_observation(observation: Observation, limit: int) -> str:
+    output = observation.output
+    if isinstance(output, dict) and {"stdout", "stderr"} <= output.keys():
+        parts = [str(output["stdout"]).strip()]
+        if str(output["stderr"]).strip():
+            parts.append(f"stderr: {str(output['stderr']).strip()}")
+        text = "\n".join(p for p in parts if p) or "(no output)"
+    elif output is None:
+        text = ""
+    else:
+        text = json.dumps(output, ensure_ascii=False, default=str)
+    if observation.error:
+        text = f"Error: {observation.error}" + (f"\n{text}" if text else "")
+    if len(text) > limit:
+        text = text[:limit] + f" ... [{len(text) - limit} more characters cut]"
+    return text
+
+
+async def react(question: str, run: Run) -> Outcome:
+    p = run.params
+    listed = await run.tools.specs() if run.tools is not None else []
+    specs = [s for s in listed if p.tools is None or s.function.name in p.tools]
+    by_name = {s.function.name: s for s in specs}
+    scratchpad = ""
+    done: dict[str, tuple[int, str]] = {}
+
+    for step in range(1, p.max_steps + 1):
+        text = await run.ask(
+            react_messages(question, specs, scratchpad), purpose="react", step=step, stop=STOP
+        )
+        parsed = parse_step(text)
+        if parsed.thought:
+            run.event("thought", parsed.thought, step)
+        if parsed.final_answer is not None:
+            answer = parsed.final_answer
+            met, why = await _goal_met(question, answer, scratchpad, run, step)
+            if met:
+                run.event("answer", answer, step)
+                return Outcome(answer)
+            scratchpad += f"Thought: {parsed.thought}\nFinal Answer: {answer}\nObservation: {why}\n"
+            run.event("observation", why, step)
+            continue
+        if parsed.action is None:
+            observation = (
+                "Invalid format: write 'Action:' and 'Action Input:' lines, "
+                "or a 'Final Answer:' line."
+            )
+        else:
+            observation = await _act(parsed, by_name, run, step, done)
+        scratchpad += (
+            f"Thought: {parsed.thought}\nAction: {parsed.action or ''}\n"
+            f"Action Input: {parsed.action_input}\nObservation: {observation}\n"
+        )
+        run.event("observation", observation, step)
+
+    text = await run.ask(react_final_messages(question, scratchpad), purpose="react_final")
+    answer = parse_step(text).final_answer or extract_answer(text) or text.strip()
+    run.event("answer", answer, p.max_steps, forced=True)
+    return Outcome(answer, finished=False, stop_reason="max_steps")
+
+
+async def _act(
+    parsed: ReactStep,
+    by_name: dict[str, ToolSpec],
+    run: Run,
+    step: int,
+    done: dict[str, tuple[int, str]],
+) -> str:
+    name = parsed.action or ""
+    spec = by_name.get(name)
+    if spec is None:
+        known = ", ".join(by_name) or "none"
+        run.event("action", name, step, arguments=parsed.action_input, known=False)
+        return f"Unknown tool {name!r}. Available tools: {known}."
+    try:
+        arguments = parse_arguments(parsed.action_input, spec)
+    except ValueError as exc:
+        run.event("action", name, step, arguments=parsed.action_input, parsed=False)
+        return str(exc)
+    run.event("action", name, step, arguments=arguments)
+    key = f"{name} {json.dumps(arguments, sort_keys=True)}"
+    if key in done:
+        earlier, result = done[key]
+        return f"(same call as step {earlier}) {result}"
+    result = format_observation(await run.call_tool(name, arguments), run.params.observation_chars)
+    done[key] = (step, result)
+    return result
+
+
+async def _goal_met(
+    question: str, answer: str, scratchpad: str, run: Run, step: int
+) -> tuple[bool, str]:
+    if not answer.strip():
+        why = "The final answer is empty, so the goal is not met. Give the answer itself."
+        run.event("check", why, step, met=False)
+        return False, why
+    if run.params.check_goal:
+        verdict = await run.ask(
+            goal_check_messages(question, answer, scratchpad), purpose="goal_check", step=step
+        )
+        if verdict.strip().upper().startswith("NO"):
+            why = f"The goal is not met yet: {verdict.strip()[2:].strip(' :.-') or 'incomplete'}."
+            run.event("check", why, step, met=False)
+            return False, why
+    run.event("check", "goal met: a final answer was given", step, met=True)
+    return True, ""

@@ -1,0 +1,219 @@
+"""The calls the plans make, one method per upstream endpoint (DESIGN.md contracts).
+
+Each returns the upstream's parsed answer or raises a `ServiceError` (the
+shared client's errors; a malformed answer is a 502 `UpstreamError`); the
+dispatcher decides what a failure means for the plan.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.contracts.memory import ContextResponse
+from common.contracts.rag import AnswerResponse
+from common.contracts.reasoning import ReasonResponse
+from common.contracts.tools import InvokeResponse
+from common.errors import UpstreamError
+from common.upstreams import Upstreams
+
+__all__ = ["Backends"]
+
+Message = dict[str, str]
+
+
+def _malformed(upstream: str, exc: Exception) -> UpstreamError:
+    return UpstreamError(
+        f"{upstream} answered in an unexpected shape: {exc}".splitlines()[0],
+        status_code=502,
+        error_type="upstream_error",
+        origin=upstream,
+        code="bad_upstream_response",
+    )
+
+
+class Backends:
+    def __init__(self, upstreams: Upstreams, model: str = "") -> None:
+        self.upstreams = upstreams
+        self._model = model
+
+    # --- memory_svc ----------------------------------------------------------------------
+
+    async def append_messages(
+        self, session_id: str, messages: list[dict[str, Any]], user: str | None, timeout_s: float
+    ) -> list[dict[str, Any]]:
+        payload: dict[str, Any] = {"messages": messages}
+        if user:
+            payload["user_id"] = user
+        # Ids on every message make the append idempotent, so a retry cannot duplicate it.
+        body = await self.upstreams["memory_svc"].post_json(
+            f"/v1/sessions/{session_id}/messages", payload, timeout_s=timeout_s, idempotent=True
+        )
+        return list(body.get("data", [])) if isinstance(body, dict) else []
+
+    async def recent_messages(
+        self, session_id: str, limit: int, timeout_s: float
+    ) -> list[tuple[str, str]]:
+        """(role, content) of the session's last `limit` messages, oldest first."""
+        body = await self.upstreams["memory_svc"].get_json(
+            f"/v1/sessions/{session_id}/messages", params={"limit": limit}, timeout_s=timeout_s
+        )
+        data = body.get("data", []) if isinstance(body, dict) else []
+        turns = [(str(m["role"]), str(m["content"])) for m in data if m.get("role") != "system"]
+        return list(reversed(turns))  # memory_svc lists newest first
+
+    async def context(
+        self, session_id: str, budget_tokens: int, system_prompt: str | None, timeout_s: float
+    ) -> ContextResponse:
+        payload: dict[str, Any] = {"budget_tokens": budget_tokens}
+        if system_prompt is not None:
+            payload["system_prompt"] = system_prompt
+        body = await self.upstreams["memory_svc"].post_json(
+            f"/v1/sessions/{session_id}/context", payload, timeout_s=timeout_s, idempotent=True
+        )
+        try:
+            return ContextResponse.model_validate(body)
+        except ValidationError as exc:
+            raise _malformed("memory_svc", exc) from None
+
+    # --- rag_svc ---------------------------------------------------------------------------
+
+    async def rag_answer(
+        self, collection: str, question: str, k: int, timeout_s: float
+    ) -> AnswerResponse:
+        body = await self.upstreams["rag_svc"].post_json(
+            f"/v1/collections/{collection}/answer",
+            {"question": question, "k": k},
+            timeout_s=timeout_s,
+            idempotent=True,
+        )
+        try:
+            return AnswerResponse.model_validate(body)
+        except ValidationError as exc:
+            raise _malformed("rag_svc", exc) from None
+
+    # --- reasoning_svc ---------------------------------------------------------------------
+
+    async def reason(self, payload: dict[str, Any], timeout_s: float) -> ReasonResponse:
+        body = await self.upstreams["reasoning_svc"].post_json(
+            "/v1/reason", payload, timeout_s=timeout_s
+        )
+        try:
+            return ReasonResponse.model_validate(body)
+        except ValidationError as exc:
+            raise _malformed("reasoning_svc", exc) from None
+
+    # --- creative_svc ----------------------------------------------------------------------
+
+    async def ideate(self, task: str, n: int, timeout_s: float) -> dict[str, Any]:
+        body = await self.upstreams["creative_svc"].post_json(
+            "/v1/creative/ideate", {"task": task, "n": n}, timeout_s=timeout_s
+        )
+        if not isinstance(body, dict) or not isinstance(body.get("ideas"), list):
+            raise _malformed("creative_svc", ValueError("no 'ideas' list"))
+        return body
+
+    # --- tools_svc -------------------------------------------------------------------------
+
+    async def invoke_tool(
+        self, tool: str, arguments: dict[str, Any], timeout_s: float
+    ) -> InvokeResponse:
+        body = await self.upstreams["tools_svc"].post_json(
+            f"/v1/tools/{tool}/invoke", {"arguments": arguments}, timeout_s=timeout_s
+        )
+        try:
+            return InvokeResponse.model_validate(body)
+        except ValidationError as exc:
+            raise _malformed("tools_svc", exc) from None
+
+    # --- moe_svc ---------------------------------------------------------------------------
+
+    async def model(self, timeout_s: float) -> str:
+        """The configured model, else the first moe_svc lists (looked up once)."""
+        if not self._model:
+            listing = await self.upstreams["moe_svc"].get_json("/v1/models", timeout_s=timeout_s)
+            try:
+                self._model = str(listing["data"][0]["id"])
+            except (KeyError, IndexError, TypeError) as exc:
+                raise _malformed("moe_svc", exc) from None
+        return self._model
+
+    async def _payload(
+        self,
+        messages: list[Message],
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+        stream: bool,
+        timeout_s: float,
+    ) -> dict[str, Any]:
+        return {
+            "model": model or await self.model(timeout_s),
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": stream,
+        }
+
+    async def chat(
+        self,
+        messages: list[Message],
+        *,
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+        timeout_s: float,
+    ) -> tuple[str, str]:
+        """(answer, model) of one non-streamed completion."""
+        payload = await self._payload(messages, model, temperature, max_tokens, False, timeout_s)
+        body = await self.upstreams["moe_svc"].post_json(
+            "/v1/chat/completions", payload, timeout_s=timeout_s
+        )
+        try:
+            return str(body["choices"][0]["message"]["content"] or ""), str(
+                body.get("model") or payload["model"]
+            )
+        except (KeyError, IndexError, TypeError) as exc:
+            raise _malformed("moe_svc", exc) from None
+
+    async def chat_stream(
+        self,
+        messages: list[Message],
+        *,
+        model: str | None,
+        temperature: float,
+        max_tokens: int,
+        timeout_s: float,
+    ) -> AsyncIterator[str]:
+        """The content pieces of a streamed completion (OpenAI `chat.completion.chunk`s)."""
+        payload = await self._payload(messages, model, temperature, max_tokens, True, timeout_s)
+        client = self.upstreams["moe_svc"]
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=payload, timeout_s=timeout_s
+        ) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                try:
+                    chunk = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(chunk, dict) and "error" in chunk:
+                    error = chunk["error"] if isinstance(chunk["error"], dict) else {}
+                    raise UpstreamError(
+                        str(error.get("message") or "moe_svc failed mid-stream"),
+                        status_code=502,
+                        error_type="upstream_error",
+                        origin="moe_svc",
+                        code="stream_error",
+                    )
+                for choice in chunk.get("choices") or []:
+                    piece = (choice.get("delta") or {}).get("content")
+                    if piece:
+                        yield str(piece)

@@ -1,0 +1,164 @@
+"""The turn being answered, and the messages each kind of model answer is given.
+
+A dispatch carries OpenAI-style messages; the last must be the user's turn.
+When memory_svc assembled the session's context, that context (its summary,
+memories and recent turns) replaces the request's own history; otherwise
+the request's messages are the conversation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from common.contracts.memory import ContextMessage
+from common.contracts.router import ChatMessage, DispatchRequest
+from common.errors import BadRequest, PayloadTooLarge
+from router_svc.settings import RouterSettings
+
+__all__ = [
+    "AnswerMode",
+    "Conversation",
+    "compose_ideas",
+    "model_messages",
+    "parse_conversation",
+    "reasoning_context",
+]
+
+Message = dict[str, str]
+AnswerMode = Literal["chat", "general", "creative", "unsourced", "direct", "describe"]
+
+INSTRUCTIONS: dict[AnswerMode, str] = {
+    "chat": "You are a helpful, friendly assistant. Answer briefly and naturally.",
+    "general": "You are a helpful assistant. Answer as well as you can; if the request is "
+    "unclear, say what you understood and ask what the user needs.",
+    "creative": "You are a creative writer. Be original and vivid, and keep to the form asked "
+    "for (a poem, a story, a slogan...).",
+    "unsourced": "Answer from general knowledge, briefly. Say so when you are not sure.",
+    "direct": "Think it through briefly, then give the answer.",
+    "describe": "Describe in words the picture the user asks for: subject, composition, "
+    "colours and style.",
+}
+TEMPERATURES: dict[AnswerMode, float] = {
+    "chat": 0.7,
+    "general": 0.7,
+    "creative": 0.9,
+    "unsourced": 0.2,
+    "direct": 0.2,
+    "describe": 0.8,
+}
+
+
+@dataclass(frozen=True)
+class Conversation:
+    text: str
+    # Earlier messages of the request (no system messages), oldest first.
+    history: list[ChatMessage]
+    system: str | None
+
+
+def parse_conversation(request: DispatchRequest, settings: RouterSettings) -> Conversation:
+    """The latest user turn and what came before it; 400/413 for what cannot be answered."""
+    messages = request.messages
+    if len(messages) > settings.max_messages:
+        raise PayloadTooLarge(
+            f"{len(messages)} messages; the limit is {settings.max_messages}.",
+            param="messages",
+            code="too_many_messages",
+        )
+    total = sum(len(m.text()) for m in messages)
+    if total > settings.max_total_chars:
+        raise PayloadTooLarge(
+            f"The messages hold {total} characters; the limit is {settings.max_total_chars}.",
+            param="messages",
+            code="messages_too_long",
+        )
+    last = messages[-1]
+    text = last.text()
+    if last.role != "user" or not text.strip():
+        raise BadRequest(
+            "The last message must be the user's turn, with text.",
+            param=f"messages.{len(messages) - 1}",
+            code="no_user_turn",
+        )
+    if len(text) > settings.max_text_chars:
+        raise PayloadTooLarge(
+            f"The user's message has {len(text)} characters; the limit is "
+            f"{settings.max_text_chars}.",
+            param=f"messages.{len(messages) - 1}.content",
+            code="text_too_long",
+        )
+    systems = [m.text() for m in messages if m.role == "system" and m.text().strip()]
+    history = [m for m in messages[:-1] if m.role != "system"]
+    return Conversation(text=text, history=history, system="\n\n".join(systems) or None)
+
+
+def _as_chat(role: str, content: str) -> Message:
+    # Tool results read as part of the conversation for models without a tool role.
+    if role == "tool":
+        return {"role": "user", "content": f"Tool result: {content}"}
+    return {"role": role, "content": content}
+
+
+def model_messages(
+    mode: AnswerMode, conversation: Conversation, context: list[ContextMessage] | None
+) -> list[Message]:
+    """The system instruction of `mode`, then the conversation ending in the user's turn."""
+    stored_system: list[str] = []
+    turns: list[Message] = []
+    if context is not None:
+        for m in context:
+            if m.role == "system":
+                stored_system.append(m.content)
+            else:
+                turns.append(_as_chat(m.role, m.content))
+        if not turns or turns[-1] != {"role": "user", "content": conversation.text}:
+            turns.append({"role": "user", "content": conversation.text})
+    else:
+        turns = [_as_chat(m.role, m.text()) for m in conversation.history]
+        turns.append({"role": "user", "content": conversation.text})
+    system = "\n\n".join(s for s in (INSTRUCTIONS[mode], conversation.system, *stored_system) if s)
+    return [{"role": "system", "content": system}, *turns]
+
+
+def reasoning_context(
+    conversation: Conversation,
+    context: list[ContextMessage] | None,
+    max_messages: int = 10,
+    max_chars: int = 8000,
+) -> list[dict[str, str]]:
+    """The earlier turns for reasoning_svc: recent first kept, the latest turn left out."""
+    turns: list[tuple[str, str]]
+    if context is not None:
+        turns = [(m.role, m.content) for m in context if m.role != "system"]
+        if turns and turns[-1] == ("user", conversation.text):
+            turns = turns[:-1]
+    else:
+        turns = [(m.role, m.text()) for m in conversation.history]
+    kept: list[dict[str, str]] = []
+    used = 0
+    for role, content in reversed(turns[-max_messages:]):
+        if used + len(content) > max_chars:
+            break
+        kept.insert(0, {"role": role, "content": content})
+        used += len(content)
+    return kept
+
+
+def compose_ideas(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+    """(reply text, images) from creative_svc's ideation answer."""
+    lines: list[str] = []
+    images: list[dict[str, Any]] = []
+    ideas = body.get("ideas") or []
+    for number, idea in enumerate(ideas, 1):
+        description = str(idea.get("description") or "").strip()
+        head = f"{number}. {description}" if len(ideas) > 1 else description
+        lines.append(head)
+        if idea.get("visual_concept"):
+            lines.append(f"   Visual: {idea['visual_concept']}")
+        if idea.get("image"):
+            images.append({"b64_json": idea["image"], "description": description})
+    critique = body.get("critique")
+    if critique:
+        lines.append(f"\nCritique: {critique}")
+    return "\n".join(lines).strip() or "(creative_svc returned no ideas)", images

@@ -1,0 +1,168 @@
+"""The plan for each intent (DESIGN.md, "Intents"), as data the dispatcher runs and reports.
+
+Every plan reads the session's context from memory_svc (when a session is
+given) and writes the turn back at the end. A step is optional when its
+failure only degrades the answer: the memory steps, and every step that has
+a fallback after it (`when: "<step> failed"`). The intent decides the rest:
+
+- factual: rag_svc answers with citations, concurrently with the memory
+  context; if retrieval fails or is slow, moe_svc answers without sources;
+- reasoning: reasoning_svc (strategy auto unless asked); moe_svc if it fails;
+- creative: pictures go to creative_svc's ideation (ideas, images, critique),
+  words to moe_svc with a creative instruction;
+- tool: one tools_svc call when the request names it, else reasoning_svc's
+  ReAct agent with tools_svc;
+- chat: moe_svc with the conversation.
+
+Below the confidence threshold the safe plan runs whatever the intent:
+moe_svc with the conversation, no tools or side effects, and the answer says
+that the request was not understood with confidence.
+"""
+
+from __future__ import annotations
+
+import re
+
+from common.contracts.router import Intent, Plan, PlanStep
+from router_svc.direct_tools import detect_direct_call
+
+__all__ = ["is_visual", "make_plan"]
+
+_VISUAL = re.compile(
+    r"(?i)\b(draw|drawing|sketch|paint|painting|illustrat\w*|picture|image|photo\w*|logo|"
+    r"poster|cartoon|render|portrait|mascot|book cover|cover image|concept art|"
+    r"t-shirt graphic|wallpaper|visual)\b"
+)
+
+SESSION = "session_id given"
+
+
+def is_visual(text: str) -> bool:
+    """Whether a creative request asks for a picture."""
+    return bool(_VISUAL.search(text))
+
+
+def _memory_steps() -> list[PlanStep]:
+    return [
+        PlanStep(
+            name="memory.write_user",
+            service="memory_svc",
+            endpoint="POST /v1/sessions/{sid}/messages",
+            optional=True,
+            when=SESSION,
+        ),
+        PlanStep(
+            name="memory.context",
+            service="memory_svc",
+            endpoint="POST /v1/sessions/{sid}/context",
+            optional=True,
+            after=["memory.write_user"],
+            when=SESSION,
+        ),
+    ]
+
+
+def _write_back(after: str) -> PlanStep:
+    return PlanStep(
+        name="memory.write_assistant",
+        service="memory_svc",
+        endpoint="POST /v1/sessions/{sid}/messages",
+        optional=True,
+        after=[after],
+        when=SESSION,
+    )
+
+
+def _moe_answer(after: list[str], when: str | None = None, **arguments: object) -> PlanStep:
+    return PlanStep(
+        name="moe.answer",
+        service="moe_svc",
+        endpoint="POST /v1/chat/completions",
+        after=after,
+        when=when,
+        arguments=dict(arguments),
+    )
+
+
+def _reason(
+    strategy: str, after: list[str], when: str | None = None, *, optional: bool = False
+) -> PlanStep:
+    return PlanStep(
+        name="reasoning.reason",
+        service="reasoning_svc",
+        endpoint="POST /v1/reason",
+        optional=optional,
+        after=after,
+        when=when,
+        arguments={"strategy": strategy},
+    )
+
+
+def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None = None) -> Plan:
+    """The steps that answer `text` as `intent` (the safe plan when `fallback`)."""
+    steps = _memory_steps()
+    if fallback:
+        steps += [_moe_answer(["memory.context"], mode="general"), _write_back("moe.answer")]
+        return Plan(
+            intent=intent,
+            fallback=True,
+            description="Safe plan: the general model answers with the conversation; "
+            "no tools, retrieval or generation services.",
+            steps=steps,
+        )
+    if intent == "factual":
+        steps += [
+            PlanStep(
+                name="rag.answer",
+                service="rag_svc",
+                endpoint="POST /v1/collections/{collection}/answer",
+                optional=True,
+            ),
+            _moe_answer(["memory.context", "rag.answer"], "rag.answer failed", mode="unsourced"),
+            _write_back("rag.answer"),
+        ]
+        description = "rag_svc answers with citations (concurrently with the memory context)."
+    elif intent == "reasoning":
+        steps += [
+            _reason(strategy or "auto", ["memory.context"], optional=True),
+            _moe_answer(["reasoning.reason"], "reasoning.reason failed", mode="direct"),
+            _write_back("reasoning.reason"),
+        ]
+        description = "reasoning_svc solves it with a strategy chosen for the problem."
+    elif intent == "creative" and is_visual(text):
+        steps += [
+            PlanStep(
+                name="creative.ideate",
+                service="creative_svc",
+                endpoint="POST /v1/creative/ideate",
+                optional=True,
+            ),
+            _moe_answer(["creative.ideate"], "creative.ideate failed", mode="describe"),
+            _write_back("creative.ideate"),
+        ]
+        description = "creative_svc ideates, draws and critiques (a picture was asked for)."
+    elif intent == "creative":
+        steps += [_moe_answer(["memory.context"], mode="creative"), _write_back("moe.answer")]
+        description = "moe_svc writes it with a creative instruction."
+    elif intent == "tool":
+        call = detect_direct_call(text)
+        if call is not None:
+            steps += [
+                PlanStep(
+                    name="tools.invoke",
+                    service="tools_svc",
+                    endpoint=f"POST /v1/tools/{call.tool}/invoke",
+                    optional=True,
+                    arguments={"tool": call.tool, "arguments": call.arguments},
+                ),
+                _reason("react", ["tools.invoke"], "tools.invoke failed"),
+                _write_back("tools.invoke"),
+            ]
+            description = f"One direct tools_svc call ({call.tool})."
+        else:
+            steps += [_reason("react", ["memory.context"]), _write_back("reasoning.reason")]
+            description = "reasoning_svc's ReAct agent uses tools_svc."
+    else:
+        steps += [_moe_answer(["memory.context"], mode="chat"), _write_back("moe.answer")]
+        description = "moe_svc answers with the conversation."
+    return Plan(intent=intent, fallback=False, description=description, steps=steps)

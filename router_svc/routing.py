@@ -1,0 +1,85 @@
+"""`POST /v1/route`'s logic: size checks, the classifier, the threshold, the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from common.contracts.router import ChatMessage, Intent, RouteResponse
+from common.errors import PayloadTooLarge
+from router_svc.classifier import IntentClassifier
+from router_svc.plans import make_plan
+from router_svc.settings import RouterSettings
+
+__all__ = ["Router", "check_sizes"]
+
+
+def check_sizes(settings: RouterSettings, text: str, history: Sequence[ChatMessage]) -> None:
+    """413 naming the parameter when the text or the history is too large."""
+    if len(text) > settings.max_text_chars:
+        raise PayloadTooLarge(
+            f"The text has {len(text)} characters; the limit is {settings.max_text_chars}.",
+            param="text",
+            code="text_too_long",
+        )
+    if len(history) > settings.max_history_messages:
+        raise PayloadTooLarge(
+            f"The history has {len(history)} messages; the limit is "
+            f"{settings.max_history_messages}.",
+            param="history",
+            code="history_too_long",
+        )
+    total = len(text) + sum(len(m.text()) for m in history)
+    if total > settings.max_total_chars:
+        raise PayloadTooLarge(
+            f"The request has {total} characters of text; the limit is {settings.max_total_chars}.",
+            param="history",
+            code="history_too_long",
+        )
+
+
+class Router:
+    def __init__(self, settings: RouterSettings, classifier: IntentClassifier) -> None:
+        self.settings = settings
+        self.classifier = classifier
+
+    def route(
+        self,
+        text: str,
+        history: Sequence[ChatMessage] = (),
+        *,
+        forced_intent: Intent | None = None,
+        strategy: str | None = None,
+    ) -> RouteResponse:
+        threshold = self.settings.confidence_threshold
+        if forced_intent is not None:
+            # The caller chose the intent: nothing was classified, nothing to fall back from.
+            scores = {forced_intent: 1.0}
+            plan = make_plan(forced_intent, text, fallback=False, strategy=strategy)
+            return RouteResponse(
+                intent=forced_intent,
+                confidence=1.0,
+                scores=scores,
+                plan=plan,
+                fallback=False,
+                threshold=threshold,
+                reason="intent given in the request",
+            )
+        pairs = [(m.role, m.text()) for m in history]
+        prediction = self.classifier.classify(text, pairs)
+        fallback = prediction.confidence < threshold
+        reason = None
+        if fallback:
+            reason = (
+                f"Confidence {prediction.confidence:.2f} for '{prediction.intent}' is below the "
+                f"threshold {threshold:.2f}: the general model answers instead."
+            )
+        return RouteResponse(
+            intent=prediction.intent,
+            confidence=round(prediction.confidence, 4),
+            scores=prediction.scores,
+            plan=make_plan(prediction.intent, text, fallback=fallback, strategy=strategy),
+            fallback=fallback,
+            threshold=threshold,
+            context_used=prediction.context_used,
+            reason=reason,
+        )

@@ -1,0 +1,52 @@
+"""Program-aided reasoning: code run by the python tool, retries on failure."""
+
+from __future__ import annotations
+
+from reasoning_svc.strategies.pal import extract_code, program_aided
+from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
+
+
+def test_extracts_the_fenced_program() -> None:
+    assert extract_code("Here:\n```python\nprint(1)\n```\nDone") == "print(1)"
+    assert extract_code("```\nx = 2\nprint(x)\n```") == "x = 2\nprint(x)"
+    assert extract_code("print(3)") == "print(3)"
+    assert extract_code("The answer is 4.") is None
+
+
+async def test_the_printed_result_is_the_answer() -> None:
+    model = ScriptedModel(
+        ["```python\nheads, legs = 30, 74\ncows = (legs - 2 * heads) // 2\nprint(cows)\n```"]
+    )
+    tools = FakeTools()
+    run = make_run(model, tools)
+
+    outcome = await program_aided("30 heads and 74 legs: how many cows?", run)
+
+    assert outcome.answer == "7" and outcome.finished
+    assert tools.invocations[0][0] == "python"
+    assert [e.kind for e in run.trace if e.kind not in ("prompt", "completion")] == [
+        "program",
+        "observation",
+        "answer",
+    ]
+
+
+async def test_a_failed_program_is_shown_to_the_model_for_another_try() -> None:
+    model = ScriptedModel(["```python\nprint(1/0)\n```", "```python\nprint(2 + 2)\n```"])
+    run = make_run(model, FakeTools(), pal_attempts=2)
+
+    outcome = await program_aided("Q", run)
+
+    assert outcome.answer == "4"
+    retry = model.calls[1]["messages"]
+    assert "ZeroDivisionError" in retry[-1]["content"] and retry[-2]["role"] == "assistant"
+
+
+async def test_no_program_that_runs_falls_back_to_the_text() -> None:
+    model = ScriptedModel(["I think it is 5.", "```python\nx = 1\n```"])
+    run = make_run(model, FakeTools(), pal_attempts=2)
+
+    outcome = await program_aided("Q", run)
+
+    assert not outcome.finished and outcome.stop_reason == "program_failed"
+    assert "printed nothing" in [e for e in run.trace if e.kind == "observation"][-1].content
