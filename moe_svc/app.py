@@ -1,21 +1,100 @@
-"""The moe_svc app: `create_app(settings)`."""
+"""The moe_svc app: `create_app(settings)`.
+
+On start-up a worker thread makes sure the model exists (building the default
+one on first start, about a minute), loads it and starts the engine; meanwhile
+`/healthz` answers and `/readyz` says not ready, and the API answers 503.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import torch
 from fastapi import FastAPI
 
+from common.health import ReadinessCheck
 from common.service import create_service_app
+from moe_svc.api import router
+from moe_svc.build_default import MOE_NAME
+from moe_svc.engine import Engine, EngineConfig, EngineMetrics
+from moe_svc.loader import ensure_default_model, load_model
+from moe_svc.serving import ModelServer
 from moe_svc.settings import MoeSettings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "start_model_server"]
+
+logger = logging.getLogger("moe_svc.app")
+
+
+def start_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> ModelServer:
+    """Build (if needed) and load the model, start the engine thread: blocking, minutes."""
+    torch.set_num_threads(settings.num_threads)
+    path = settings.model_dir
+    if path is None:
+        logger.info("checking the default model", extra={"dir": str(settings.data_dir / "models")})
+        path = ensure_default_model(settings.data_dir / "models")
+    loaded = load_model(path, settings.dtype, settings.served_model_name, settings.shared_experts)
+    engine = Engine(
+        loaded.model,
+        loaded.tokenizer,
+        EngineConfig(
+            max_batch_size=settings.max_batch_size,
+            max_queue=settings.max_queue,
+            max_context=settings.max_context,
+            prefill_tokens_per_step=settings.prefill_tokens_per_step,
+        ),
+        metrics,
+    )
+    engine.warm_up()
+    engine.start()
+    return ModelServer(loaded, engine, settings.default_max_tokens)
 
 
 def create_app(settings: MoeSettings) -> FastAPI:
-    """Build the moe_svc app; its routes arrive with the issues that build them."""
-    return create_service_app(
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.model_server = None
+        app.state.model_error = None
+
+        async def model_loaded() -> None:
+            if app.state.model_server is None:
+                raise RuntimeError(app.state.model_error or "loading")
+
+        app.state.readiness_checks.append(ReadinessCheck("model", model_loaded))
+        model_name = settings.served_model_name or (
+            settings.model_dir.name if settings.model_dir else MOE_NAME
+        )
+        metrics = EngineMetrics(app.state.metrics.registry, model_name)
+
+        async def load() -> None:
+            try:
+                server = await asyncio.to_thread(start_model_server, settings, metrics)
+            except Exception as exc:
+                logger.exception("model failed to load")
+                app.state.model_error = f"{type(exc).__name__}: {exc}"
+                return
+            app.state.model_server = server
+            logger.info("ready to serve", extra={"model": server.name})
+
+        task = asyncio.create_task(load())
+        try:
+            yield
+        finally:
+            task.cancel()
+            server = app.state.model_server
+            if server is not None:
+                await asyncio.to_thread(server.engine.stop)
+
+    app = create_service_app(
         settings,
         title="moe_svc",
         description=(
             "the core LLM: Mixture-of-Experts transformer, generation engine, OpenAI-compatible."
         ),
+        lifespan=lifespan,
     )
+    app.include_router(router)
+    return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.settings import Port, ServiceSettings
@@ -17,3 +19,39 @@ class MoeSettings(ServiceSettings):
     service_name: ClassVar[str] = "moe_svc"
 
     port: Port = 8002
+    model_dir: Path | None = Field(
+        None,
+        description=(
+            "Hugging Face model directory to serve; unset: the default 8-expert model, "
+            "built on first start into <data_dir>/models/."
+        ),
+    )
+    served_model_name: str | None = Field(
+        None, description="Model id clients ask for; unset: the model directory's name."
+    )
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Weight type (float32 decodes faster on CPUs without AMX)."
+    )
+    shared_experts: bool = Field(
+        True,
+        description=(
+            "Serve upcycled experts as one shared FFN plus low-rank deltas where exact "
+            "(same outputs, far fewer weight bytes per token); false: stacked experts."
+        ),
+    )
+    max_batch_size: int = Field(
+        16, ge=1, le=256, description="Sequences decoding together (KV-cache rows)."
+    )
+    max_queue: int = Field(
+        64, ge=0, description="Requests waiting for a batch slot before new ones get a 429."
+    )
+    max_context: int = Field(
+        2048, ge=16, description="Most prompt plus output tokens of one sequence."
+    )
+    default_max_tokens: int = Field(
+        512, ge=1, description="Output limit of a chat completion that sets no max_tokens."
+    )
+    prefill_tokens_per_step: int = Field(
+        512, ge=1, description="Prompt tokens prefilled between two decode steps."
+    )
+    num_threads: int = Field(2, ge=1, le=256, description="Torch threads of the engine.")

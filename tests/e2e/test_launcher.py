@@ -24,6 +24,7 @@ import pytest
 from common.topology import SERVICES
 from launcher.platform import busy_ports
 from tests.helpers.servers import REPO_ROOT
+from tests.helpers.tiny_llm import make_tiny_llm
 
 pytestmark = pytest.mark.e2e
 
@@ -95,7 +96,9 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         "PLATFORM_VAR_DIR": str(var_dir),
         "PLATFORM_RESTART_BACKOFF_S": "2",
         "PLATFORM_READY_TIMEOUT_S": "300",
-        # A two-page default knowledge base: this test is about the launcher, not retrieval.
+        # A tiny model and a two-page knowledge base: this test is about the launcher; the
+        # default model and the wiki have tests of their own.
+        "MOE_MODEL_DIR": str(make_tiny_llm(var_dir / "tiny-llm")),
         "RAG_WIKI_MAX_PAGES": "2",
         "RAG_WIKI_MAX_CHARS_PER_PAGE": "3000",
     }

@@ -28,7 +28,11 @@ __all__ = [
     "start_module",
     "start_redis",
     "start_service",
+    "wait_ready",
 ]
+
+# Loading models takes seconds (more on a busy machine); building an index longer.
+READY_TIMEOUT_S = 240.0
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -90,6 +94,22 @@ def _wait_http(server: RunningServer, path: str, timeout_s: float) -> None:
         time.sleep(0.1)
     server.stop()
     raise TimeoutError(f"{server.name} not answering {path} in {timeout_s}s:\n{server.logs()}")
+
+
+def wait_ready(server: RunningServer, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
+    """The body of the server's `/readyz` once it answers 200."""
+    deadline = time.monotonic() + timeout_s
+    body: object = None
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited:\n{server.logs()[-3000:]}")
+        response = httpx.get(f"{server.url}/readyz", timeout=5)
+        body = response.json()
+        if response.status_code == 200:
+            assert isinstance(body, dict)
+            return body
+        time.sleep(0.25)
+    raise TimeoutError(f"{server.name} not ready in {timeout_s}s: {body}\n{server.logs()[-3000:]}")
 
 
 def _spawn(

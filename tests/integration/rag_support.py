@@ -2,34 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
+from tests.helpers.servers import RunningServer, start_service, wait_ready
 
-from tests.helpers.servers import RunningServer, start_service
-
-__all__ = ["minimal_pdf", "start_rag", "wait_ready"]
-
-# Loading the models takes seconds (more on a busy machine); a wiki build longer.
-READY_TIMEOUT_S = 240.0
-
-
-def wait_ready(server: RunningServer, timeout_s: float = READY_TIMEOUT_S) -> dict[str, object]:
-    """The body of `/readyz` once it answers 200."""
-    deadline = time.monotonic() + timeout_s
-    body: object = None
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"rag_svc exited:\n{server.logs()[-3000:]}")
-        response = httpx.get(f"{server.url}/readyz", timeout=5)
-        body = response.json()
-        if response.status_code == 200:
-            assert isinstance(body, dict)
-            return body
-        time.sleep(0.25)
-    raise TimeoutError(f"rag_svc not ready in {timeout_s}s: {body}\n{server.logs()[-3000:]}")
+__all__ = ["minimal_pdf", "start_rag"]
 
 
 def start_rag(

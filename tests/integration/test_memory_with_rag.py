@@ -9,9 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis, start_service
+from tests.helpers.servers import (
+    RunningRedis,
+    RunningServer,
+    start_redis,
+    start_service,
+    wait_ready,
+)
 from tests.integration.memory_harness import start_memory
-from tests.integration.rag_support import wait_ready
 
 pytestmark = pytest.mark.integration
 

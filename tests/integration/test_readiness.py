@@ -8,8 +8,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis, start_service
-from tests.integration.rag_support import wait_ready
+from tests.helpers.servers import (
+    RunningRedis,
+    RunningServer,
+    start_redis,
+    start_service,
+    wait_ready,
+)
+from tests.helpers.tiny_llm import make_tiny_llm
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +32,10 @@ def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def moe(log_dir: Path) -> Iterator[RunningServer]:
-    server = start_service("moe_svc", log_dir)
+    # A tiny random model: this is about readiness, not about the default model's build.
+    model = make_tiny_llm(log_dir / "tiny-llm")
+    server = start_service("moe_svc", log_dir, env={"MOE_MODEL_DIR": str(model)})
+    wait_ready(server)
     yield server
     server.stop()
 

@@ -1,0 +1,84 @@
+"""moe_svc's routes: OpenAI chat/text completions, models, tokenize, expert statistics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.responses import StreamingResponse
+
+from common.contracts.openai import (
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+    TokenizeRequest,
+    TokenizeResponse,
+)
+from moe_svc.deps import ServerDep
+from moe_svc.engine import balance
+from moe_svc.schemas import ExpertStatsResponse, LayerBalance
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+
+@router.post("/chat/completions", response_model=None)
+async def chat_completions(
+    body: ChatCompletionRequest, request: Request, server: ServerDep
+) -> ChatCompletionResponse | StreamingResponse:
+    return await server.chat(body, request)
+
+
+@router.post("/completions", response_model=None)
+async def completions(
+    body: CompletionRequest, request: Request, server: ServerDep
+) -> CompletionResponse | StreamingResponse:
+    return await server.completion(body, request)
+
+
+@router.get("/models")
+async def models(server: ServerDep) -> ModelList:
+    config = server.loaded.model.config
+    card = ModelCard(
+        id=server.name,
+        created=server.loaded.created,
+        max_model_len=server.max_context,
+        metadata={
+            "architecture": config.model_type,
+            "num_experts": config.num_local_experts if config.is_moe else None,
+            "experts_per_token": config.num_experts_per_tok if config.is_moe else None,
+            "dtype": str(server.loaded.model.lm_head.weight.dtype).removeprefix("torch."),
+        },
+    )
+    return ModelList(data=[card])
+
+
+@router.post("/tokenize")
+async def tokenize(body: TokenizeRequest, server: ServerDep) -> TokenizeResponse:
+    if body.model is not None:
+        server.check_model(body.model)
+    tokens = server.loaded.tokenizer.encode(body.text, body.add_special_tokens)
+    return TokenizeResponse(tokens=tokens, count=len(tokens))
+
+
+@router.get("/experts/stats")
+async def expert_stats(server: ServerDep) -> ExpertStatsResponse:
+    config = server.loaded.model.config
+    routing = server.engine.routing
+    stats = routing.to_dict() if routing is not None else {"tokens": 0, "counts": []}
+    counts: list[list[int]] = stats["counts"]  # type: ignore[assignment]
+    layers = [LayerBalance(**b) for b in balance(counts)]
+    n = max(1, len(layers))
+    return ExpertStatsResponse(
+        model=server.name,
+        num_layers=config.num_hidden_layers if config.is_moe else 0,
+        num_experts=config.num_local_experts if config.is_moe else 0,
+        top_k=config.num_experts_per_tok if config.is_moe else 0,
+        tokens=int(stats["tokens"]),  # type: ignore[call-overload]
+        counts=counts,
+        balance=layers,
+        mean_cv=round(sum(b.cv for b in layers) / n, 4),
+        mean_entropy=round(sum(b.entropy for b in layers) / n, 4) if layers else 1.0,
+    )

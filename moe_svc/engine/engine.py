@@ -1,0 +1,307 @@
+"""Continuous batching on one background thread.
+
+Every step the engine (1) drops aborted requests, (2) admits waiting requests into
+free KV-cache rows, prefilling each on its own row, and (3) decodes one token for
+every running row in a single forward. A request that finishes leaves at once and
+its row goes to the next waiting one, so new requests join a running batch at the
+next step instead of waiting for it to drain.
+
+Running requests occupy cache rows 0..n-1 with no gaps: when row i finishes, the
+last row's keys and values move into it. Decoding then runs over exactly n rows
+(a view of the cache), never over idle ones.
+
+Torch releases the GIL in its kernels, so the asyncio server thread stays
+responsive while this thread computes. Results go back through each request's
+asyncio queue (`loop.call_soon_threadsafe`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import torch
+
+from moe_svc.engine.detokenizer import IncrementalDetokenizer, TokenDecoder
+from moe_svc.engine.metrics import EngineMetrics
+from moe_svc.engine.requests import Delta, FinishReason, GenerationRequest
+from moe_svc.engine.routing import RoutingRecorder
+from moe_svc.engine.sampler import sample_next_tokens
+from moe_svc.modeling import CausalLM, KVCache
+
+__all__ = ["Engine", "EngineConfig", "QueueFull"]
+
+logger = logging.getLogger("moe_svc.engine")
+
+
+class QueueFull(Exception):
+    """More requests wait than the queue holds."""
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    max_batch_size: int = 8  # sequences decoding together (KV-cache rows)
+    max_queue: int = 64  # requests waiting for a row before new ones are refused
+    max_context: int = 2048  # prompt plus output tokens of one sequence
+    # prompt tokens prefilled per step while others decode: bounds their inter-token gap
+    prefill_tokens_per_step: int = 512
+
+
+class Engine:
+    def __init__(
+        self,
+        model: CausalLM,
+        tokenizer: TokenDecoder,
+        config: EngineConfig,
+        metrics: EngineMetrics | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config
+        self.metrics = metrics
+        self.cache: KVCache = model.new_cache(config.max_batch_size, config.max_context)
+        self.routing: RoutingRecorder | None = None
+        if model.config.is_moe:
+            self.routing = RoutingRecorder(
+                model.config.num_hidden_layers, model.config.num_local_experts
+            )
+            model.expert_stats = self.routing
+        self._waiting: deque[GenerationRequest] = deque()
+        self._running: list[GenerationRequest] = []  # index = cache row
+        self._prefilling: GenerationRequest | None = None
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.steps = 0
+
+    # ---- called from the server's event loop ----
+
+    def warm_up(self) -> None:
+        """One small prefill and decode step, so the first request pays no one-off costs."""
+        rows = min(2, self.config.max_batch_size)
+        with torch.inference_mode():
+            self.model(torch.zeros(1, 4, dtype=torch.long), cache=self.cache.narrow(0, 1))
+            self.model(torch.zeros(rows, 1, dtype=torch.long), cache=self.cache.narrow(0, rows))
+        self.cache.reset()
+        if self.routing is not None:
+            self.routing.reset()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="moe-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def submit(self, request: GenerationRequest) -> None:
+        """Queue a request; raises QueueFull when `max_queue` requests already wait."""
+        limit = self.config.max_context
+        if len(request.prompt_ids) + 1 > limit:
+            raise ValueError(f"prompt of {len(request.prompt_ids)} tokens exceeds {limit}")
+        with self._lock:
+            if len(self._waiting) >= self.config.max_queue:
+                raise QueueFull(f"{len(self._waiting)} requests are waiting")
+            self._waiting.append(request)
+            if self.metrics:
+                self.metrics.waiting.set(len(self._waiting))
+        self._wake.set()
+
+    def abort(self, request: GenerationRequest) -> None:
+        """Stop generating for a request (client gone); its row frees at the next step."""
+        if request.finished:
+            return
+        request.aborted = True
+        with self._lock:
+            if request in self._waiting:
+                self._waiting.remove(request)
+                request.finished = True
+        self._wake.set()
+
+    @property
+    def num_running(self) -> int:
+        return len(self._running)
+
+    @property
+    def num_waiting(self) -> int:
+        return len(self._waiting)
+
+    # ---- the engine thread ----
+
+    def _run(self) -> None:
+        with torch.inference_mode():
+            while not self._stopping:
+                if not self._running and not self._waiting:
+                    self._wake.wait(0.5)
+                    self._wake.clear()
+                    continue
+                try:
+                    self.step()
+                except Exception:  # keep serving: fail what was running, start clean
+                    logger.exception("engine step failed")
+                    self._fail_all("internal error in the generation engine")
+
+    def step(self) -> None:
+        """One scheduling step: drop aborted, admit waiting, decode running."""
+        self._drop_aborted()
+        self._admit()
+        if self._running:
+            self._decode()
+        self.steps += 1
+        if self.metrics:
+            self.metrics.batch_size.set(len(self._running))
+            self.metrics.waiting.set(len(self._waiting))
+
+    def _drop_aborted(self) -> None:
+        gone = [i for i, r in enumerate(self._running) if r.aborted]
+        for request in (self._running[i] for i in gone):
+            self._finish(request, "abort", "")
+        self._remove_rows(gone)
+
+    def _admit(self) -> None:
+        budget = self.config.prefill_tokens_per_step
+        admitted = 0
+        while len(self._running) < self.config.max_batch_size and budget > 0:
+            with self._lock:
+                if not self._waiting:
+                    return
+                # later prompts wait for the next step unless nothing was admitted yet
+                if admitted and len(self._waiting[0].prompt_ids) > budget:
+                    return
+                request = self._waiting.popleft()
+            if request.aborted:
+                request.finished = True
+                continue
+            budget -= len(request.prompt_ids)
+            admitted += 1
+            self._prefilling = request
+            self._prefill(request)
+            self._prefilling = None
+
+    def _prefill(self, request: GenerationRequest) -> None:
+        row = len(self._running)
+        self.cache.reset([row])
+        seed = request.params.seed
+        if not request.params.greedy:
+            request.generator = torch.Generator().manual_seed(
+                seed if seed is not None else random.getrandbits(63)
+            )
+        request.detokenizer = IncrementalDetokenizer(self.tokenizer, request.params.stop)
+        ids = torch.tensor([request.prompt_ids], dtype=torch.long)
+        if request.record_experts and self.routing is not None:
+            self.routing.capture()
+        logits = self.model(ids, cache=self.cache.narrow(row, 1), logits_to_keep=1)[:, -1]
+        if request.record_experts and self.routing is not None:
+            request.expert_counts = self.routing.per_sequence(1)[0]
+        if self.metrics:
+            self.metrics.prompt_tokens.inc(len(request.prompt_ids))
+        token = sample_next_tokens(logits, [request])[0]
+        self._running.append(request)
+        if self._emit(request, token):
+            self._remove_rows([row])
+
+    def _decode(self) -> None:
+        n = len(self._running)
+        ids = torch.tensor([[r.output_ids[-1]] for r in self._running], dtype=torch.long)
+        record = self.routing is not None and any(r.record_experts for r in self._running)
+        if record:
+            assert self.routing is not None
+            self.routing.capture()
+        logits = self.model(ids, cache=self.cache.narrow(0, n), logits_to_keep=1)[:, -1]
+        if record:
+            assert self.routing is not None
+            counts = self.routing.per_sequence(n)
+            for row, request in enumerate(self._running):
+                if request.expert_counts is not None:
+                    request.expert_counts += counts[row]
+        tokens = sample_next_tokens(logits, self._running)
+        done = [row for row, r in enumerate(self._running) if self._emit(r, tokens[row])]
+        self._remove_rows(done)
+
+    def _emit(self, request: GenerationRequest, token: int) -> bool:
+        """Record a generated token and post its text; True when the request is done."""
+        now = time.perf_counter()
+        if self.metrics:
+            self.metrics.generated.inc()
+            if request.first_token_at is None:
+                self.metrics.ttft.observe(now - request.arrival)
+            elif request.last_token_at is not None:
+                self.metrics.inter_token.observe(now - request.last_token_at)
+        if request.first_token_at is None:
+            request.first_token_at = now
+        request.last_token_at = now
+        request.output_ids.append(token)
+        params = request.params
+        detok = request.detokenizer
+        assert detok is not None
+        finish: FinishReason | None = None
+        if token in params.stop_token_ids:
+            text, finish = detok.flush(), "stop"
+        else:
+            text = detok.push(token)
+            total = len(request.prompt_ids) + len(request.output_ids)
+            if detok.stopped:
+                finish = "stop"
+            elif len(request.output_ids) >= params.max_tokens or total >= self.config.max_context:
+                finish = "length"
+            if finish is not None:
+                text += detok.flush()
+        if finish is not None:
+            self._finish(request, finish, text)
+            return True
+        if text:
+            request.post(Delta(text, [token]))
+        return False
+
+    def _finish(self, request: GenerationRequest, reason: FinishReason, text: str) -> None:
+        request.finished = True
+        experts = None
+        if request.expert_counts is not None:
+            experts = request.expert_counts.tolist()
+        request.post(
+            Delta(
+                text,
+                request.output_ids[-1:],
+                reason,
+                prompt_tokens=len(request.prompt_ids),
+                completion_tokens=len(request.output_ids),
+                experts=experts,
+            )
+        )
+        if self.metrics:
+            self.metrics.finished(reason)
+
+    def _remove_rows(self, rows: list[int]) -> None:
+        """Free cache rows, moving the last running rows into the gaps."""
+        for row in sorted(rows, reverse=True):
+            last = len(self._running) - 1
+            if row != last:
+                self._move_row(last, row)
+                self._running[row] = self._running[last]
+            self._running.pop()
+
+    def _move_row(self, src: int, dst: int) -> None:
+        cache = self.cache
+        length = int(cache.lengths[src])
+        for buffers in (cache.keys, cache.values):
+            for buf in buffers:
+                buf[dst, :, :length] = buf[src, :, :length]
+        cache.lengths[dst] = cache.lengths[src]
+        cache.positions[dst] = cache.positions[src]
+        cache.valid[dst] = cache.valid[src]
+
+    def _fail_all(self, message: str) -> None:
+        failed = self._running + ([self._prefilling] if self._prefilling else [])
+        self._prefilling = None
+        for request in failed:
+            request.finished = True
+            request.post(Delta("", [], "abort", error=message))
+        self._running.clear()
+        self.cache.reset()

@@ -1,0 +1,397 @@
+"""OpenAI chat and text completions on top of the engine (the logic behind the routes).
+
+A request becomes `n` engine requests sharing one output queue. Non-streamed,
+the deltas are collected into one response; streamed, each delta becomes a
+server-sent event as soon as it arrives. Either way, a client that goes away
+aborts its sequences so that their batch rows serve others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from fastapi import Request
+from pydantic import BaseModel
+from starlette.responses import StreamingResponse
+
+from common.contracts.openai import (
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatMessage,
+    CompletionChoice,
+    CompletionRequest,
+    CompletionResponse,
+    DeltaMessage,
+    ExpertUsage,
+    SamplingFields,
+    Usage,
+)
+from common.errors import BadRequest, RateLimited, ServiceError
+from common.streaming import SSE_HEADERS
+from moe_svc.engine import Delta, Engine, GenerationRequest, QueueFull, SamplingParams
+from moe_svc.loader import LoadedModel
+
+__all__ = ["ModelServer"]
+
+COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # as OpenAI's legacy completions
+DISCONNECT_POLL_S = 0.5
+
+
+@dataclass
+class _Outputs:
+    """What the choices of one request produced."""
+
+    texts: list[str]
+    finish: list[str | None]
+    completion_tokens: list[int]
+    experts: list[list[list[int]] | None] = field(default_factory=list)
+    token_ids: list[list[int]] = field(default_factory=list)
+
+
+class ModelServer:
+    def __init__(self, loaded: LoadedModel, engine: Engine, default_max_tokens: int) -> None:
+        self.loaded = loaded
+        self.engine = engine
+        self.default_max_tokens = default_max_tokens
+
+    @property
+    def name(self) -> str:
+        return self.loaded.name
+
+    @property
+    def max_context(self) -> int:
+        return self.engine.config.max_context
+
+    # ---- request checks ----
+
+    def check_model(self, model: str) -> None:
+        if model != self.name:
+            raise BadRequest(
+                f"The model '{model}' does not exist; this server serves '{self.name}'.",
+                param="model",
+                code="model_not_found",
+            )
+
+    def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
+        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+        try:
+            text = self.loaded.template.render(messages, body.add_generation_prompt)
+        except ValueError as exc:
+            raise BadRequest(f"Chat template error: {exc}", param="messages") from None
+        return self.loaded.tokenizer.encode(text)
+
+    def sampling_params(
+        self, body: SamplingFields, prompt_len: int, max_tokens: int | None, prompt_param: str
+    ) -> SamplingParams:
+        """Engine parameters; a 400 when the prompt plus max_tokens overflow the context."""
+        room = self.max_context - prompt_len
+        if room < 1:
+            raise BadRequest(
+                f"This model's maximum context length is {self.max_context} tokens; "
+                f"the prompt has {prompt_len}.",
+                param=prompt_param,
+                code="context_length_exceeded",
+            )
+        if max_tokens is None:
+            max_tokens = min(self.default_max_tokens, room)
+        elif max_tokens > room:
+            raise BadRequest(
+                f"This model's maximum context length is {self.max_context} tokens; "
+                f"the prompt has {prompt_len} and max_tokens asks for {max_tokens} more.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+        temperature = 1.0 if body.temperature is None else body.temperature
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=temperature,
+            top_p=1.0 if body.top_p is None else body.top_p,
+            top_k=body.top_k or 0,
+            seed=body.seed,
+            stop=tuple(body.stop_list()),
+            stop_token_ids=frozenset() if body.ignore_eos else self.loaded.stop_token_ids,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            repetition_penalty=body.repetition_penalty,
+        )
+
+    # ---- running requests ----
+
+    def _submit(
+        self, prompt: list[int], params: SamplingParams, n: int, record_experts: bool
+    ) -> list[GenerationRequest]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Delta] = asyncio.Queue()
+        requests = []
+        for index in range(n):
+            # choices of one seeded request differ from each other but repeat across calls
+            seed = None if params.seed is None else params.seed + index
+            choice_params = params if index == 0 else _with_seed(params, seed)
+            requests.append(
+                GenerationRequest(
+                    prompt, choice_params, loop, record_experts, index=index, queue=queue
+                )
+            )
+        try:
+            for request in requests:
+                self.engine.submit(request)
+        except QueueFull:
+            for request in requests:
+                self.engine.abort(request)
+            raise RateLimited(
+                "The server is busy: too many requests are waiting. Retry shortly.",
+                code="queue_full",
+                headers={"Retry-After": "1"},
+            ) from None
+        return requests
+
+    async def _collect(self, requests: list[GenerationRequest], http: Request) -> _Outputs:
+        n = len(requests)
+        out = _Outputs([""] * n, [None] * n, [0] * n, [None] * n, [[] for _ in range(n)])
+        queue = requests[0].queue
+        pending = n
+        next_check = time.monotonic() + DISCONNECT_POLL_S
+        try:
+            while pending:
+                # on a clock, not on a quiet queue: tokens may arrive without pause
+                if time.monotonic() >= next_check:
+                    if await http.is_disconnected():
+                        return out  # nobody to answer; `finally` frees the rows
+                    next_check = time.monotonic() + DISCONNECT_POLL_S
+                try:
+                    delta = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
+                except TimeoutError:
+                    continue
+                _raise_engine_error(delta)
+                i = delta.index
+                out.texts[i] += delta.text
+                out.token_ids[i] = requests[i].output_ids
+                if delta.finish_reason is not None:
+                    pending -= 1
+                    out.finish[i] = delta.finish_reason
+                    out.completion_tokens[i] = delta.completion_tokens
+                    out.experts[i] = delta.experts
+        finally:
+            for request in requests:
+                self.engine.abort(request)
+        return out
+
+    async def _stream(
+        self,
+        requests: list[GenerationRequest],
+        first: Callable[[int], BaseModel | None],
+        piece: Callable[[Delta], BaseModel],
+        usage: Callable[[_Outputs], BaseModel | None],
+    ) -> AsyncIterator[str]:
+        """SSE events: an opening event per choice, one per delta, usage, `[DONE]`."""
+        n = len(requests)
+        out = _Outputs([""] * n, [None] * n, [0] * n, [None] * n)
+        queue = requests[0].queue
+        try:
+            for index in range(n):
+                if (opening := first(index)) is not None:
+                    yield _sse(opening)
+            pending = n
+            while pending:
+                delta = await queue.get()
+                if delta.error is not None:
+                    yield f"data: {_error_json(delta.error)}\n\n"
+                    return
+                if delta.finish_reason is not None:
+                    pending -= 1
+                    out.completion_tokens[delta.index] = delta.completion_tokens
+                    out.experts[delta.index] = delta.experts
+                yield _sse(piece(delta))
+            if (last := usage(out)) is not None:
+                yield _sse(last)
+            yield "data: [DONE]\n\n"
+        finally:
+            # also on client disconnect: Starlette cancels this generator
+            for request in requests:
+                self.engine.abort(request)
+
+    # ---- chat completions ----
+
+    async def chat(
+        self, body: ChatCompletionRequest, http: Request
+    ) -> ChatCompletionResponse | StreamingResponse:
+        self.check_model(body.model)
+        _refuse_logprobs(bool(body.logprobs))
+        prompt = self.chat_prompt(body)
+        max_tokens = body.max_completion_tokens or body.max_tokens
+        params = self.sampling_params(body, len(prompt), max_tokens, "messages")
+        requests = self._submit(prompt, params, body.n, body.return_experts)
+        head = _head(f"chatcmpl-{uuid.uuid4().hex}", self.name)
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+            def first(index: int) -> ChatCompletionChunk:
+                opening = DeltaMessage(role="assistant", content="")
+                choice = ChatChunkChoice(index=index, delta=opening)
+                return ChatCompletionChunk(**head, choices=[choice])
+
+            def piece(delta: Delta) -> ChatCompletionChunk:
+                choice = ChatChunkChoice(
+                    index=delta.index,
+                    delta=DeltaMessage(content=delta.text) if delta.text else DeltaMessage(),
+                    finish_reason=delta.finish_reason,
+                )
+                return ChatCompletionChunk(**head, choices=[choice])
+
+            def usage(out: _Outputs) -> ChatCompletionChunk | None:
+                experts = _experts(out) if body.return_experts else None
+                if not include_usage and experts is None:
+                    return None
+                return ChatCompletionChunk(
+                    **head,
+                    choices=[],
+                    usage=_usage(len(prompt), out) if include_usage else None,
+                    experts=experts,
+                )
+
+            return _streaming_response(self._stream(requests, first, piece, usage))
+        out = await self._collect(requests, http)
+        choices = [
+            ChatChoice(
+                index=i,
+                message=ChatMessage(content=text),
+                finish_reason=reason,
+                token_ids=list(out.token_ids[i]) if body.return_token_ids else None,
+            )
+            for i, (text, reason) in enumerate(zip(out.texts, out.finish, strict=True))
+        ]
+        return ChatCompletionResponse(
+            **head,
+            choices=choices,
+            usage=_usage(len(prompt), out),
+            experts=_experts(out) if body.return_experts else None,
+        )
+
+    # ---- text completions ----
+
+    async def completion(
+        self, body: CompletionRequest, http: Request
+    ) -> CompletionResponse | StreamingResponse:
+        self.check_model(body.model)
+        _refuse_logprobs(body.logprobs is not None)
+        tokenizer = self.loaded.tokenizer
+        if isinstance(body.prompt, str):
+            prompt, prompt_text = tokenizer.encode(body.prompt), body.prompt
+        else:
+            vocab = self.loaded.model.config.vocab_size
+            if any(not 0 <= t < vocab for t in body.prompt):
+                raise BadRequest(f"Token ids must be in [0, {vocab}).", param="prompt")
+            prompt, prompt_text = body.prompt, tokenizer.decode(body.prompt)
+        if not prompt:
+            raise BadRequest("The prompt encodes to no tokens.", param="prompt")
+        max_tokens = body.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
+        params = self.sampling_params(body, len(prompt), max_tokens, "prompt")
+        requests = self._submit(prompt, params, body.n, body.return_experts)
+        head = _head(f"cmpl-{uuid.uuid4().hex}", self.name)
+        echo = prompt_text if body.echo else ""
+        if body.stream:
+            include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+            def first(index: int) -> CompletionResponse | None:
+                if not echo:
+                    return None
+                choice = CompletionChoice(index=index, text=echo, finish_reason=None)
+                return CompletionResponse(**head, choices=[choice])
+
+            def piece(delta: Delta) -> CompletionResponse:
+                choice = CompletionChoice(
+                    index=delta.index, text=delta.text, finish_reason=delta.finish_reason
+                )
+                return CompletionResponse(**head, choices=[choice])
+
+            def usage(out: _Outputs) -> CompletionResponse | None:
+                experts = _experts(out) if body.return_experts else None
+                if not include_usage and experts is None:
+                    return None
+                return CompletionResponse(
+                    **head,
+                    choices=[],
+                    usage=_usage(len(prompt), out) if include_usage else None,
+                    experts=experts,
+                )
+
+            return _streaming_response(self._stream(requests, first, piece, usage))
+        out = await self._collect(requests, http)
+        choices = [
+            CompletionChoice(
+                index=i,
+                text=echo + text,
+                finish_reason=reason,
+                token_ids=list(out.token_ids[i]) if body.return_token_ids else None,
+            )
+            for i, (text, reason) in enumerate(zip(out.texts, out.finish, strict=True))
+        ]
+        return CompletionResponse(
+            **head,
+            choices=choices,
+            usage=_usage(len(prompt), out),
+            experts=_experts(out) if body.return_experts else None,
+        )
+
+
+def _head(rid: str, model: str) -> dict[str, Any]:
+    """The fields every response and chunk of one request repeat."""
+    return {"id": rid, "created": int(time.time()), "model": model}
+
+
+def _with_seed(params: SamplingParams, seed: int | None) -> SamplingParams:
+    return replace(params, seed=seed)
+
+
+def _refuse_logprobs(asked: bool) -> None:
+    if asked:
+        raise BadRequest("logprobs are not supported by this server.", param="logprobs")
+
+
+def _raise_engine_error(delta: Delta) -> None:
+    if delta.error is not None:
+        raise ServiceError(delta.error, code="engine_error")
+
+
+def _usage(prompt_tokens: int, out: _Outputs) -> Usage:
+    completion = sum(out.completion_tokens)
+    return Usage(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion,
+        total_tokens=prompt_tokens + completion,
+    )
+
+
+def _experts(out: _Outputs) -> list[ExpertUsage]:
+    return [ExpertUsage(per_layer=e or []) for e in out.experts]
+
+
+def _sse(model: BaseModel) -> str:
+    data = model.model_dump(mode="json")
+    # OpenAI sends `usage` only when asked, and our extension only when it has a value
+    for key in ("usage", "experts"):
+        if data.get(key) is None:
+            data.pop(key, None)
+    return f"data: {_json_dumps(data)}\n\n"
+
+
+def _json_dumps(data: object) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _error_json(message: str) -> str:
+    error = {"message": message, "type": "server_error", "code": "engine_error"}
+    return _json_dumps({"error": {**error, "param": None, "service": "moe_svc"}})
+
+
+def _streaming_response(events: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
