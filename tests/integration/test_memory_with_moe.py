@@ -1,0 +1,84 @@
+"""Context assembly with the real core model: moe_svc counts the tokens and summarises.
+
+moe_svc serves the default model from `./var/models` (built there on first use, as
+`make up` does), so the summary is SmolLM2's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers.servers import (
+    REPO_ROOT,
+    RunningServer,
+    start_redis,
+    start_service,
+    wait_ready,
+)
+from tests.integration.memory_harness import start_memory
+
+pytestmark = pytest.mark.integration
+
+TURNS = [
+    ("I am planning a trip to Japan in April.", "April is cherry blossom season in Japan."),
+    ("I want to visit Kyoto and Osaka.", "Kyoto has temples; Osaka is known for food."),
+    ("My budget is about 2000 dollars.", "That covers two weeks if you travel by rail."),
+    ("I am vegetarian.", "Kyoto has many Buddhist vegetarian restaurants."),
+]
+
+
+@pytest.fixture(scope="module")
+def memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    log_dir: Path = tmp_path_factory.mktemp("memory_moe")
+    redis = start_redis(log_dir / "redis")
+    moe = start_service("moe_svc", log_dir, env={"MOE_DATA_DIR": str(REPO_ROOT / "var")})
+    try:
+        wait_ready(moe, timeout_s=600)  # first run: the default model's build (~1 min)
+        server = start_memory(log_dir, redis.url, moe_url=moe.url)
+        yield server
+        server.stop()
+    finally:
+        moe.stop()
+        redis.stop()
+
+
+def test_old_turns_are_summarised_by_the_core_model_within_budget(memory: RunningServer) -> None:
+    sid = "s-japan-trip"
+    with httpx.Client(base_url=memory.url, timeout=60) as client:
+        client.post(
+            f"/v1/sessions/{sid}/messages",
+            json={"role": "system", "content": "You are a travel assistant."},
+        ).raise_for_status()
+        for question, answer in TURNS:
+            client.post(
+                f"/v1/sessions/{sid}/messages",
+                json={
+                    "messages": [
+                        {"role": "user", "content": question},
+                        # Long answers: the early turns cannot all fit the budget.
+                        {"role": "assistant", "content": f"{answer} " * 4},
+                    ]
+                },
+            ).raise_for_status()
+        client.post(
+            f"/v1/sessions/{sid}/messages",
+            json={"role": "user", "content": "Which city should I see first?"},
+        ).raise_for_status()
+
+        reply = client.post(f"/v1/sessions/{sid}/context", json={"budget_tokens": 240}, timeout=300)
+
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["token_counter"] == "moe_svc"
+    assert body["total_tokens"] <= 240
+    assert body["messages"][0]["content"] == "You are a travel assistant."
+    assert body["messages"][-1]["content"] == "Which city should I see first?"
+    summary = body["summary"]
+    assert summary is not None, {k: body[k] for k in ("dropped", "warnings", "recent_messages")}
+    assert summary is not None and summary["status"] == "refreshed"
+    assert len(summary["text"].split()) >= 3  # the model wrote something, not an empty string
+    assert body["recent_messages"] < len(TURNS) * 2 + 1
