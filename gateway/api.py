@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import ValidationError
 
 from common.contracts.health import GatewayReadiness
+from gateway.chat import chat_completion
+from gateway.passthrough import forward_documents, forward_json, list_models, read_json
 from gateway.readiness import platform_readiness
+from gateway.schemas import GatewayChatRequest
+from gateway.security import authorize
 
-__all__ = ["router"]
+__all__ = ["STATIC_DIR", "router", "v1"]
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter()
+# Every /v1 route: API key (when auth is on) and rate limits first.
+v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
 
 
 @router.get("/readyz", response_model=GatewayReadiness, tags=["health"])
@@ -21,3 +34,52 @@ async def readyz(request: Request) -> JSONResponse:
     )
     status = 200 if readiness.status == "ready" else 503
     return JSONResponse(readiness.model_dump(), status_code=status)
+
+
+@router.get("/", include_in_schema=False)
+async def index() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@v1.get("/models", tags=["openai"])
+async def models(request: Request) -> dict[str, Any]:
+    return await list_models(request)
+
+
+@v1.post("/chat/completions", tags=["openai"], response_model=None)
+async def chat_completions(request: Request) -> Any:
+    raw = await read_json(request)
+    try:
+        body = GatewayChatRequest.model_validate(raw)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors()) from None
+    return await chat_completion(request, body, raw)
+
+
+@v1.post("/embeddings", tags=["openai"])
+async def embeddings(request: Request) -> Response:
+    timeout = request.app.state.settings.passthrough_timeout_s
+    return await forward_json(request, "rag_svc", "/v1/embeddings", timeout)
+
+
+@v1.post("/images/generations", tags=["openai"])
+async def images(request: Request) -> Response:
+    timeout = request.app.state.settings.images_timeout_s
+    return await forward_json(request, "creative_svc", "/v1/images/generations", timeout)
+
+
+@v1.post("/collections/{name}/documents", tags=["rag"])
+async def documents(name: str, request: Request) -> Response:
+    return await forward_documents(request, name)
+
+
+@v1.post("/feedback", tags=["feedback"])
+async def post_feedback(request: Request) -> Response:
+    timeout = request.app.state.settings.passthrough_timeout_s
+    return await forward_json(request, "memory_svc", "/v1/feedback", timeout)
+
+
+@v1.get("/feedback", tags=["feedback"])
+async def get_feedback(request: Request) -> Response:
+    timeout = request.app.state.settings.passthrough_timeout_s
+    return await forward_json(request, "memory_svc", "/v1/feedback", timeout, method="GET")

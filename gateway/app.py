@@ -8,10 +8,14 @@ from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from starlette.middleware import Middleware
 
 from common.http_client import ServiceClient
 from common.service import create_service_app
 from gateway import api
+from gateway.edge import EdgeMiddleware
 from gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
@@ -44,5 +48,20 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         lifespan=lifespan,
         readyz=False,
     )
+    # Inside the shared request-context middleware (the list runs outermost first), so
+    # that a 413 carries the request id; CORS outermost, so that errors carry its headers.
+    app.user_middleware.append(
+        Middleware(EdgeMiddleware, service="gateway", max_body_bytes=settings.max_body_bytes)
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "OPTIONS"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "x-gateway-overhead-ms", "Retry-After"],
+        )
     app.include_router(api.router)
+    app.include_router(api.v1)
+    app.mount("/static", StaticFiles(directory=api.STATIC_DIR), name="static")
     return app

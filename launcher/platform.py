@@ -114,6 +114,25 @@ class Platform:
         self.say(f"{process.name} ready in {time.monotonic() - started:.1f}s")
         supervisors.append(asyncio.create_task(process.supervise()))
 
+    async def local_api_key(self) -> str | None:
+        """The gateway's local API key (created on first start), as `make up` prints it."""
+        key_file = self.config.var_dir / "gateway" / "local_api_key"
+        argv = [self.config.python, "-m", "gateway.admin", "--redis-url", self.config.redis_url]
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            "local",
+            "--file",
+            str(key_file),
+            env=self.config.service_env("gateway"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            self.say(f"could not create the local API key: {err.decode(errors='replace')[-500:]}")
+            return None
+        return out.decode().strip().splitlines()[-1] if out.strip() else None
+
     async def run(self, stop: asyncio.Event) -> int:
         """Start everything, then supervise until `stop` is set; return the exit status."""
         config = self.config
@@ -131,6 +150,7 @@ class Platform:
                     lambda: redis_ping("127.0.0.1", config.redis_port),
                 )
                 await self._start(redis, supervisors)
+            api_key = await self.local_api_key()
             for name in self.order:
                 if stop.is_set():
                     break
@@ -142,6 +162,8 @@ class Platform:
             if not stop.is_set():
                 self.say(f"all services ready; gateway at {config.url('gateway')}")
                 self.say(f"platform readiness: curl {config.url('gateway')}/readyz")
+                if api_key:
+                    self.say(f"local API key (Authorization: Bearer ...): {api_key}")
                 self.say("press Ctrl-C to stop")
             await stop.wait()
             return 0

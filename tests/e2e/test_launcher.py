@@ -136,6 +136,21 @@ def test_all_services_and_redis_come_up(launch: Launch) -> None:
         assert f"\n{name:<13} | " in output, name
 
 
+def test_the_local_api_key_is_printed_and_guards_the_api(launch: Launch) -> None:
+    [line] = [x for x in launch.output().splitlines() if "local API key" in x]
+    key = line.rsplit(" ", 1)[-1]
+    key_file = launch.var_dir / "gateway" / "local_api_key"
+    assert key_file.read_text().strip() == key
+    assert key_file.stat().st_mode & 0o077 == 0  # private to its owner
+
+    assert httpx.get(f"{launch.gateway}/v1/models", timeout=10).status_code == 401
+    models = httpx.get(
+        f"{launch.gateway}/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10
+    )
+    assert models.status_code == 200
+    assert "auto" in [m["id"] for m in models.json()["data"]]
+
+
 def test_second_launcher_says_it_is_already_running(launch: Launch, tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "launcher"],

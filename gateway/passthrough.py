@@ -1,0 +1,127 @@
+"""Routes the gateway passes to one service: models, embeddings, images, documents, feedback."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+from starlette.responses import Response
+
+from common.errors import BadRequest, ServiceError
+from common.http_client import ServiceClient
+from gateway.edge import upstream_timer
+from gateway.schemas import AUTO_MODEL
+from gateway.settings import GatewaySettings
+
+__all__ = ["forward_documents", "forward_json", "list_models", "read_json"]
+
+logger = logging.getLogger("gateway.passthrough")
+
+_STARTED = int(time.time())
+
+
+def _unsupported_media_type(expected: str) -> ServiceError:
+    return ServiceError(
+        f"Content-Type must be {expected}.",
+        status_code=415,
+        error_type="invalid_request_error",
+        code="unsupported_media_type",
+    )
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request's JSON object body (415 for another content type, 400 when malformed)."""
+    content_type = request.headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise _unsupported_media_type("application/json")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise BadRequest(f"Malformed JSON body: {exc}.", code="invalid_json") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The JSON body must be an object.", code="invalid_json")
+    return body
+
+
+def _relay(upstream: Any) -> Response:
+    return Response(
+        upstream.content,
+        status_code=upstream.status_code,
+        media_type=upstream.headers.get("content-type", "application/json"),
+    )
+
+
+async def forward_json(
+    request: Request,
+    service: str,
+    path: str,
+    timeout_s: float,
+    method: str = "POST",
+) -> Response:
+    """Send the caller's JSON (or query) to `service` and answer with its response."""
+    client: ServiceClient = request.app.state.upstreams[service]
+    body = await read_json(request) if method == "POST" else None
+    async with upstream_timer():
+        upstream = await client.request(
+            method, path, json=body, params=dict(request.query_params), timeout_s=timeout_s
+        )
+    return _relay(upstream)
+
+
+async def forward_documents(request: Request, collection: str) -> Response:
+    """rag_svc document upload: a JSON body or a multipart file, passed on as it came."""
+    settings: GatewaySettings = request.app.state.settings
+    client: ServiceClient = request.app.state.upstreams["rag_svc"]
+    path = f"/v1/collections/{collection}/documents"
+    content_type = request.headers.get("content-type", "").lower()
+    if content_type.startswith("multipart/form-data"):
+        form = await request.form()
+        files: list[tuple[str, tuple[str, bytes, str]]] = []
+        data: dict[str, str] = {}
+        for field, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                content = await value.read()
+                files.append(
+                    (field, (value.filename or "upload", content, value.content_type or ""))
+                )
+            else:
+                data[field] = str(value)
+        async with upstream_timer():
+            upstream = await client.request(
+                "POST", path, files=files, data=data, timeout_s=settings.passthrough_timeout_s
+            )
+        return _relay(upstream)
+    if content_type.split(";")[0].strip() != "application/json":
+        raise _unsupported_media_type("application/json or multipart/form-data")
+    body = await read_json(request)
+    async with upstream_timer():
+        upstream = await client.request(
+            "POST", path, json=body, timeout_s=settings.passthrough_timeout_s
+        )
+    return _relay(upstream)
+
+
+async def list_models(request: Request) -> dict[str, Any]:
+    """`auto` plus moe_svc's models; moe_svc being down leaves `auto` alone."""
+    settings: GatewaySettings = request.app.state.settings
+    client: ServiceClient = request.app.state.upstreams["moe_svc"]
+    auto = {
+        "id": AUTO_MODEL,
+        "object": "model",
+        "created": _STARTED,
+        "owned_by": "llm-platform",
+        "metadata": {"description": "The full pipeline: router, tools, retrieval, reasoning."},
+    }
+    models: list[dict[str, Any]] = [auto]
+    try:
+        async with upstream_timer():
+            listed = await client.get_json(
+                "/v1/models", timeout_s=settings.models_timeout_s, idempotent=False
+            )
+        models += [m for m in listed.get("data", []) if m.get("id") != AUTO_MODEL]
+    except ServiceError as exc:
+        logger.warning("moe_svc models unavailable", extra={"error": exc.message})
+    return {"object": "list", "data": models}

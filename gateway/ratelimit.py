@@ -1,0 +1,131 @@
+"""Per-key rate limits in Redis: requests and tokens per minute.
+
+A sliding-window counter (the estimate Cloudflare and LiteLLM use): the
+count of the current fixed window plus the previous window's count weighted
+by how much of it still overlaps the sliding minute. One Lua script checks
+every limit of a call and charges them all or none, atomically, so replicas
+of the gateway share the limits and a refused call costs nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+__all__ = ["Decision", "Limit", "RateLimiter"]
+
+WINDOW_S = 60
+
+# For limit i: KEYS[2i-1] its current window, KEYS[2i] its previous window;
+# ARGV[1] weight of the previous windows, ARGV[2] ttl, ARGV[3] charge_only,
+# then ARGV[2+2i] limit and ARGV[3+2i] cost. Returns {allowed, cur_1, prev_1, ...}.
+_SCRIPT = """
+local n = #KEYS / 2
+local weight = tonumber(ARGV[1])
+local counts = {}
+local allowed = 1
+for i = 1, n do
+  local cur = tonumber(redis.call('GET', KEYS[2 * i - 1]) or '0')
+  local prev = tonumber(redis.call('GET', KEYS[2 * i]) or '0')
+  local limit = tonumber(ARGV[2 + 2 * i])
+  local cost = tonumber(ARGV[3 + 2 * i])
+  if ARGV[3] == '0' and limit > 0 and prev * weight + cur + cost > limit then
+    allowed = 0
+  end
+  counts[2 * i - 1] = cur
+  counts[2 * i] = prev
+end
+if allowed == 1 then
+  for i = 1, n do
+    local cost = tonumber(ARGV[3 + 2 * i])
+    if cost > 0 then
+      redis.call('INCRBY', KEYS[2 * i - 1], cost)
+      redis.call('EXPIRE', KEYS[2 * i - 1], tonumber(ARGV[2]))
+      counts[2 * i - 1] = counts[2 * i - 1] + cost
+    end
+  end
+end
+table.insert(counts, 1, allowed)
+return counts
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    kind: str  # "req", "tok"
+    limit: int  # per minute; 0: unlimited
+    cost: int
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    # Seconds until the sliding window has room for the cost (0 when it has now).
+    retry_after_s: float
+    reset_s: float
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+        self._script = redis.register_script(_SCRIPT)
+
+    async def check(
+        self, subject: str, limits: Sequence[Limit], *, charge_only: bool = False
+    ) -> tuple[bool, list[Decision]]:
+        """Check every limit of `subject`; charge all costs when all allow.
+
+        `charge_only` charges without refusing (tokens of an answer already given).
+        """
+        now = self.clock()
+        window = int(now // WINDOW_S)
+        into = now - window * WINDOW_S
+        weight = 1.0 - into / WINDOW_S
+        keys: list[str] = []
+        args: list[str | int] = [f"{weight:.6f}", WINDOW_S * 2, "1" if charge_only else "0"]
+        for item in limits:
+            base = f"gateway:rl:{item.kind}:{subject}:"
+            keys += [base + str(window), base + str(window - 1)]
+            args += [item.limit, item.cost]
+        allowed, *counts = await self._script(keys=keys, args=args)
+        decisions = []
+        for i, item in enumerate(limits):
+            cur, prev = int(counts[2 * i]), int(counts[2 * i + 1])
+            used = prev * weight + cur
+            fits = (
+                item.limit <= 0 or charge_only or used + (0 if allowed else item.cost) <= item.limit
+            )
+            remaining = max(0, math.floor(item.limit - used)) if item.limit > 0 else 0
+            wait = 0.0 if fits else _seconds_until_room(item.limit, item.cost, cur, prev, into)
+            decisions.append(Decision(fits, item.limit, remaining, wait, WINDOW_S - into))
+        return bool(allowed), decisions
+
+    async def hit(
+        self, kind: str, subject: str, limit: int, cost: int, *, charge_only: bool = False
+    ) -> Decision:
+        """One limit: `check` with a single `Limit`."""
+        _, (decision,) = await self.check(
+            subject, [Limit(kind, limit, cost)], charge_only=charge_only
+        )
+        return decision
+
+
+def _seconds_until_room(limit: int, cost: int, cur: int, prev: int, into: float) -> float:
+    """When `cost` more fits under `limit`, as the previous windows' shares decay."""
+    if cost > limit:
+        return float(WINDOW_S)
+    # Still in this window: prev * (1 - (into + t) / W) + cur + cost <= limit.
+    room = limit - cur - cost
+    if room >= 0 and prev > 0:
+        wait = WINDOW_S * (1 - room / prev) - into
+    else:
+        # Next window: this one becomes the previous one and decays in turn.
+        wait = (WINDOW_S - into) + WINDOW_S * max(0.0, 1 - (limit - cost) / max(cur, 1))
+    return float(min(WINDOW_S * 2, max(1, math.ceil(wait))))

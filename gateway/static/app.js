@@ -1,0 +1,319 @@
+// The chat UI: streams answers from /v1/chat/completions, keeps the session in
+// localStorage, shows each answer's pipeline, sends feedback to /v1/feedback.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const STORE = "gateway.session.v1";
+const KEY_STORE = "gateway.apiKey";
+
+const state = loadSession();
+let selected = null;
+let busy = false;
+
+function newSessionId() {
+  const random = crypto.getRandomValues(new Uint32Array(2));
+  return `web-${Date.now().toString(36)}-${random[0].toString(36)}${random[1].toString(36)}`;
+}
+
+function loadSession() {
+  try {
+    const saved = JSON.parse(localStorage.getItem(STORE) || "null");
+    if (saved && saved.id && Array.isArray(saved.messages)) return saved;
+  } catch (err) { /* a corrupt entry starts a new session */ }
+  return { id: newSessionId(), messages: [], model: "auto" };
+}
+
+function saveSession() {
+  localStorage.setItem(STORE, JSON.stringify(state));
+}
+
+function headers(json = true) {
+  const h = {};
+  if (json) h["Content-Type"] = "application/json";
+  const key = $("api-key").value.trim();
+  if (key) h.Authorization = `Bearer ${key}`;
+  return h;
+}
+
+function setStatus(text) { $("status").textContent = text || ""; }
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return `${body.error.message} (${response.status})`;
+  } catch (err) { /* not JSON */ }
+  return `HTTP ${response.status}`;
+}
+
+function noteAuth(status) {
+  $("key-field").classList.toggle("attention", status === 401 || status === 403);
+}
+
+// --- rendering ----------------------------------------------------------------------
+
+function renderMessage(msg, index) {
+  const div = document.createElement("div");
+  div.className = `msg ${msg.role}${msg.error ? " error" : ""}`;
+  div.dataset.index = index;
+  if (msg.role === "user") {
+    div.textContent = msg.content;
+    return div;
+  }
+  const body = document.createElement("div");
+  body.className = "content";
+  body.innerHTML = Markdown.render(msg.content || (msg.pending ? "…" : ""));
+  div.appendChild(body);
+  for (const img of (msg.pipeline && msg.pipeline.images) || []) {
+    if (img.b64_json) {
+      const tag = document.createElement("img");
+      tag.src = `data:image/png;base64,${img.b64_json}`;
+      tag.alt = img.description || "generated image";
+      div.appendChild(tag);
+    }
+  }
+  if (!msg.pending && !msg.error) div.appendChild(feedbackBar(msg));
+  div.addEventListener("click", (event) => {
+    if (event.target.closest(".feedback")) return;
+    select(index);
+  });
+  if (selected === index) div.classList.add("selected");
+  return div;
+}
+
+function feedbackBar(msg) {
+  const meta = document.createElement("div");
+  meta.className = "meta";
+  const intent = msg.pipeline && msg.pipeline.intent ? `${msg.pipeline.intent} · ` : "";
+  meta.innerHTML = `<span>${Markdown.escape(intent + (msg.model || ""))}</span>`;
+  const fb = document.createElement("span");
+  fb.className = "feedback";
+  const up = button("▲ Good", "Good answer", msg.rating === 1);
+  const down = button("▼ Bad", "Bad answer", msg.rating === -1);
+  const comment = document.createElement("input");
+  comment.placeholder = "comment (optional)";
+  comment.value = msg.comment || "";
+  const can = Boolean(msg.message_id && msg.session_id);
+  for (const el of [up, down, comment]) el.disabled = !can;
+  if (!can) fb.title = "Feedback needs an answer stored in the session (model auto).";
+  up.addEventListener("click", () => sendFeedback(msg, 1, comment.value));
+  down.addEventListener("click", () => sendFeedback(msg, -1, comment.value));
+  comment.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && msg.rating) sendFeedback(msg, msg.rating, comment.value);
+  });
+  fb.append(up, down, comment);
+  meta.appendChild(fb);
+  return meta;
+}
+
+function button(text, title, chosen) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = `ghost${chosen ? " chosen" : ""}`;
+  b.textContent = text;
+  b.title = title;
+  b.setAttribute("aria-label", title);
+  return b;
+}
+
+function renderAll() {
+  const box = $("messages");
+  box.replaceChildren(...state.messages.map(renderMessage));
+  box.scrollTop = box.scrollHeight;
+}
+
+function updateMessage(index) {
+  const box = $("messages");
+  const old = box.querySelector(`[data-index="${index}"]`);
+  const fresh = renderMessage(state.messages[index], index);
+  if (old) old.replaceWith(fresh); else box.appendChild(fresh);
+  box.scrollTop = box.scrollHeight;
+}
+
+function select(index) {
+  selected = index;
+  document.querySelectorAll(".msg.selected").forEach((el) => el.classList.remove("selected"));
+  const el = document.querySelector(`.msg[data-index="${index}"]`);
+  if (el) el.classList.add("selected");
+  PipelinePanel.render($("pipeline"), state.messages[index] && state.messages[index].pipeline);
+}
+
+// --- feedback -----------------------------------------------------------------------
+
+async function sendFeedback(msg, rating, comment) {
+  const body = { session_id: msg.session_id, message_id: msg.message_id, rating };
+  if (comment && comment.trim()) body.comment = comment.trim();
+  const response = await fetch("/v1/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  noteAuth(response.status);
+  if (!response.ok) { setStatus(`Feedback not saved: ${await errorText(response)}`); return; }
+  msg.rating = rating;
+  msg.comment = body.comment || "";
+  saveSession();
+  renderAll();
+  setStatus(rating === 1 ? "Thanks: rated good." : "Thanks: rated bad.");
+}
+
+// --- chat ---------------------------------------------------------------------------
+
+function conversation() {
+  return state.messages
+    .filter((m) => !m.error && !m.pending && (m.role === "user" || m.role === "assistant"))
+    .map((m) => ({ role: m.role, content: m.raw ?? m.content }));
+}
+
+async function* sseEvents(response) {
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let cut;
+    while ((cut = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      const data = block.split("\n").filter((l) => l.startsWith("data:")).map((l) => l.slice(5).trim()).join("\n");
+      if (!data) continue;
+      if (data === "[DONE]") return;
+      yield JSON.parse(data);
+    }
+  }
+}
+
+async function send(text) {
+  const model = $("model").value;
+  state.model = model;
+  state.messages.push({ role: "user", content: text });
+  const history = conversation();
+  const answer = { role: "assistant", content: "", pending: true, model, pipeline: null };
+  state.messages.push(answer);
+  const index = state.messages.length - 1;
+  renderAll();
+  const payload = { model, messages: history, stream: true, stream_options: { include_usage: true } };
+  if (model === "auto") payload.session_id = state.id;
+  else payload.return_experts = true;
+  busy = true;
+  $("send").disabled = true;
+  setStatus("Thinking…");
+  const started = performance.now();
+  try {
+    const response = await fetch("/v1/chat/completions", { method: "POST", headers: headers(), body: JSON.stringify(payload) });
+    noteAuth(response.status);
+    if (!response.ok) throw new Error(await errorText(response));
+    const live = { steps: [] };
+    for await (const chunk of sseEvents(response)) {
+      if (chunk.error) throw new Error(chunk.error.message || "stream failed");
+      const event = chunk.pipeline_event;
+      if (event) {
+        if (event.type === "route") Object.assign(live, event, { steps: live.steps });
+        if (event.type === "step") live.steps.push(event.step);
+        answer.pipeline = live;
+        setStatus(event.type === "route" ? `Intent: ${event.intent}` : `Step ${event.step.name}: ${event.step.status}`);
+      }
+      const choice = chunk.choices && chunk.choices[0];
+      if (choice && choice.delta && choice.delta.content) answer.content += choice.delta.content;
+      if (chunk.pipeline) {
+        answer.pipeline = chunk.pipeline;
+        // Citations that name no source were already streamed: take them out now.
+        for (const n of (chunk.pipeline.verification || {}).removed || []) {
+          answer.content = answer.content.replace(new RegExp(`\\s?\\[${Number(n)}\\]`, "g"), "");
+        }
+        answer.message_id = chunk.message_id;
+        answer.session_id = chunk.session_id || state.id;
+      }
+      if (chunk.experts && chunk.experts.length) {
+        answer.pipeline = { ...(answer.pipeline || {}), model, experts: chunk.experts[0] };
+      }
+      updateMessage(index);
+    }
+    answer.pending = false;
+    setStatus(`Answered in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  } catch (err) {
+    answer.pending = false;
+    answer.error = true;
+    answer.content = `⚠ ${err.message}`;
+    setStatus("");
+  } finally {
+    busy = false;
+    $("send").disabled = false;
+    saveSession();
+    updateMessage(index);
+    if (!answer.error) select(index);
+  }
+}
+
+// --- health, models, key ------------------------------------------------------------
+
+async function refreshHealth() {
+  const strip = $("health");
+  try {
+    const response = await fetch("/readyz", { cache: "no-store" });
+    const body = await response.json();
+    strip.replaceChildren(...Object.entries(body.services || {}).map(([name, s]) => {
+      const tag = document.createElement("span");
+      tag.className = `svc ${s.status}`;
+      tag.dataset.service = name;
+      tag.textContent = name.replace(/_svc$/, "");
+      tag.title = `${name}: ${s.status}${s.latency_ms != null ? ` (${s.latency_ms} ms)` : ""}${s.error ? ` ${s.error}` : ""}`;
+      return tag;
+    }));
+    strip.dataset.status = body.status;
+  } catch (err) {
+    strip.textContent = "gateway unreachable";
+    strip.dataset.status = "down";
+  }
+}
+
+async function loadModels() {
+  const response = await fetch("/v1/models", { headers: headers(false) });
+  noteAuth(response.status);
+  // The key field shows once the gateway asks for a key (or one is saved).
+  if (response.status === 401 || response.status === 403) $("key-field").hidden = false;
+  if (!response.ok) {
+    setStatus(`The gateway needs a valid API key: ${await errorText(response)}`);
+    return;
+  }
+  setStatus("");
+  const body = await response.json();
+  const select = $("model");
+  select.replaceChildren(...body.data.map((m) => new Option(m.id, m.id)));
+  select.value = body.data.some((m) => m.id === state.model) ? state.model : "auto";
+}
+
+function init() {
+  $("api-key").value = localStorage.getItem(KEY_STORE) || "";
+  $("key-field").hidden = !$("api-key").value;
+  $("api-key").addEventListener("change", () => {
+    localStorage.setItem(KEY_STORE, $("api-key").value.trim());
+    loadModels();
+  });
+  $("composer").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = $("prompt").value.trim();
+    if (!text || busy) return;
+    $("prompt").value = "";
+    send(text);
+  });
+  $("prompt").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey) {
+      event.preventDefault();
+      $("composer").requestSubmit();
+    }
+  });
+  $("new-session").addEventListener("click", () => {
+    state.id = newSessionId();
+    state.messages = [];
+    selected = null;
+    saveSession();
+    renderAll();
+    PipelinePanel.render($("pipeline"), null);
+  });
+  renderAll();
+  const last = state.messages.map((m, i) => [m, i]).filter(([m]) => m.role === "assistant" && m.pipeline).pop();
+  if (last) select(last[1]);
+  refreshHealth();
+  setInterval(refreshHealth, 10000);
+  loadModels();
+}
+
+init();

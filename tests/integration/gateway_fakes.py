@@ -1,0 +1,226 @@
+"""Scripted stand-ins for the gateway's upstreams in its integration tests.
+
+A TEST DOUBLE, not a service: `python -m tests.integration.gateway_fakes`
+serves on `FAKE_PORT`, in one process, what the gateway calls:
+
+- router_svc `POST /v1/dispatch` (plain and `stream`): a factual answer that
+  cites `[1]` (a real source) and `[7]` (none); a message containing `slow`
+  streams a delta every 50 ms for 10 s and counts in `GET /state` whether
+  the stream was cancelled.
+- moe_svc `GET /v1/models`, `POST /v1/chat/completions` (plain and `stream`),
+  404 `model_not_found` for another model than `fake-moe`.
+- rag_svc `POST /v1/embeddings`, `POST /v1/collections/{name}/documents` (JSON or multipart).
+- creative_svc `POST /v1/images/generations` (a 1x1 PNG).
+- memory_svc `POST|GET /v1/feedback`.
+- `GET /requests` lists `{path, body}` of the calls, `GET /state` counters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+MODEL = "fake-moe"
+PNG_1X1 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGA"
+    "hKmMIQAAAABJRU5ErkJggg=="
+)
+ANSWER = "Bell patented the telephone in 1876 [1]. He was born in Edinburgh [7]."
+
+app = FastAPI()
+requests: list[dict[str, Any]] = []
+feedback: list[dict[str, Any]] = []
+state = {"slow_started": 0, "slow_cancelled": 0, "slow_finished": 0}
+
+
+def _pipeline() -> dict[str, Any]:
+    return {
+        "intent": "factual",
+        "confidence": 0.9,
+        "scores": {"factual": 0.9, "chat": 0.05, "reasoning": 0.03, "tool": 0.01, "creative": 0.01},
+        "fallback": False,
+        "plan": {"intent": "factual", "description": "rag", "steps": []},
+        "steps": [
+            {"name": "rag.answer", "service": "rag_svc", "status": "ok", "optional": False,
+             "latency_ms": 12.0, "detail": {}}
+        ],
+        "sourced": True,
+        "sources": [
+            {"number": 1, "doc_id": "bell", "chunk_id": "bell-0", "score": 0.8,
+             "text": "Alexander Graham Bell patented the telephone in 1876.",
+             "metadata": {"title": "Telephone"}}
+        ],
+        "citations": [
+            {"number": 1, "sentence": "Bell patented the telephone in 1876 [1].", "valid": True,
+             "supported": True, "lexical": 0.8, "semantic": 0.9},
+            {"number": 7, "sentence": "He was born in Edinburgh [7].", "valid": False,
+             "supported": False, "lexical": 0.0, "semantic": 0.0},
+        ],
+        "tool_calls": [],
+        "reasoning": None,
+        "images": [],
+        "notes": [],
+        "model": MODEL,
+        "latency_ms": 20.0,
+    }  # fmt: skip
+
+
+def _sse(data: dict[str, Any] | str) -> str:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.get("/readyz")
+async def readyz() -> dict[str, str]:
+    return {"status": "ready"}
+
+
+@app.get("/requests")
+async def recorded() -> list[dict[str, Any]]:
+    return requests
+
+
+@app.get("/state")
+async def counters() -> dict[str, int]:
+    return state
+
+
+@app.post("/v1/dispatch")
+async def dispatch(request: Request) -> Any:
+    body = await request.json()
+    requests.append({"path": "/v1/dispatch", "body": body})
+    text = body["messages"][-1]["content"]
+    did = f"dsp-{len(requests)}"
+    if not body.get("stream"):
+        return {
+            "id": did,
+            "object": "router.dispatch",
+            "session_id": body.get("session_id"),
+            "message": {"role": "assistant", "content": ANSWER},
+            "pipeline": _pipeline(),
+        }
+
+    async def events() -> AsyncIterator[str]:
+        yield _sse({"type": "route", "intent": "factual", "scores": _pipeline()["scores"]})
+        if "slow" in text:
+            state["slow_started"] += 1
+            try:
+                for i in range(200):
+                    yield _sse({"type": "delta", "content": f"w{i} "})
+                    await asyncio.sleep(0.05)
+                state["slow_finished"] += 1
+            except (asyncio.CancelledError, GeneratorExit):
+                state["slow_cancelled"] += 1
+                raise
+        yield _sse({"type": "step", "step": _pipeline()["steps"][0]})
+        for piece in (
+            "Bell patented the telephone ",
+            "in 1876 [1]. ",
+            "He was born in Edinburgh [7].",
+        ):
+            yield _sse({"type": "delta", "content": piece})
+        message = {"role": "assistant", "content": ANSWER}
+        done = {"type": "done", "id": did, "session_id": body.get("session_id")}
+        yield _sse({**done, "message": message, "pipeline": _pipeline()})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.get("/v1/models")
+async def models() -> dict[str, Any]:
+    card = {"id": MODEL, "object": "model", "created": 1, "owned_by": "llm-platform"}
+    return {"object": "list", "data": [card]}
+
+
+@app.post("/v1/chat/completions")
+async def chat(request: Request) -> Any:
+    body = await request.json()
+    requests.append({"path": "/v1/chat/completions", "body": body})
+    if body.get("model") != MODEL:
+        error = {"message": f"The model '{body.get('model')}' does not exist.", "type":
+                 "not_found_error", "param": "model", "code": "model_not_found",
+                 "service": "moe_svc", "request_id": None}  # fmt: skip
+        return JSONResponse({"error": error}, status_code=404)
+    head = {"id": "chatcmpl-moe", "created": int(time.time()), "model": MODEL}
+    usage = {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}
+    if not body.get("stream"):
+        choice = {"index": 0, "message": {"role": "assistant", "content": "Hello there"},
+                  "finish_reason": "stop", "logprobs": None}  # fmt: skip
+        return {**head, "object": "chat.completion", "choices": [choice], "usage": usage}
+
+    async def events() -> AsyncIterator[str]:
+        chunk = {**head, "object": "chat.completion.chunk"}
+        for i, piece in enumerate(("Hello", " there")):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            yield _sse({**chunk, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
+        end = {"index": 0, "delta": {}, "finish_reason": "stop"}
+        yield _sse({**chunk, "choices": [end]})
+        if (body.get("stream_options") or {}).get("include_usage"):
+            yield _sse({**chunk, "choices": [], "usage": usage})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@app.post("/v1/embeddings")
+async def embeddings(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    requests.append({"path": "/v1/embeddings", "body": body})
+    texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+    data = [{"object": "embedding", "index": i, "embedding": [0.5, 0.25, 0.125]}
+            for i, _ in enumerate(texts)]  # fmt: skip
+    usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+    return {"object": "list", "data": data, "model": "all-MiniLM-L6-v2", "usage": usage}
+
+
+@app.post("/v1/collections/{name}/documents")
+async def documents(name: str, request: Request) -> dict[str, Any]:
+    if request.headers.get("content-type", "").startswith("multipart/"):
+        form = await request.form()
+        upload = form["file"]
+        text = (await upload.read()).decode()  # type: ignore[union-attr]
+        requests.append({"path": f"/documents/{name}", "body": {"file": text}})
+        return {"ids": [str(upload.filename)], "chunks": 1, "duplicates": []}  # type: ignore[union-attr]
+    body = await request.json()
+    requests.append({"path": f"/documents/{name}", "body": body})
+    ids = [d.get("id") or f"doc-{i}" for i, d in enumerate(body["documents"])]
+    return {"ids": ids, "chunks": len(ids), "duplicates": []}
+
+
+@app.post("/v1/images/generations")
+async def images(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    requests.append({"path": "/v1/images/generations", "body": body})
+    n = int(body.get("n") or 1)
+    return {"created": int(time.time()), "data": [{"b64_json": PNG_1X1}] * n}
+
+
+@app.post("/v1/feedback", status_code=201)
+async def post_feedback(request: Request) -> dict[str, Any]:
+    body = await request.json()
+    item = {"id": f"fb-{len(feedback)}", **body}
+    feedback.append(item)
+    return item
+
+
+@app.get("/v1/feedback")
+async def get_feedback(session_id: str | None = None) -> dict[str, Any]:
+    data = [f for f in feedback if session_id in (None, f["session_id"])]
+    return {"object": "list", "data": data, "has_more": False}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ["FAKE_PORT"]), log_level="warning")

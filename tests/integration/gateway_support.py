@@ -1,0 +1,64 @@
+"""Start the gateway in front of `gateway_fakes` (every upstream) and a real Redis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.helpers.servers import (
+    REPO_ROOT,
+    RunningRedis,
+    RunningServer,
+    free_port,
+    start_module,
+    start_redis,
+    start_service,
+)
+
+UPSTREAMS = ("router_svc", "memory_svc", "rag_svc", "creative_svc", "moe_svc")
+
+
+@contextmanager
+def gateway_stack(
+    log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[RunningServer, RunningServer, RunningRedis]]:
+    """(gateway, fake upstreams, redis), stopped on exit."""
+    redis = start_redis(log_dir / "redis")
+    port = free_port()
+    fake = start_module(
+        "tests.integration.gateway_fakes",
+        name="gateway_fakes",
+        port=port,
+        env={"FAKE_PORT": str(port)},
+        log_dir=log_dir,
+    )
+    gateway = None
+    try:
+        gateway = start_service(
+            "gateway",
+            log_dir,
+            upstreams={name: fake.url for name in UPSTREAMS},
+            env={"GATEWAY_REDIS_URL": redis.url, "GATEWAY_LOG_JSON": "false", **(env or {})},
+        )
+        yield gateway, fake, redis
+    finally:
+        if gateway is not None:
+            gateway.stop()
+        fake.stop()
+        redis.stop()
+
+
+def admin(redis: RunningRedis, *args: str) -> str:
+    """Run `python -m gateway.admin` against `redis`; its stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.admin", "--redis-url", redis.url, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    return result.stdout.strip()
