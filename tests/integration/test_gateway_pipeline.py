@@ -14,95 +14,44 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers.servers import (
-    RunningRedis,
-    RunningServer,
-    free_port,
-    start_module,
-    start_redis,
-    start_service,
-)
-from tests.integration.memory_harness import shared_tokenizer
-from tests.integration.test_router_dispatch import BELL, RULES, wait_ready
+from tests.helpers.servers import RunningServer, start_service
+from tests.integration.pipeline_stack import BELL, PipelineStack, pipeline_stack
 
 pytestmark = pytest.mark.integration
 
 
 @dataclass
 class Platform:
-    fake: RunningServer
-    redis: RunningRedis
-    rag: RunningServer
-    memory: RunningServer
+    stack: PipelineStack
     gateway: RunningServer
+
+    @property
+    def fake(self) -> RunningServer:
+        return self.stack.fake
+
+    @property
+    def memory(self) -> RunningServer:
+        return self.stack.memory
+
+    @property
+    def rag(self) -> RunningServer:
+        return self.stack.rag
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root: Path = tmp_path_factory.mktemp("gateway_pipeline")
-    started: list[Any] = []
-    try:
-        port = free_port()
-        fake = start_module(
-            "tests.integration.router_fakes",
-            name="fakes",
-            port=port,
-            env={"FAKE_PORT": str(port), "FAKE_DEFAULT_REPLY": "Hello! How can I help?"},
-            log_dir=root,
-        )
-        started.append(fake)
-        redis = start_redis(root / "redis")
-        started.append(redis)
-        rag = start_service(
-            "rag_svc", root, upstreams={"moe_svc": fake.url}, env={"RAG_WIKI_ENABLED": "false"}
-        )
-        started.append(rag)
-        memory = start_service(
-            "memory_svc",
-            root,
-            upstreams={"rag_svc": rag.url, "moe_svc": fake.url},
-            env={
-                "MEMORY_REDIS_URL": redis.url,
-                "MEMORY_TOKENIZER_FILE": str(shared_tokenizer()),
-                "MEMORY_TOKEN_COUNTER": "local",
-            },
-        )
-        started.append(memory)
-        tools = start_service("tools_svc", root, upstreams={"rag_svc": rag.url})
-        started.append(tools)
-        reasoning = start_service(
-            "reasoning_svc", root, upstreams={"moe_svc": fake.url, "tools_svc": tools.url}
-        )
-        started.append(reasoning)
-        services = {
-            "memory_svc": memory.url,
-            "rag_svc": rag.url,
-            "reasoning_svc": reasoning.url,
-            "creative_svc": fake.url,
-            "tools_svc": tools.url,
-            "moe_svc": fake.url,
-        }
-        router = start_service(
-            "router_svc",
-            root,
-            upstreams=services,
-            env={"ROUTER_RAG_TIMEOUT_S": "30", "ROUTER_LOG_JSON": "false"},
-        )
-        started.append(router)
+    with pipeline_stack(root) as stack:
         gateway = start_service(
             "gateway",
             root,
-            upstreams={**services, "router_svc": router.url},
-            env={"GATEWAY_REDIS_URL": redis.url, "GATEWAY_LOG_JSON": "false"},
+            upstreams=stack.services,
+            env={"GATEWAY_REDIS_URL": stack.redis.url, "GATEWAY_LOG_JSON": "false"},
         )
-        started.append(gateway)
-        wait_ready(rag)
-        httpx.post(f"{rag.url}/v1/collections", json={"name": "docs"}, timeout=30)
-        httpx.put(f"{fake.url}/script", json=RULES).raise_for_status()
-        yield Platform(fake, redis, rag, memory, gateway)
-    finally:
-        for server in reversed(started):
-            server.stop()
+        try:
+            yield Platform(stack, gateway)
+        finally:
+            gateway.stop()
 
 
 @pytest.fixture(scope="module")

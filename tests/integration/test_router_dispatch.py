@@ -6,136 +6,26 @@ scripted, every other hop is the real service."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.helpers.servers import (
-    RunningRedis,
-    RunningServer,
-    free_port,
-    start_module,
-    start_redis,
-    start_service,
-)
-from tests.integration.memory_harness import shared_tokenizer
+from tests.helpers.servers import RunningServer
+from tests.integration.pipeline_stack import BELL, RULES, PipelineStack, pipeline_stack
 
 pytestmark = pytest.mark.integration
 
-BELL = (
-    "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
-    "Elisha Gray filed a caveat for a similar device on the same day."
-)
-RULES = [
-    # rag_svc's answer prompt carries the retrieved passage.
-    {
-        "contains": "granted the first US patent",
-        "reply": "Bell patented the telephone in 1876 [1].",
-    },
-    {
-        "contains": "short Python 3 program",
-        "reply": "```python\nheads, legs = 30, 74\nprint((legs - 2 * heads) // 2)\n```",
-    },
-    {
-        "contains": "You can use these tools",
-        "reply": [
-            "Thought: check the clock\nAction: datetime_now\n"
-            'Action Input: {"timezone": "Asia/Tokyo"}',
-            "Thought: done\nFinal Answer: It is evening in Tokyo.",
-        ],
-    },
-    {"contains": "creative writer", "reply": "Rain on the window, a quiet city sleeps."},
-]
-
-
-@dataclass
-class Platform:
-    fake: RunningServer
-    redis: RunningRedis
-    memory: RunningServer
-    tools: RunningServer
-    rag: RunningServer
-    reasoning: RunningServer
-    router: RunningServer
-
-
-def wait_ready(server: RunningServer, timeout_s: float = 240.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if httpx.get(f"{server.url}/readyz", timeout=5).status_code == 200:
-            return
-        time.sleep(0.25)
-    raise TimeoutError(f"{server.name} not ready:\n{server.logs()[-3000:]}")
-
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root: Path = tmp_path_factory.mktemp("platform")
-    started: list[Any] = []
-    try:
-        port = free_port()
-        fake = start_module(
-            "tests.integration.router_fakes",
-            name="fakes",
-            port=port,
-            env={"FAKE_PORT": str(port), "FAKE_DEFAULT_REPLY": "Hello! How can I help?"},
-            log_dir=root,
-        )
-        started.append(fake)
-        redis = start_redis(root / "redis")
-        started.append(redis)
-        rag = start_service(
-            "rag_svc", root, upstreams={"moe_svc": fake.url}, env={"RAG_WIKI_ENABLED": "false"}
-        )
-        started.append(rag)
-        memory = start_service(
-            "memory_svc",
-            root,
-            upstreams={"rag_svc": rag.url, "moe_svc": fake.url},
-            env={
-                "MEMORY_REDIS_URL": redis.url,
-                "MEMORY_TOKENIZER_FILE": str(shared_tokenizer()),
-                "MEMORY_TOKEN_COUNTER": "local",
-            },
-        )
-        started.append(memory)
-        tools = start_service("tools_svc", root, upstreams={"rag_svc": rag.url})
-        started.append(tools)
-        reasoning = start_service(
-            "reasoning_svc", root, upstreams={"moe_svc": fake.url, "tools_svc": tools.url}
-        )
-        started.append(reasoning)
-        router = start_service(
-            "router_svc",
-            root,
-            upstreams={
-                "memory_svc": memory.url,
-                "rag_svc": rag.url,
-                "reasoning_svc": reasoning.url,
-                "creative_svc": fake.url,
-                "tools_svc": tools.url,
-                "moe_svc": fake.url,
-            },
-            # Retrieval that is down must not hold the answer for long.
-            env={"ROUTER_RAG_TIMEOUT_S": "30", "ROUTER_LOG_JSON": "false"},
-        )
-        started.append(router)
-        wait_ready(rag)
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineStack]:
+    with pipeline_stack(tmp_path_factory.mktemp("platform")) as stack:
         documents = {"documents": [{"id": "bell", "text": BELL}]}
-        httpx.post(f"{rag.url}/v1/collections", json={"name": "docs"}, timeout=30)
         httpx.post(
-            f"{rag.url}/v1/collections/docs/documents", json=documents, timeout=120
+            f"{stack.rag.url}/v1/collections/docs/documents", json=documents, timeout=120
         ).raise_for_status()
-        httpx.put(f"{fake.url}/script", json=RULES).raise_for_status()
-        yield Platform(fake, redis, memory, tools, rag, reasoning, router)
-    finally:
-        for server in reversed(started):
-            server.stop()
+        yield stack
 
 
 def dispatch(router: RunningServer, text: str, **extra: Any) -> httpx.Response:
@@ -160,7 +50,7 @@ def ran(body: dict[str, Any]) -> dict[str, str]:
     ],
 )
 def test_each_intent_is_answered_through_the_services(
-    platform: Platform, text: str, intent: str, step: str, expected: str
+    platform: PipelineStack, text: str, intent: str, step: str, expected: str
 ) -> None:
     response = dispatch(platform.router, text, session_id=f"s-{intent}-{step}")
 
@@ -175,7 +65,7 @@ def test_each_intent_is_answered_through_the_services(
     assert all(s["latency_ms"] >= 0 for s in body["pipeline"]["steps"])
 
 
-def test_factual_answers_carry_sources_and_citations(platform: Platform) -> None:
+def test_factual_answers_carry_sources_and_citations(platform: PipelineStack) -> None:
     body = dispatch(platform.router, "Who was granted the patent for the telephone?").json()
 
     pipeline = body["pipeline"]
@@ -183,7 +73,7 @@ def test_factual_answers_carry_sources_and_citations(platform: Platform) -> None
     assert pipeline["citations"] and pipeline["citations"][0]["number"] == 1
 
 
-def test_pal_and_react_traces_reach_the_pipeline(platform: Platform) -> None:
+def test_pal_and_react_traces_reach_the_pipeline(platform: PipelineStack) -> None:
     # The agent's scripted turns start over.
     httpx.put(f"{platform.fake.url}/script", json=RULES).raise_for_status()
     body = dispatch(platform.router, "What time is it in Tokyo right now?").json()
@@ -195,7 +85,7 @@ def test_pal_and_react_traces_reach_the_pipeline(platform: Platform) -> None:
     assert "Asia/Tokyo" in observation["content"]
 
 
-def test_the_session_is_remembered_across_turns(platform: Platform) -> None:
+def test_the_session_is_remembered_across_turns(platform: PipelineStack) -> None:
     sid = "s-memory"
     dispatch(platform.router, "Hi!", session_id=sid, user="ana")
     httpx.delete(f"{platform.fake.url}/requests")
@@ -208,7 +98,7 @@ def test_the_session_is_remembered_across_turns(platform: Platform) -> None:
     assert [m["content"] for m in asked[1:]] == ["Hi!", "Hello! How can I help?", "Hello again!"]
 
 
-def test_a_follow_up_sent_alone_is_read_with_the_sessions_turns(platform: Platform) -> None:
+def test_a_follow_up_sent_alone_is_read_with_the_sessions_turns(platform: PipelineStack) -> None:
     sid = "s-follow-up"
     first = dispatch(platform.router, "Convert 68 F to C", session_id=sid).json()
     assert first["pipeline"]["intent"] == "tool"
@@ -219,7 +109,7 @@ def test_a_follow_up_sent_alone_is_read_with_the_sessions_turns(platform: Platfo
     assert body["pipeline"]["context_used"] and body["pipeline"]["intent"] == "tool"
 
 
-def test_streaming_sends_route_steps_deltas_and_done(platform: Platform) -> None:
+def test_streaming_sends_route_steps_deltas_and_done(platform: PipelineStack) -> None:
     payload = {"messages": [{"role": "user", "content": "Hi!"}], "stream": True}
     events: list[Any] = []
     with httpx.stream(
@@ -240,7 +130,7 @@ def test_streaming_sends_route_steps_deltas_and_done(platform: Platform) -> None
     }
 
 
-def test_route_reads_a_follow_up_with_its_history(platform: Platform) -> None:
+def test_route_reads_a_follow_up_with_its_history(platform: PipelineStack) -> None:
     history = [
         {"role": "user", "content": "What time is it in London?"},
         {"role": "assistant", "content": "It is 14:05 in London."},
@@ -270,7 +160,7 @@ def test_route_reads_a_follow_up_with_its_history(platform: Platform) -> None:
     ],
 )
 def test_bad_input_gets_a_clear_4xx(
-    platform: Platform, path: str, payload: dict[str, Any], status: int
+    platform: PipelineStack, path: str, payload: dict[str, Any], status: int
 ) -> None:
     response = httpx.post(f"{platform.router.url}{path}", json=payload, timeout=10)
 
@@ -278,7 +168,7 @@ def test_bad_input_gets_a_clear_4xx(
     assert response.json()["error"]["message"]
 
 
-def test_with_rag_stopped_a_factual_question_is_answered_unsourced(platform: Platform) -> None:
+def test_with_rag_stopped_a_factual_question_is_answered_unsourced(platform: PipelineStack) -> None:
     # Last in this module: it stops rag_svc for good.
     platform.rag.stop()
 
