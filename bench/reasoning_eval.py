@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.reasoning_eval                        # moe_svc on :8002
     .venv/bin/python -m bench.reasoning_eval --moe-url http://127.0.0.1:8002 \
         --strategies direct,pal,react --limit 20
+    .venv/bin/python -m bench.reasoning_eval --strategies direct,pal,react --every 4
     .venv/bin/python -m bench.reasoning_eval --reasoning-url http://127.0.0.1:8007
 
 56 arithmetic and word problems written for this project, each with one
@@ -230,6 +231,9 @@ def main() -> int:
     parser.add_argument("--reasoning-url", default="", help="use a running reasoning_svc")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
     parser.add_argument("--limit", type=int, default=len(PROBLEMS))
+    parser.add_argument(
+        "--every", type=int, default=1, help="every k-th problem (a subset spread over both kinds)"
+    )
     parser.add_argument("--samples", type=int, default=5, help="self-consistency chains")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--show-errors", action="store_true")
@@ -241,7 +245,7 @@ def main() -> int:
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
     if "direct" not in strategies:
         strategies.insert(0, "direct")  # the reference
-    problems = PROBLEMS[: args.limit]
+    problems = PROBLEMS[:: max(1, args.every)][: args.limit]
 
     if not args.reasoning_url:
         try:
@@ -260,7 +264,7 @@ def main() -> int:
             print(f"  {strategy}: {t.correct}/{t.asked} in {t.seconds:.0f}s", file=sys.stderr)
 
     n = len(problems)
-    arithmetic = min(n, 28)
+    arithmetic = sum(1 for p in problems if PROBLEMS.index(p) < 28)
     print(f"\n{n} problems ({arithmetic} plain arithmetic, {n - arithmetic} word problems)\n")
     print(
         f"{'strategy':<18}{'accuracy':>9}{'vs direct':>11}{'calls/q':>9}{'tokens/q':>10}"

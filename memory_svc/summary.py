@@ -18,6 +18,7 @@ from typing import Protocol
 
 import redis.asyncio as aioredis
 
+from common.chat import ChatClient
 from common.contracts.memory import ContextSummary, Message
 from common.errors import ServiceError
 from common.http_client import ServiceClient
@@ -77,42 +78,24 @@ class MoeSummarizer:
     """Summaries from moe_svc's OpenAI-compatible chat completions."""
 
     def __init__(self, client: ServiceClient, model: str | None, timeout_s: float) -> None:
-        self._client = client
-        self._model = model
-        self._timeout_s = timeout_s
-
-    async def _model_name(self) -> str:
-        if self._model is None:
-            # Unset: the first model moe_svc serves (looked up once).
-            body = await self._client.get_json("/v1/models", timeout_s=self._timeout_s)
-            self._model = str(body["data"][0]["id"])
-        return self._model
+        # Unset model: the first one moe_svc serves (looked up once).
+        self._chat = ChatClient(client, model or "", timeout_s)
 
     async def summarize(
         self, previous: str | None, messages: Sequence[Message], max_tokens: int
     ) -> tuple[str, str]:
+        prompt = [
+            {"role": "system", "content": SYSTEM_INSTRUCTION},
+            {"role": "user", "content": transcript(previous, messages)},
+        ]
         try:
-            model = await self._model_name()
-            body = await self._client.post_json(
-                "/v1/chat/completions",
-                {
-                    "model": model,
-                    "messages": [
-                        {"role": "system", "content": SYSTEM_INSTRUCTION},
-                        {"role": "user", "content": transcript(previous, messages)},
-                    ],
-                    "max_tokens": max_tokens,
-                    "temperature": 0,
-                    "stream": False,
-                },
-                timeout_s=self._timeout_s,
-            )
-            text = str(body["choices"][0]["message"]["content"] or "").strip()
-        except (ServiceError, KeyError, IndexError, TypeError, ValueError) as exc:
+            completion = await self._chat.complete(prompt, max_tokens=max_tokens, temperature=0)
+        except ServiceError as exc:
             raise SummaryUnavailable(f"moe_svc could not summarise: {exc}") from exc
+        text = completion.text.strip()
         if not text:
             raise SummaryUnavailable("moe_svc returned an empty summary")
-        return text, model
+        return text, self._chat.name
 
 
 class SummaryCache:

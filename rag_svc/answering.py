@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from common.chat import ChatClient, Message
 from common.contracts.rag import (
     AnswerRequest,
     AnswerResponse,
@@ -23,7 +24,6 @@ from common.contracts.rag import (
     SearchResult,
 )
 from rag_svc.engine import RagEngine
-from rag_svc.llm import ChatClient
 from rag_svc.prompts import (
     answer_messages,
     decompose_messages,
@@ -95,6 +95,12 @@ class Answerer:
         self.chat = chat
         self.settings = settings
 
+    async def _say(self, messages: list[Message], *, max_tokens: int, temperature: float) -> str:
+        completion = await self.chat.complete(
+            messages, max_tokens=max_tokens, temperature=temperature
+        )
+        return completion.text.strip()
+
     async def answer(self, name: str, request: AnswerRequest) -> AnswerResponse:
         engine, s = self.engine, self.settings
         collection = engine.collection(name)
@@ -115,11 +121,11 @@ class Answerer:
 
         trace = RetrievalTrace(used=True, queries=[question])
         if request.hyde:
-            trace.hyde_passage = await self.chat.complete(
+            trace.hyde_passage = await self._say(
                 hyde_messages(question), max_tokens=160, temperature=request.temperature
             )
         if request.multi_hop:
-            reply = await self.chat.complete(
+            reply = await self._say(
                 decompose_messages(question, s.multi_hop_max_subquestions),
                 max_tokens=160,
                 temperature=request.temperature,
@@ -157,7 +163,7 @@ class Answerer:
             results = relevant
 
         sources = assemble_sources(results, s.context_max_tokens, models.embedder.count_tokens)
-        answer = await self.chat.complete(
+        answer = await self._say(
             answer_messages(question, sources),
             max_tokens=max_tokens,
             temperature=request.temperature,
@@ -187,7 +193,7 @@ class Answerer:
             verified=verified,
             sources=sources,
             retrieval=trace,
-            model=await self.chat.model(),
+            model=await self.chat.resolve(),
         )
 
     async def _answer_directly(
@@ -198,7 +204,7 @@ class Answerer:
         max_tokens: int,
         trace: RetrievalTrace | None = None,
     ) -> AnswerResponse:
-        answer = await self.chat.complete(
+        answer = await self._say(
             direct_messages(question), max_tokens=max_tokens, temperature=request.temperature
         )
         trace = trace or RetrievalTrace(used=False)
@@ -210,5 +216,5 @@ class Answerer:
             verified=False,
             sources=[],
             retrieval=trace,
-            model=await self.chat.model(),
+            model=await self.chat.resolve(),
         )

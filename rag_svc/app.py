@@ -10,13 +10,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.chat import ChatClient
 from common.health import ReadinessCheck
 from common.service import create_service_app
 from rag_svc.answering import Answerer
 from rag_svc.api import router
 from rag_svc.engine import RagEngine
 from rag_svc.knowledge_base import WikiKnowledgeBase
-from rag_svc.llm import ChatClient
 from rag_svc.settings import RagSettings
 
 __all__ = ["create_app"]

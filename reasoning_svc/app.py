@@ -7,10 +7,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.chat import ChatClient
 from common.service import create_service_app
 from reasoning_svc.api import router
 from reasoning_svc.engine import Reasoner
-from reasoning_svc.llm import ChatModel, MoeChatModel
+from reasoning_svc.llm import ChatModel
 from reasoning_svc.settings import ReasoningSettings
 from reasoning_svc.tools_client import ToolRunner, ToolsClient
 
@@ -34,7 +35,7 @@ def create_app(
         upstreams = app.state.upstreams
         app.state.reasoner = Reasoner(
             settings,
-            model or MoeChatModel(upstreams["moe_svc"], settings.model, settings.model_timeout_s),
+            model or ChatClient(upstreams["moe_svc"], settings.model, settings.model_timeout_s),
             tools or ToolsClient(upstreams["tools_svc"], settings.tool_timeout_s),
         )
         yield

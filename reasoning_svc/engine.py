@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
+from common.chat import ChatClient
 from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.errors import BadRequest, PayloadTooLarge
-from reasoning_svc.llm import ChatModel, Message, MoeChatModel
+from reasoning_svc.llm import ChatModel, Message
 from reasoning_svc.run import Params, Run
 from reasoning_svc.settings import ReasoningSettings
 from reasoning_svc.strategies import STRATEGY_RUNNERS
@@ -80,11 +81,12 @@ class Reasoner:
             tools=tuple(request.tools) if request.tools is not None else None,
             check_goal=s.check_goal if request.check_goal is None else request.check_goal,
             observation_chars=s.observation_chars,
+            scratchpad_chars=s.scratchpad_chars,
             pal_attempts=s.pal_attempts,
         )
 
     def _model_for(self, request: ReasonRequest) -> ChatModel:
-        if request.model and isinstance(self.model, MoeChatModel):
+        if request.model and isinstance(self.model, ChatClient):
             return self.model.with_model(request.model)
         return self.model
 

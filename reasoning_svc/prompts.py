@@ -7,6 +7,7 @@ model, which follows one clear format better than a long instruction.
 from __future__ import annotations
 
 import json
+import re
 
 from common.contracts.tools import ToolSpec
 from reasoning_svc.llm import Message
@@ -19,6 +20,8 @@ __all__ = [
     "pal_messages",
     "react_final_messages",
     "react_messages",
+    "react_step_text",
+    "scratchpad",
     "tot_final_messages",
     "tot_proposal_messages",
     "tot_value_messages",
@@ -30,9 +33,19 @@ COT_SYSTEM = (
     "Finish with a last line of the form 'Answer: <final answer>'."
 )
 PAL_SYSTEM = (
-    "Solve the problem by writing a short Python 3 program. Use only the standard library. "
-    "The program must print the final answer and nothing else. "
-    "Reply with the program in one ```python code block."
+    "You write short Python 3 programs that solve problems. Compute the answer with Python "
+    "arithmetic and print it, and nothing else. Use only the standard library. "
+    "Reply with one ```python code block only."
+)
+# Worked examples shown as earlier turns: a 135M model copies a pattern far more reliably
+# than it follows an instruction (measured: 7 of 7 plain sums right with them, few without).
+PAL_EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("What is 45 * 12 - 30?", "print(45 * 12 - 30)"),
+    (
+        "A shop has 5 boxes with 20 pens each. It sells 37 pens. How many pens are left?",
+        "boxes = 5\npens_per_box = 20\nsold = 37\nprint(boxes * pens_per_box - sold)",
+    ),
+    ("What is 30% of 250?", "print(250 * 30 / 100)"),
 )
 REACT_SYSTEM = """Answer the question. You can use these tools:
 {tools}
@@ -45,6 +58,17 @@ Observation: the tool's result (written for you; never write it yourself)
 ... (Thought / Action / Action Input / Observation can repeat)
 Thought: I know the final answer
 Final Answer: the answer to the question"""
+# Two worked trajectories, as earlier turns of the conversation, shown when the calculator is
+# among the tools. Measured with the default model: without them it writes sums into its
+# thought and never an Action line; with them it calls the calculator with the expression.
+REACT_EXAMPLES: tuple[tuple[str, str, str], ...] = (
+    ("What is 45 * 12 - 30?", "45 * 12 - 30", "510"),
+    (
+        "A shop has 5 boxes with 20 pens each. It sells 37 pens. How many pens are left?",
+        "5 * 20 - 37",
+        "63",
+    ),
+)
 
 
 def direct_messages(question: str) -> list[Message]:
@@ -56,10 +80,11 @@ def cot_messages(question: str) -> list[Message]:
 
 
 def pal_messages(question: str, failed: list[tuple[str, str]] | None = None) -> list[Message]:
-    messages: list[Message] = [
-        {"role": "system", "content": PAL_SYSTEM},
-        {"role": "user", "content": question},
-    ]
+    messages: list[Message] = [{"role": "system", "content": PAL_SYSTEM}]
+    for example, program in PAL_EXAMPLES:
+        messages.append({"role": "user", "content": example})
+        messages.append({"role": "assistant", "content": f"```python\n{program}\n```"})
+    messages.append({"role": "user", "content": question})
     # (the model's earlier reply, what went wrong with it), oldest first.
     for reply, error in failed or []:
         messages.append({"role": "assistant", "content": reply})
@@ -119,18 +144,71 @@ def tot_final_messages(question: str, thoughts: list[str]) -> list[Message]:
 
 
 def _tool_line(spec: ToolSpec) -> str:
-    params = spec.function.parameters.get("properties", {})
-    args = ", ".join(f'"{name}"' for name in params)
-    return f"- {spec.function.name}: {spec.function.description} Arguments: {{{args}}}"
+    """One short line per tool: its first sentence and the arguments it needs.
+
+    Full descriptions of every tool took 1,100 of the model's 2,048 tokens of context.
+    """
+    description = re.sub(r"\s*\([^()]*\)", "", spec.function.description)
+    first = re.split(r"(?<=[.:;])\s", description, maxsplit=1)[0].rstrip(".:;")
+    params = spec.function.parameters
+    names = list(params.get("required") or []) or list(params.get("properties", {}))[:3]
+    args = ", ".join(f'"{name}"' for name in names)
+    return f"- {spec.function.name}: {first[:100]}. Arguments: {{{args}}}"
 
 
-def react_messages(question: str, tools: list[ToolSpec], scratchpad: str) -> list[Message]:
+def react_step_text(thought: str, action: str, action_input: str) -> str:
+    """One acting turn of the agent, as the model is asked to write it."""
+    return f"Thought: {thought}\nAction: {action}\nAction Input: {action_input}"
+
+
+def _example_turns() -> list[Message]:
+    turns: list[Message] = []
+    for question, expression, result in REACT_EXAMPLES:
+        observation = json.dumps({"expression": expression, "result": result, "exact": True})
+        action_input = json.dumps({"expression": expression})
+        turns += [
+            {"role": "user", "content": f"Question: {question}"},
+            {
+                "role": "assistant",
+                "content": react_step_text("I use the calculator.", "calculator", action_input),
+            },
+            {"role": "user", "content": f"Observation: {observation}"},
+            {
+                "role": "assistant",
+                "content": f"Thought: I know the final answer\nFinal Answer: {result}",
+            },
+        ]
+    return turns
+
+
+def react_messages(
+    question: str, tools: list[ToolSpec], steps: list[tuple[str, str]], omitted: int = 0
+) -> list[Message]:
+    """The agent's conversation: the question, then each of its turns and the observation.
+
+    `steps` are (the model's turn, the observation it got); `omitted` earlier steps were
+    left out to stay inside the context, and the question says so.
+    """
+    names = [t.function.name for t in tools]
     system = REACT_SYSTEM.format(
         tools="\n".join(_tool_line(t) for t in tools) or "(no tools are available)",
-        names=", ".join(t.function.name for t in tools),
+        names=", ".join(names),
     )
-    user = f"Question: {question}\n{scratchpad}"
-    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    messages: list[Message] = [{"role": "system", "content": system}]
+    if "calculator" in names:
+        messages += _example_turns()
+    note = f"\n({omitted} earlier steps are left out here.)" if omitted else ""
+    messages.append({"role": "user", "content": f"Question: {question}{note}"})
+    for turn, observation in steps:
+        messages.append({"role": "assistant", "content": turn})
+        messages.append({"role": "user", "content": f"Observation: {observation}"})
+    return messages
+
+
+def scratchpad(steps: list[tuple[str, str]], omitted: int = 0) -> str:
+    """The steps as one text, for prompts that review the agent's work."""
+    head = f"({omitted} earlier steps omitted)\n" if omitted else ""
+    return head + "".join(f"{turn}\nObservation: {obs}\n" for turn, obs in steps)
 
 
 def react_final_messages(question: str, scratchpad: str) -> list[Message]:

@@ -43,6 +43,7 @@ class Params:
     tools: tuple[str, ...] | None = None
     check_goal: bool = False
     observation_chars: int = 1500
+    scratchpad_chars: int = 2400
     pal_attempts: int = 2
 
 

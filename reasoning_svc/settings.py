@@ -59,6 +59,12 @@ class ReasoningSettings(ServiceSettings):
     observation_chars: int = Field(
         1500, ge=100, description="Longest tool observation kept in the ReAct scratchpad."
     )
+    scratchpad_chars: int = Field(
+        2400,
+        ge=200,
+        description="Most characters of earlier ReAct steps in a prompt (older ones are left "
+        "out of the prompt, not the trace), so the loop stays inside the model's context.",
+    )
     pal_attempts: int = Field(
         2, ge=1, le=5, description="Programs PAL may write (a failed run is shown to the next)."
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from common.chat import ChatClient
 from common.contracts.memory import ContextResponse
 from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonResponse
@@ -38,7 +39,7 @@ def _malformed(upstream: str, exc: Exception) -> UpstreamError:
 class Backends:
     def __init__(self, upstreams: Upstreams, model: str = "") -> None:
         self.upstreams = upstreams
-        self._model = model
+        self._chat = ChatClient(upstreams["moe_svc"], model)
 
     # --- memory_svc ----------------------------------------------------------------------
 
@@ -133,30 +134,7 @@ class Backends:
 
     async def model(self, timeout_s: float) -> str:
         """The configured model, else the first moe_svc lists (looked up once)."""
-        if not self._model:
-            listing = await self.upstreams["moe_svc"].get_json("/v1/models", timeout_s=timeout_s)
-            try:
-                self._model = str(listing["data"][0]["id"])
-            except (KeyError, IndexError, TypeError) as exc:
-                raise _malformed("moe_svc", exc) from None
-        return self._model
-
-    async def _payload(
-        self,
-        messages: list[Message],
-        model: str | None,
-        temperature: float,
-        max_tokens: int,
-        stream: bool,
-        timeout_s: float,
-    ) -> dict[str, Any]:
-        return {
-            "model": model or await self.model(timeout_s),
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "stream": stream,
-        }
+        return await self._chat.resolve(timeout_s)
 
     async def chat(
         self,
@@ -168,16 +146,11 @@ class Backends:
         timeout_s: float,
     ) -> tuple[str, str]:
         """(answer, model) of one non-streamed completion."""
-        payload = await self._payload(messages, model, temperature, max_tokens, False, timeout_s)
-        body = await self.upstreams["moe_svc"].post_json(
-            "/v1/chat/completions", payload, timeout_s=timeout_s
+        chat = self._chat.with_model(model) if model else self._chat
+        completion = await chat.complete(
+            messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s
         )
-        try:
-            return str(body["choices"][0]["message"]["content"] or ""), str(
-                body.get("model") or payload["model"]
-            )
-        except (KeyError, IndexError, TypeError) as exc:
-            raise _malformed("moe_svc", exc) from None
+        return completion.text, chat.name
 
     async def chat_stream(
         self,
@@ -189,7 +162,13 @@ class Backends:
         timeout_s: float,
     ) -> AsyncIterator[str]:
         """The content pieces of a streamed completion (OpenAI `chat.completion.chunk`s)."""
-        payload = await self._payload(messages, model, temperature, max_tokens, True, timeout_s)
+        payload = {
+            "model": model or await self.model(timeout_s),
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": True,
+        }
         client = self.upstreams["moe_svc"]
         async with client.stream(
             "POST", "/v1/chat/completions", json=payload, timeout_s=timeout_s

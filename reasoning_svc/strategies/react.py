@@ -21,11 +21,24 @@ from typing import Any
 
 from common.contracts.tools import ToolSpec
 from reasoning_svc.answers import extract_answer
-from reasoning_svc.prompts import goal_check_messages, react_final_messages, react_messages
+from reasoning_svc.prompts import (
+    goal_check_messages,
+    react_final_messages,
+    react_messages,
+    react_step_text,
+    scratchpad,
+)
 from reasoning_svc.run import Outcome, Run
 from reasoning_svc.tools_client import Observation
 
-__all__ = ["ReactStep", "format_observation", "parse_arguments", "parse_step", "react"]
+__all__ = [
+    "ReactStep",
+    "format_observation",
+    "parse_arguments",
+    "parse_step",
+    "react",
+    "recent_steps",
+]
 
 STOP = ["\nObservation:", "Observation:"]
 _FINAL = re.compile(r"(?i)final\s+answer\s*:")
@@ -68,16 +81,24 @@ def parse_arguments(raw: str, spec: ToolSpec) -> dict[str, Any]:
     text = raw.strip().strip("`").strip()
     if text.startswith("json"):
         text = text[4:].strip()
+    params = spec.function.parameters
+    properties = list(params.get("properties", {}))
     start = text.find("{")
     if start >= 0:
         try:
             value, _ = json.JSONDecoder().raw_decode(text[start:])
         except ValueError:
-            value = None
+            # Often unclosed because the model ran on into the result it expects: keep the
+            # string arguments that are complete.
+            value = {
+                name: match.group(1)
+                for name in properties
+                if (match := re.search(rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.)*)"', text))
+            } or None
         if isinstance(value, dict):
-            return value
-    params = spec.function.parameters
-    properties = list(params.get("properties", {}))
+            # A small model writes the observation it expects ("result": ...) into its input;
+            # keys the tool does not take are dropped rather than refused.
+            return {k: v for k, v in value.items() if k in properties} if properties else value
     required = list(params.get("required", []))
     target = required[0] if len(required) == 1 else properties[0] if len(properties) == 1 else None
     if target is None or not text:
@@ -85,6 +106,25 @@ def parse_arguments(raw: str, spec: ToolSpec) -> dict[str, Any]:
         raise ValueError(f"Action Input must be a JSON object with the keys {keys}.")
     bare = text.splitlines()[0].strip() if target != "code" else text
     return {target: bare.strip("'\"") if target != "code" else bare}
+
+
+def recent_steps(
+    steps: list[tuple[str, str]], budget_chars: int
+) -> tuple[list[tuple[str, str]], int]:
+    """The latest steps that fit in `budget_chars`, and how many older ones were left out.
+
+    Keeps the prompt inside the model's context; the trace still has every step.
+    """
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for turn, observation in reversed(steps):
+        size = len(turn) + len(observation)
+        if kept and used + size > budget_chars:
+            break
+        kept.append((turn, observation[: max(budget_chars - len(turn), 100)]))
+        used += size
+    kept.reverse()
+    return kept, len(steps) - len(kept)
 
 
 def format_observation(observation: Observation, limit: int) -> str:
@@ -110,23 +150,28 @@ async def react(question: str, run: Run) -> Outcome:
     listed = await run.tools.specs() if run.tools is not None else []
     specs = [s for s in listed if p.tools is None or s.function.name in p.tools]
     by_name = {s.function.name: s for s in specs}
-    scratchpad = ""
+    steps: list[tuple[str, str]] = []
     done: dict[str, tuple[int, str]] = {}
 
     for step in range(1, p.max_steps + 1):
+        recent, omitted = recent_steps(steps, p.scratchpad_chars)
         text = await run.ask(
-            react_messages(question, specs, scratchpad), purpose="react", step=step, stop=STOP
+            react_messages(question, specs, recent, omitted),
+            purpose="react",
+            step=step,
+            stop=STOP,
         )
         parsed = parse_step(text)
         if parsed.thought:
             run.event("thought", parsed.thought, step)
         if parsed.final_answer is not None:
             answer = parsed.final_answer
-            met, why = await _goal_met(question, answer, scratchpad, run, step)
+            work = scratchpad(recent, omitted)
+            met, why = await _goal_met(question, answer, work, run, step)
             if met:
                 run.event("answer", answer, step)
                 return Outcome(answer)
-            scratchpad += f"Thought: {parsed.thought}\nFinal Answer: {answer}\nObservation: {why}\n"
+            steps.append((f"Thought: {parsed.thought}\nFinal Answer: {answer}", why))
             run.event("observation", why, step)
             continue
         if parsed.action is None:
@@ -136,13 +181,14 @@ async def react(question: str, run: Run) -> Outcome:
             )
         else:
             observation = await _act(parsed, by_name, run, step, done)
-        scratchpad += (
-            f"Thought: {parsed.thought}\nAction: {parsed.action or ''}\n"
-            f"Action Input: {parsed.action_input}\nObservation: {observation}\n"
-        )
+        turn = react_step_text(parsed.thought, parsed.action or "", parsed.action_input)
+        steps.append((turn, observation))
         run.event("observation", observation, step)
 
-    text = await run.ask(react_final_messages(question, scratchpad), purpose="react_final")
+    recent, omitted = recent_steps(steps, p.scratchpad_chars)
+    text = await run.ask(
+        react_final_messages(question, scratchpad(recent, omitted)), purpose="react_final"
+    )
     answer = parse_step(text).final_answer or extract_answer(text) or text.strip()
     run.event("answer", answer, p.max_steps, forced=True)
     return Outcome(answer, finished=False, stop_reason="max_steps")

@@ -1,60 +1,12 @@
-"""moe_svc and tools_svc as reasoning_svc calls them, against httpx mock transports."""
+"""tools_svc as reasoning_svc calls it, against an httpx mock transport."""
 
 from __future__ import annotations
-
-import json
 
 import httpx
 
 from common.http_client import ServiceClient
 from common.retry import RetryPolicy
-from reasoning_svc.llm import MoeChatModel
 from reasoning_svc.tools_client import ToolsClient
-
-
-def moe(handler: httpx.MockTransport) -> MoeChatModel:
-    client = ServiceClient("moe_svc", "http://moe", transport=handler, retry=RetryPolicy(0))
-    return MoeChatModel(client, "", timeout_s=5)
-
-
-async def test_chat_model_finds_its_model_and_cuts_at_the_stop_marker() -> None:
-    seen: list[dict[str, object]] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/v1/models":
-            return httpx.Response(200, json={"data": [{"id": "smol-moe"}]})
-        seen.append(json.loads(request.content))
-        content = "Action: calculator\nObservation: made up"
-        return httpx.Response(200, json={"choices": [{"message": {"content": content}}]})
-
-    model = moe(httpx.MockTransport(handle))
-    completion = await model.complete(
-        [{"role": "user", "content": "hi"}], temperature=0.0, max_tokens=8, stop=["Observation:"]
-    )
-
-    assert completion.text == "Action: calculator\n"
-    assert completion.estimated and completion.completion_tokens > 0
-    assert seen[0]["model"] == "smol-moe" and seen[0]["stop"] == ["Observation:"]
-    assert model.name == "smol-moe"
-
-
-async def test_chat_model_reports_usage_when_given() -> None:
-    def handle(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200,
-            json={
-                "choices": [{"message": {"content": "ok"}}],
-                "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-            },
-        )
-
-    client = ServiceClient("moe_svc", "http://moe", transport=httpx.MockTransport(handle))
-    completion = await MoeChatModel(client, "m", 5).complete(
-        [{"role": "user", "content": "x"}], temperature=0.0, max_tokens=4
-    )
-
-    assert (completion.prompt_tokens, completion.completion_tokens) == (12, 3)
-    assert not completion.estimated
 
 
 async def test_tool_failures_come_back_as_observations() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from common.contracts.tools import ToolFunction, ToolSpec
-from reasoning_svc.strategies.react import parse_arguments, parse_step, react
+from reasoning_svc.strategies.react import parse_arguments, parse_step, react, recent_steps
 from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
 
 CALC = 'Thought: I should compute it.\nAction: calculator\nAction Input: {"expression": "17*23"}'
@@ -45,9 +45,11 @@ async def test_acts_observes_and_answers() -> None:
     assert run.tool_calls[0].output == {"result": "391"}
     kinds = [e.kind for e in run.trace if e.kind not in ("prompt", "completion")]
     assert kinds == ["thought", "action", "observation", "thought", "check", "answer"]
-    # The second prompt carries the memory of the first step.
-    second = model.calls[1]["messages"][-1]["content"]
-    assert "Action: calculator" in second and 'Observation: {"result": "391"}' in second
+    # The second prompt carries the memory of the first step: the model's turn, then what
+    # the tool returned.
+    turn, observation = model.calls[1]["messages"][-2:]
+    assert turn["role"] == "assistant" and "Action: calculator" in turn["content"]
+    assert observation == {"role": "user", "content": 'Observation: {"result": "391"}'}
     assert model.calls[0]["stop"] and "Observation:" in model.calls[0]["stop"][-1]
 
 
@@ -76,7 +78,9 @@ async def test_unknown_tools_bad_arguments_and_tool_errors_become_observations()
 
 async def test_the_iteration_limit_stops_the_loop_with_a_forced_answer() -> None:
     loop = 'Thought: again\nAction: calculator\nAction Input: {"expression": "1+1"}'
-    model = ScriptedModel(rules=[("step limit is reached", "Final Answer: 2"), ("Question:", loop)])
+    model = ScriptedModel(
+        rules=[("step limit is reached", "Final Answer: 2"), ("Use this format", loop)]
+    )
     tools = FakeTools()
     run = make_run(model, tools, max_steps=3)
 
@@ -106,7 +110,7 @@ async def test_the_goal_check_sends_an_incomplete_answer_back() -> None:
     model = ScriptedModel(
         rules=[
             ("fully answers", ["NO: it gives no number", "YES"]),
-            ("Question:", ["Final Answer: some cows", "Final Answer: 7 cows"]),
+            ("Use this format", ["Final Answer: some cows", "Final Answer: 7 cows"]),
         ]
     )
     run = make_run(model, FakeTools(), check_goal=True, max_steps=4)
@@ -137,3 +141,51 @@ async def test_without_tools_the_agent_is_told_so() -> None:
 
     assert outcome.answer == "391"
     assert "no tools are available" in model.calls[0]["messages"][0]["content"]
+
+
+async def test_worked_examples_come_first_and_old_steps_leave_the_prompt() -> None:
+    loop = [
+        f'Thought: step {i}\nAction: calculator\nAction Input: {{"expression": "{i}+{i}"}}'
+        for i in range(1, 7)
+    ]
+    model = ScriptedModel(rules=[("step limit is reached", "Final Answer: 12"), ("Use this", loop)])
+    run = make_run(model, FakeTools(), max_steps=6, scratchpad_chars=300)
+
+    await react("Add them up", run)
+
+    first = model.calls[0]["messages"]
+    # The calculator is available, so two worked trajectories precede the question.
+    assert [m["role"] for m in first[1:9]] == ["user", "assistant", "user", "assistant"] * 2
+    assert 'Action Input: {"expression": "45 * 12 - 30"}' in first[2]["content"]
+    assert first[-1]["content"] == "Question: Add them up"
+    last = model.calls[5]["messages"]
+    # Five steps do not fit in 300 characters: the oldest leave the prompt, which says so,
+    # while the trace keeps every one.
+    turns = [m["content"] for m in last if m["role"] == "assistant"][4:]
+    assert turns[-1].startswith("Thought: step 5") and not any("step 1" in t for t in turns)
+    assert "earlier steps are left out" in last[9]["content"]
+    assert len([e for e in run.trace if e.kind == "action"]) == 6
+
+
+def test_recent_steps_keeps_the_newest_that_fit() -> None:
+    steps = [(f"turn {i}", "x" * 50) for i in range(10)]
+    kept, omitted = recent_steps(steps, 130)
+    assert [t for t, _ in kept] == ["turn 8", "turn 9"] and omitted == 8
+    # The newest step is always kept, cut to fit.
+    [(turn, observation)], omitted = recent_steps([("t", "y" * 1000)], 200)
+    assert omitted == 0 and len(observation) == 200 - len(turn)
+
+
+def test_hallucinated_or_unclosed_arguments_keep_the_tool_s_own() -> None:
+    spec = ToolSpec(
+        function=ToolFunction(
+            name="calculator",
+            description="",
+            parameters={"properties": {"expression": {}}, "required": ["expression"]},
+        )
+    )
+    # The model often writes the observation it expects into the input: that is dropped.
+    written = '{"expression": "99 * 101", "result": "9909", "exact": true}'
+    assert parse_arguments(written, spec) == {"expression": "99 * 101"}
+    unclosed = '{"expression": "2468 + 1357 - 999", "result": "2468 + 1357 = 38'
+    assert parse_arguments(unclosed, spec) == {"expression": "2468 + 1357 - 999"}

@@ -1,0 +1,106 @@
+"""moe_svc's OpenAI chat completions, as every service that asks the core model calls them.
+
+One non-streamed completion per call, the model resolved from `/v1/models` once
+when none is configured, `stop` markers enforced on the text even when the
+server ignores them, and the token counts the server reports (estimated when it
+reports none). Anything that speaks the OpenAI protocol (vLLM included) works.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from common.errors import UpstreamError
+from common.http_client import ServiceClient
+
+__all__ = ["ChatClient", "Completion", "Message", "estimate_tokens"]
+
+Message = dict[str, str]
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    # The counts are estimates: the server reported no usage.
+    estimated: bool = False
+
+
+def estimate_tokens(text: str) -> int:
+    """About four characters a token, the usual rule of thumb for English."""
+    return max(1, math.ceil(len(text) / 4)) if text else 0
+
+
+class ChatClient:
+    """Chat completions from one upstream; `name` is the model ("" until resolved)."""
+
+    def __init__(self, client: ServiceClient, model: str = "", timeout_s: float = 60.0) -> None:
+        self._client = client
+        self.name = model
+        self.timeout_s = timeout_s
+
+    async def resolve(self, timeout_s: float | None = None) -> str:
+        """The configured model, else the first the upstream lists (looked up once)."""
+        if not self.name:
+            listing = await self._client.get_json(
+                "/v1/models", timeout_s=timeout_s or self.timeout_s
+            )
+            models = listing.get("data") if isinstance(listing, dict) else None
+            try:
+                self.name = str(models[0]["id"])  # type: ignore[index]
+            except (KeyError, IndexError, TypeError):
+                raise self._malformed("lists no models") from None
+        return self.name
+
+    def with_model(self, model: str) -> ChatClient:
+        return ChatClient(self._client, model, self.timeout_s)
+
+    async def complete(
+        self,
+        messages: list[Message],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: list[str] | None = None,
+        timeout_s: float | None = None,
+    ) -> Completion:
+        """One completion; `timeout_s` overrides the client's timeout for this call."""
+        timeout_s = timeout_s or self.timeout_s
+        payload: dict[str, Any] = {
+            "model": await self.resolve(timeout_s),
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "stream": False,
+        }
+        if stop:
+            payload["stop"] = stop
+        body = await self._client.post_json("/v1/chat/completions", payload, timeout_s=timeout_s)
+        try:
+            text = str(body["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            raise self._malformed("answered without choices[0].message.content") from None
+        # A server that ignores `stop` still must not let the model run past a marker.
+        for marker in stop or ():
+            cut = text.find(marker)
+            if cut >= 0:
+                text = text[:cut]
+        usage = body.get("usage") if isinstance(body, dict) else None
+        if isinstance(usage, dict) and usage.get("completion_tokens"):
+            return Completion(
+                text, int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"])
+            )
+        prompt = "\n".join(m.get("content", "") for m in messages)
+        return Completion(text, estimate_tokens(prompt), estimate_tokens(text), estimated=True)
+
+    def _malformed(self, what: str) -> UpstreamError:
+        return UpstreamError(
+            f"{self._client.upstream} {what}.",
+            status_code=502,
+            error_type="upstream_error",
+            origin=self._client.upstream,
+            code="bad_upstream_response",
+        )
