@@ -22,8 +22,16 @@ __all__ = ["RequestContextMiddleware"]
 
 logger = logging.getLogger("common.access")
 
-# Probes are scraped every few seconds; their access lines would drown the log.
+# Probes are scraped every few seconds; their access lines would drown the log. Only their
+# failures are logged, and "not ready yet" (/readyz 503) is a state, not a failure: the
+# launcher polls it several times a second while a model loads.
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _worth_logging(path: str, status: int) -> bool:
+    if path not in _QUIET_PATHS:
+        return True
+    return status >= 400 and not (path == "/readyz" and status == 503)
 
 
 def _route_template(scope: Scope) -> str:
@@ -75,7 +83,7 @@ class RequestContextMiddleware:
             route = _route_template(scope)
             self.metrics.observe(method, route, status, elapsed)
             path = scope.get("path", "")
-            if path not in _QUIET_PATHS or status >= 400:
+            if _worth_logging(path, status):
                 logger.info(
                     "%s %s %d",
                     method,

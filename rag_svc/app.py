@@ -54,6 +54,9 @@ def create_app(settings: RagSettings) -> FastAPI:
             stage = "models"
             try:
                 await asyncio.to_thread(engine.load)
+                for name in settings.default_collections:
+                    if not engine.has_collection(name):
+                        engine.create_collection(name, {"created_by": "rag_svc default"})
                 if wiki is not None:
                     stage = "wiki"
                     await asyncio.to_thread(wiki.ensure)
@@ -66,6 +69,9 @@ def create_app(settings: RagSettings) -> FastAPI:
                 raise RuntimeError(failures["models"])
             if engine.models is None:
                 raise RuntimeError("loading the embedding and reranking models")
+            missing = [n for n in settings.default_collections if not engine.has_collection(n)]
+            if missing:
+                raise RuntimeError(f"creating the default collections {missing}")
 
         async def wiki_built() -> None:
             assert wiki is not None

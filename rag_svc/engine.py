@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.contracts.rag import (
+    COLLECTION_NAME_PATTERN,
     DocumentIn,
     IngestResponse,
     SearchRequest,
@@ -37,7 +38,7 @@ __all__ = ["Models", "RagEngine", "validate_collection_name"]
 
 logger = logging.getLogger("rag_svc.engine")
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 
 def validate_collection_name(name: str) -> str:

@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.contracts.rag import CollectionName
 from common.settings import Port, ServiceSettings, default_url
 
 __all__ = ["RagSettings"]
@@ -77,6 +78,12 @@ class RagSettings(ServiceSettings):
     )
     self_rag_min_relevance: float = Field(
         0.02, ge=0, le=1, description="Cross-encoder probability a source needs under self-RAG."
+    )
+
+    # Collections that exist from the first start, empty until documents arrive: `docs` is
+    # where the router looks for factual answers and where uploads go by default.
+    default_collections: list[CollectionName] = Field(
+        ["docs"], description="Collections created empty at start when missing."
     )
 
     # The default knowledge base.

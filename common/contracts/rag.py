@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 __all__ = [
+    "COLLECTION_NAME_PATTERN",
     "EMBEDDING_DIMENSIONS",
     "EMBEDDING_MODEL",
     "MAX_K",
@@ -20,6 +21,7 @@ __all__ = [
     "AnswerResponse",
     "AnswerSource",
     "Citation",
+    "CollectionName",
     "DocumentIn",
     "DuplicateDocument",
     "EmbeddingData",
@@ -65,6 +67,9 @@ NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
 # {field: value} equality, {field: [values]} membership, or {field: {"$gte": 3, ...}};
 # fields are metadata keys plus `doc_id` and `chunk_id`; all conditions must hold.
 MetadataFilter = Annotated[dict[str, Any] | None, AfterValidator(_known_operators)]
+# 1-64 letters, digits, '_' or '-', starting with a letter or digit: safe as a directory name.
+COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
 DocumentId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
 
 

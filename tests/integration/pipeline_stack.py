@@ -81,7 +81,7 @@ class PipelineStack:
 
 @contextmanager
 def pipeline_stack(root: Path) -> Iterator[PipelineStack]:
-    """Start the stack under `root` with an empty `docs` collection; stop it on exit."""
+    """Start the stack under `root` (rag_svc with its empty `docs` collection); stop it on exit."""
     started: list[Any] = []
     try:
         port = free_port()
@@ -132,7 +132,8 @@ def pipeline_stack(root: Path) -> Iterator[PipelineStack]:
         )
         started.append(router)
         wait_ready(rag)
-        httpx.post(f"{rag.url}/v1/collections", json={"name": "docs"}, timeout=30)
+        # rag_svc creates the empty `docs` collection itself (RAG_DEFAULT_COLLECTIONS).
+        assert httpx.get(f"{rag.url}/v1/collections/docs", timeout=30).json()["documents"] == 0
         httpx.put(f"{fake.url}/script", json=RULES).raise_for_status()
         yield PipelineStack(fake, redis, memory, tools, rag, reasoning, router)
     finally:
