@@ -31,7 +31,7 @@ import torch
 
 from moe_svc.modeling import PRESETS, CausalLM, load_pretrained
 from moe_svc.specialisation.corpora import build_corpora, domain_tokens
-from moe_svc.specialisation.domains import DOMAINS
+from moe_svc.specialisation.domains import DOMAINS, EXPERT_OF
 from moe_svc.specialisation.lora import LoRAExpertFFN, export_artefact, install_experts
 from moe_svc.specialisation.steps import DomainData, branch, finetune, mix
 from moe_svc.training.data import TokenData, Tokenizer, load_tokenizer
@@ -100,6 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--autocast", choices=["none", "bf16"], default="none")
     p.add_argument("--finetune-deltas", action="store_true", help="also train deltas when mixing")
+    p.add_argument(
+        "--dense-experts",
+        nargs="*",
+        choices=DOMAINS,
+        default=[],
+        help="domains whose expert is exported without its delta (the dense FFN), e.g. "
+        "when its training text hurts chat answers",
+    )
     for key, value in PRESETS_RUN["full"].items():
         flag = "--" + key.replace("_", "-")
         p.add_argument(flag, type=type(value), default=None, help=f"(preset value; full: {value})")
@@ -204,7 +212,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     record["finetune"] = finetune(model, ffns, data, args, args.run_dir, amp)
     record["divergence"] = expert_divergence(ffns)
     record["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    tensors = export_artefact(ffns, args.out, {"seed": str(args.seed), "preset": args.preset})
+    dense = frozenset(EXPERT_OF[d] for d in args.dense_experts)
+    record["dense_experts"] = sorted(args.dense_experts)
+    tensors = export_artefact(
+        ffns, args.out, {"seed": str(args.seed), "preset": args.preset}, dense_experts=dense
+    )
     record["artefact"] = {
         "path": str(args.out),
         "bytes": args.out.stat().st_size,

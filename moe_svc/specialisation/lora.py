@@ -199,12 +199,19 @@ def export_artefact(
     path: Path,
     metadata: dict[str, str] | None = None,
     dtype: torch.dtype = torch.bfloat16,
+    dense_experts: frozenset[int] = frozenset(),
 ) -> dict[str, torch.Tensor]:
-    """Write the deltas (scaling folded into lora_b) and routers; bf16 keeps it small."""
+    """Write the deltas (scaling folded into lora_b) and routers; bf16 keeps it small.
+
+    Experts in `dense_experts` are written without a delta: they compute the dense FFN
+    (their router rows still send their domain's tokens to them).
+    """
     tensors: dict[str, torch.Tensor] = {}
     for i, ffn in enumerate(ffns):
         tensors[f"layers.{i}.router.weight"] = ffn.router.detach().to(dtype)
         for e in range(ffn.num_experts):
+            if e in dense_experts:
+                continue
             for proj, name in PROJECTIONS.items():
                 a = getattr(ffn, f"{name}_a")[e].detach()
                 b = getattr(ffn, f"{name}_b")[e].detach() * ffn.scaling

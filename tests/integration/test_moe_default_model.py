@@ -1,12 +1,15 @@
 """moe_svc on the real default model: built on first start, served to the openai client,
-and (without specialisation) decoding exactly what the dense SmolLM2 decodes.
+and, built without the specialisation artefact, decoding exactly what the dense SmolLM2
+decodes.
 
 The service builds the model into `./var/models` (what `make up` uses; reused while
-its inputs are unchanged), so only the first run pays for the build (about a minute).
+its inputs are unchanged), so only the first run pays for the build (about a minute);
+the unspecialised build goes to a temporary directory.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +19,7 @@ import openai
 import pytest
 import torch
 
-from moe_svc.build_default import ARTEFACT, DENSE_NAME, MOE_NAME
+from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
 from tests.helpers.servers import REPO_ROOT, RunningServer, start_service
 
 DATA_DIR = REPO_ROOT / "var"
@@ -25,11 +28,8 @@ PROMPTS = [QUESTION, "Write a haiku about the sea.", "Name three fruits."]
 NEW_TOKENS = 24
 
 
-@pytest.fixture(scope="module")
-def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    log_dir: Path = tmp_path_factory.mktemp("moe_default")
-    env = {"MOE_DATA_DIR": str(DATA_DIR), "MOE_DTYPE": "float32"}
-    server = start_service("moe_svc", log_dir, env=env)
+def _serve(log_dir: Path, env: dict[str, str]) -> Iterator[RunningServer]:
+    server = start_service("moe_svc", log_dir, env={**env, "MOE_DTYPE": "float32"})
     try:
         deadline = time.monotonic() + 600  # first run: build (~1 min) + load
         while httpx.get(server.url + "/readyz", timeout=5).status_code != 200:
@@ -39,6 +39,27 @@ def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """The default model as `make up` serves it (specialised when the artefact is there)."""
+    yield from _serve(tmp_path_factory.mktemp("moe_default"), {"MOE_DATA_DIR": str(DATA_DIR)})
+
+
+@pytest.fixture(scope="module")
+def unspecialised_models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The dense model and the upcycled one before specialisation (eight dense FFNs)."""
+    models = tmp_path_factory.mktemp("unspecialised")
+    build(models, artefact=None)
+    yield models
+    # 2.7 GB of weights: not left behind in the temporary directory.
+    shutil.rmtree(models, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def unspecialised(unspecialised_models: Path) -> Iterator[RunningServer]:
+    yield from _serve(unspecialised_models, {"MOE_MODEL_DIR": str(unspecialised_models / MOE_NAME)})
 
 
 @pytest.fixture
@@ -86,13 +107,13 @@ def test_openai_client_gets_paris_with_correct_usage(
     assert chunks[-1].usage.model_dump() == whole.usage.model_dump()
 
 
-@pytest.mark.skipif(ARTEFACT.exists(), reason="specialised experts differ from the dense FFN")
 def test_greedy_tokens_equal_transformers_generate_on_the_dense_model(
-    moe: RunningServer,
+    unspecialised: RunningServer, unspecialised_models: Path
 ) -> None:
     from transformers import LlamaForCausalLM
 
-    dense = LlamaForCausalLM.from_pretrained(DATA_DIR / "models" / DENSE_NAME).eval()
+    moe = unspecialised
+    dense = LlamaForCausalLM.from_pretrained(unspecialised_models / DENSE_NAME).eval()
     for question in PROMPTS:
         prompt = _prompt_tokens(moe, question)
         with torch.inference_mode():
