@@ -1,0 +1,228 @@
+"""The whole platform as `make up` starts it, with the real default model, driven only
+through the gateway: the official `openai` client asks a question of each intent
+(streamed and not), images come from creative_svc, feedback is stored and read back,
+keys and rate limits hold.
+
+Real services, real Redis (the launcher's embedded one), the real default model
+(built once under ./var/models and shared with the other real-model tests). Answers of
+a 135M model vary in quality, so the checks are on what a user sees for sure: an
+answer, the intent, the services the pipeline names, and facts the model gets right.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from PIL import Image
+
+from moe_svc.loader import ensure_default_model
+from tests.helpers.platform import Launch, launched
+from tests.helpers.servers import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+BELL = (
+    "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
+    "Elisha Gray filed a caveat for a similar device on the same day."
+)
+# (question, intent, the services its pipeline must show, text the answer must contain)
+QUESTIONS = [
+    ("Who was granted the patent for the telephone?", "factual", {"rag_svc"}, "Bell"),
+    (
+        "A farmer has 30 heads and 74 legs among his chickens and cows. How many cows?",
+        "reasoning",
+        {"reasoning_svc"},
+        "",
+    ),
+    ("Write a short poem about the sea", "creative", {"moe_svc"}, ""),
+    ("Convert 72 F to C", "tool", {"tools_svc"}, "22.2"),
+    ("Hi! How are you today?", "chat", {"memory_svc", "moe_svc"}, ""),
+]
+
+
+@pytest.fixture(scope="module")
+def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
+    model_dir = ensure_default_model(REPO_ROOT / "var" / "models")
+    var_dir = tmp_path_factory.mktemp("platform")
+    env = {
+        "MOE_MODEL_DIR": str(model_dir),
+        # A small wiki keeps rag_svc's first start short; the test brings its own document.
+        "RAG_WIKI_MAX_PAGES": "2",
+        "RAG_WIKI_MAX_CHARS_PER_PAGE": "3000",
+    }
+    with launched(env, var_dir, ready_timeout_s=600) as launch:
+        yield launch
+
+
+@pytest.fixture(scope="module")
+def key(launch: Launch) -> str:
+    return (launch.var_dir / "gateway" / "local_api_key").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def client(launch: Launch, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{launch.gateway}/v1", api_key=key, max_retries=0, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def ingested(launch: Launch, key: str) -> None:
+    documents = {"documents": [{"id": "bell", "text": BELL, "metadata": {"title": "Telephone"}}]}
+    response = httpx.post(
+        f"{launch.gateway}/v1/collections/docs/documents",
+        json=documents,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _ask(client: openai.OpenAI, text: str, session_id: str, **extra: Any) -> Any:
+    return client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=48,
+        extra_body={"session_id": session_id},
+        **extra,
+    )
+
+
+def _check_pipeline(pipeline: dict[str, Any], intent: str, services: set[str]) -> None:
+    assert pipeline["intent"] == intent, pipeline["scores"]
+    ran = {s["service"] for s in pipeline["steps"] if s["status"] == "ok"}
+    assert services <= ran, pipeline["steps"]
+
+
+@pytest.mark.parametrize(("text", "intent", "services", "expected"), QUESTIONS)
+def test_each_intent_answers_with_the_default_model(
+    client: openai.OpenAI,
+    ingested: None,
+    text: str,
+    intent: str,
+    services: set[str],
+    expected: str,
+) -> None:
+    completion = _ask(client, text, f"e2e-{intent}")
+    content = completion.choices[0].message.content or ""
+    assert content.strip() and expected in content
+    _check_pipeline((completion.model_extra or {})["pipeline"], intent, services)
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+
+
+@pytest.mark.parametrize(("text", "intent", "services", "expected"), QUESTIONS)
+def test_each_intent_streams_with_the_default_model(
+    client: openai.OpenAI,
+    ingested: None,
+    text: str,
+    intent: str,
+    services: set[str],
+    expected: str,
+) -> None:
+    stream = _ask(
+        client, text, f"e2e-stream-{intent}", stream=True, stream_options={"include_usage": True}
+    )
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content.strip() and expected in content
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason is not None)
+    _check_pipeline((final.model_extra or {})["pipeline"], intent, services)
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 0
+
+
+def test_the_core_model_answers_directly(client: openai.OpenAI) -> None:
+    [model] = [m.id for m in client.models.list().data if m.id != "auto"][:1]
+    completion = client.chat.completions.create(
+        model=model,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=24,
+        temperature=0,
+    )
+    assert "Paris" in (completion.choices[0].message.content or "")
+
+
+def test_feedback_is_stored_and_readable(client: openai.OpenAI, launch: Launch, key: str) -> None:
+    completion = _ask(client, "Hello there!", "e2e-feedback")
+    message_id = (completion.model_extra or {})["message_id"]
+    headers = {"Authorization": f"Bearer {key}"}
+    rating = {"session_id": "e2e-feedback", "message_id": message_id, "rating": -1}
+    stored = httpx.post(
+        f"{launch.gateway}/v1/feedback",
+        json={**rating, "comment": "too short"},
+        headers=headers,
+        timeout=30,
+    )
+    assert stored.status_code == 201, stored.text
+    listed = httpx.get(
+        f"{launch.gateway}/v1/feedback",
+        params={"session_id": "e2e-feedback"},
+        headers=headers,
+        timeout=30,
+    ).json()
+    [item] = listed["data"]
+    assert item["rating"] == -1 and item["comment"] == "too short"
+    assert item["message_content"] == (completion.choices[0].message.content or "").strip()
+
+
+def _admin(launch: Launch, *args: str) -> str:
+    redis_url = f"redis://127.0.0.1:{int(launch.env['PLATFORM_PORT_BASE']) + 79}/0"
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway.admin", "--redis-url", redis_url, *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return result.stdout
+
+
+def test_keys_and_rate_limits_are_enforced(launch: Launch) -> None:
+    created = json.loads(_admin(launch, "create", "--name", "e2e", "--rpm", "2", "--json"))
+    limited = openai.OpenAI(
+        base_url=f"{launch.gateway}/v1", api_key=created["key"], max_retries=0, timeout=60
+    )
+    assert [m.id for m in limited.models.list().data]
+    limited.models.list()
+    with pytest.raises(openai.RateLimitError) as over:
+        limited.models.list()
+    assert int(over.value.response.headers["retry-after"]) >= 1
+    assert over.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+
+    # A revoked key is known but refused (403); an unknown one is not authenticated (401).
+    _admin(launch, "revoke", created["id"])
+    with pytest.raises(openai.PermissionDeniedError):
+        limited.models.list()
+    nobody = openai.OpenAI(
+        base_url=f"{launch.gateway}/v1", api_key="sk-not-a-key", max_retries=0, timeout=60
+    )
+    with pytest.raises(openai.AuthenticationError):
+        nobody.models.list()
+
+
+def test_images_through_the_gateway(client: openai.OpenAI) -> None:
+    result = client.images.generate(
+        prompt="a red sneaker",
+        n=1,
+        size="256x256",
+        response_format="b64_json",
+        extra_body={"seed": 3},
+    )
+    png = base64.b64decode(result.data[0].b64_json or "")
+    image = Image.open(io.BytesIO(png))
+    assert (image.format, image.size, image.mode) == ("PNG", (256, 256), "RGB")
+
+
+def test_a_picture_request_shows_ideas_and_images(client: openai.OpenAI) -> None:
+    completion = _ask(client, "Draw a picture of a handbag", "e2e-picture")
+    pipeline = (completion.model_extra or {})["pipeline"]
+    _check_pipeline(pipeline, "creative", {"creative_svc"})
+    assert pipeline["images"] and pipeline["images"][0]["b64_json"]
+    assert (completion.choices[0].message.content or "").strip()
