@@ -10,7 +10,6 @@ the unspecialised build goes to a temporary directory.
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pytest
 import torch
 
 from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
-from tests.helpers.servers import REPO_ROOT, RunningServer, start_service
+from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_ready
 
 DATA_DIR = REPO_ROOT / "var"
 QUESTION = "What is the capital of France?"
@@ -31,11 +30,7 @@ NEW_TOKENS = 24
 def _serve(log_dir: Path, env: dict[str, str]) -> Iterator[RunningServer]:
     server = start_service("moe_svc", log_dir, env={**env, "MOE_DTYPE": "float32"})
     try:
-        deadline = time.monotonic() + 600  # first run: build (~1 min) + load
-        while httpx.get(server.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, server.logs()[-3000:]
-            assert server.process.poll() is None, server.logs()[-3000:]
-            time.sleep(0.5)
+        wait_ready(server, timeout_s=600)  # first run: build (~1 min) + load
         yield server
     finally:
         server.stop()

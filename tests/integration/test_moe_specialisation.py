@@ -8,7 +8,6 @@ build, then the load.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from moe_svc.build_default import ARTEFACT, MOE_NAME
 from moe_svc.specialisation.domains import DOMAINS
-from tests.helpers.servers import REPO_ROOT, RunningServer, start_service
+from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_ready
 
 pytestmark = pytest.mark.skipif(not ARTEFACT.exists(), reason="no specialisation artefact")
 
@@ -38,11 +37,7 @@ def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     env = {"MOE_DATA_DIR": str(DATA_DIR), "MOE_DTYPE": "float32"}
     server = start_service("moe_svc", log_dir, env=env)
     try:
-        deadline = time.monotonic() + 600  # first run: build (~1 min) + load
-        while httpx.get(server.url + "/readyz", timeout=5).status_code != 200:
-            assert time.monotonic() < deadline, server.logs()[-3000:]
-            assert server.process.poll() is None, server.logs()[-3000:]
-            time.sleep(0.5)
+        wait_ready(server, timeout_s=600)  # first run: build (~1 min) + load
         yield server
     finally:
         server.stop()
