@@ -94,6 +94,7 @@ def test_collections_and_wiki_survive_a_restart(tmp_path: Path) -> None:
 
     assert after == before
     names = [c["name"] for c in after["collections"]]  # type: ignore[index]
-    assert names == ["notes", "wiki"]
+    # docs: created empty at start (RAG_DEFAULT_COLLECTIONS)
+    assert names == ["docs", "notes", "wiki"]
     assert "wiki built" not in second.logs()
     assert not (notes_dir / "gen-99999999.tmp-deadbeef").exists()
