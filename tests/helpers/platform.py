@@ -104,9 +104,14 @@ def launched(
     process = run_launcher(env, log_path)
     launch = Launch(process, env, var_dir, log_path, f"http://127.0.0.1:{base}")
     try:
+        # Ready as a user sees it: the launcher has said so (after it printed the gateway's
+        # URL and the key), and the gateway's /readyz agrees.
         wait_until(
             "the platform to be ready",
-            lambda: (launch.readiness() or {}).get("status") == "ready",
+            lambda: (
+                "press Ctrl-C to stop" in launch.output()
+                and (launch.readiness() or {}).get("status") == "ready"
+            ),
             ready_timeout_s,
             launch,
         )
