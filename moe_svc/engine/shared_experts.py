@@ -39,25 +39,39 @@ logger = logging.getLogger("moe_svc.engine.shared_experts")
 
 # relative reconstruction error accepted for a low-rank factorisation (fp32 rounding)
 RECONSTRUCTION_TOL = 1e-5
+_EPS32 = float(torch.finfo(torch.float32).eps)
 
 
-def _low_rank(deltas: torch.Tensor, max_rank: int) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """deltas (E, out, in) -> (B (E, out, r), A (E, r, in)) with B @ A == deltas, or None."""
+def _low_rank(
+    deltas: torch.Tensor, max_rank: int, base_scale: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """deltas (E, out, in) -> (B (E, out, r), A (E, r, in)) with B @ A == deltas, or None.
+
+    `base_scale` is max |W_base|: a delta stored as `W_e = fl(W_base + B_e A_e)` carries
+    rounding noise of up to an ulp of the base weights, full rank but tiny. Singular values
+    under that noise's spectral bound are dropped, and the reconstruction may miss by it.
+    """
     E, n_out, n_in = deltas.shape
     scale = float(deltas.abs().max())
     if scale == 0.0:
         return None  # no deltas at all: the caller keeps only the base
+    rounding = _EPS32 * base_scale  # per-element bound of the storage rounding (2 half-ulps)
+    noise_floor = rounding * (n_out**0.5 + n_in**0.5)  # spectral norm bound of that noise
+    tolerance = max(RECONSTRUCTION_TOL * scale, 2 * rounding)
     q = min(max_rank + 4, n_out, n_in)
     factors = []
     for e in range(E):
         delta = deltas[e].double()
+        if not bool(delta.any()):
+            factors.append((delta.new_zeros(n_out, 0), delta.new_zeros(0, n_in)))
+            continue
         u, s, v = torch.svd_lowrank(delta, q=q, niter=4)
-        keep = s > s[0] * 1e-7 if s[0] > 0 else s > 0
+        keep = s > max(float(s[0]) * 1e-7, noise_floor)
         rank = int(keep.sum())
         if rank > max_rank:
             return None
         b, a = (u[:, :rank] * s[:rank]), v[:, :rank].T
-        if float((b @ a - delta).abs().max()) > RECONSTRUCTION_TOL * scale:
+        if float((b @ a - delta).abs().max()) > tolerance:
             return None
         factors.append((b, a))
     r = max(1, max(b.shape[1] for b, _ in factors))
@@ -67,6 +81,17 @@ def _low_rank(deltas: torch.Tensor, max_rank: int) -> tuple[torch.Tensor, torch.
         B[e, :, : b.shape[1]] = b.to(deltas.dtype)
         A[e, : a.shape[0]] = a.to(deltas.dtype)
     return B, A
+
+
+def _base_expert(gate_up: torch.Tensor, down: torch.Tensor) -> int:
+    """The expert to factor the others around: one left equal to another (the dense FFN an
+    upcycled model kept unspecialised), else expert 0."""
+    E = gate_up.shape[0]
+    for e in range(E):
+        for other in range(e + 1, E):
+            if torch.equal(gate_up[e], gate_up[other]) and torch.equal(down[e], down[other]):
+                return e
+    return 0
 
 
 class SharedBaseMoeBlock(SparseMoeBlock):
@@ -91,8 +116,22 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         # faster than F.linear for the few rows of a decode batch (MKL, 2 cores)
         self.base_gate_up_t = nn.Parameter(base_gate_up.t().contiguous(), requires_grad=False)
         self.base_down_t = nn.Parameter(base_down.t().contiguous(), requires_grad=False)
-        self.gate_up_delta = gate_up_delta
-        self.down_delta = down_delta
+        # Deltas as two dense products over ALL experts' factors, the unchosen experts'
+        # rank columns masked to zero: every factor is read once per step, where gathering
+        # each (token, choice)'s factors copied N*k of them (a 3 MB copy per layer at N=8).
+        #   x @ A_all^T          (N, E*r)   every expert's x A_e^T
+        #   masked @ B_all       (N*k, out) the chosen expert's B_e A_e x per pair
+        self.gate_up_a_t, self.gate_up_b = _flat_factors(gate_up_delta)  # (C, E*r), (E*r, 2I)
+        self.down_a_t, self.down_b = _flat_factors(down_delta)  # (I, E*r), (E*r, C)
+        self.rank_gate_up = 0 if gate_up_delta is None else gate_up_delta[0].shape[2]
+        self.rank_down = 0 if down_delta is None else down_delta[0].shape[2]
+
+    def _chosen(self, projected: torch.Tensor, selected: torch.Tensor, rank: int) -> torch.Tensor:
+        """(N, k, E*r) rank columns of all experts -> only those of each pair's expert."""
+        N, k = selected.shape
+        keep = F.one_hot(selected, self.num_experts).to(projected.dtype)  # (N, k, E)
+        masked = projected.view(N, k, self.num_experts, rank) * keep[..., None]
+        return masked.view(N, k, self.num_experts * rank)
 
     def forward(
         self, hidden_states: torch.Tensor
@@ -105,27 +144,38 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         inner = self.intermediate_size
         gate_up = x @ self.base_gate_up_t  # (N, 2I)
         w = routing_weights.to(x.dtype)
-        if self.gate_up_delta is None and self.down_delta is None:
+        if self.gate_up_a_t is None and self.down_a_t is None:
             # identical experts: sum_j w_j expert(x) = (sum_j w_j) expert(x)
             h = F.silu(gate_up[:, :inner]) * gate_up[:, inner:]  # (N, I)
             out = (h @ self.base_down_t) * w.sum(-1, keepdim=True)
             return out.view(B, T, C), router_logits, selected
         N, k = selected.shape
-        if self.gate_up_delta is not None:
-            b_gu, a_gu = self.gate_up_delta
-            xa = torch.einsum("nc,erc->ner", x, a_gu)  # (N, E, r)
-            xa = xa.gather(1, selected[:, :, None].expand(N, k, xa.shape[2]))  # (N, k, r)
-            per_pair = gate_up[:, None, :] + torch.einsum("nkr,nkfr->nkf", xa, b_gu[selected])
+        if self.gate_up_a_t is not None and self.gate_up_b is not None:
+            xa = (x @ self.gate_up_a_t)[:, None, :].expand(N, k, -1)  # (N, k, E*r)
+            delta = self._chosen(xa, selected, self.rank_gate_up) @ self.gate_up_b  # (N, k, 2I)
+            per_pair = gate_up[:, None, :] + delta
         else:
             per_pair = gate_up[:, None, :].expand(N, k, 2 * inner)
         h = F.silu(per_pair[..., :inner]) * per_pair[..., inner:]  # (N, k, I)
         hw = h * w[:, :, None]  # routing weight on the I-wide hidden: fewer flops
         out = hw.sum(1) @ self.base_down_t  # (N, C)
-        if self.down_delta is not None:
-            b_d, a_d = self.down_delta
-            ha = torch.einsum("nki,nkri->nkr", hw, a_d[selected])  # (N, k, r)
-            out = out + torch.einsum("nkr,nkcr->nc", ha, b_d[selected])
+        if self.down_a_t is not None and self.down_b is not None:
+            ha = self._chosen(hw @ self.down_a_t, selected, self.rank_down)  # (N, k, E*r)
+            out = out + ha.sum(1) @ self.down_b
         return out.view(B, T, C), router_logits, selected
+
+
+def _flat_factors(
+    factors: tuple[torch.Tensor, torch.Tensor] | None,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """B (E, out, r), A (E, r, in) -> A_all^T (in, E*r), B_all (E*r, out), contiguous."""
+    if factors is None:
+        return None, None
+    b, a = factors
+    E, n_out, r = b.shape
+    a_t = a.reshape(E * r, a.shape[2]).t().contiguous()
+    b_all = b.permute(0, 2, 1).reshape(E * r, n_out).contiguous()
+    return a_t, b_all
 
 
 def convert_experts(model: CausalLM, max_rank: int = 64) -> int:
@@ -137,10 +187,11 @@ def convert_experts(model: CausalLM, max_rank: int = 64) -> int:
             continue
         gate_up = block.experts.gate_up_proj.detach()  # (E, 2I, C)
         down = block.experts.down_proj.detach()  # (E, C, I)
-        base_gate_up, base_down = gate_up[0].clone(), down[0].clone()
+        base = _base_expert(gate_up, down)
+        base_gate_up, base_down = gate_up[base].clone(), down[base].clone()
         gu_deltas, d_deltas = gate_up - base_gate_up, down - base_down
-        gu_factors = _low_rank(gu_deltas, max_rank)
-        d_factors = _low_rank(d_deltas, max_rank)
+        gu_factors = _low_rank(gu_deltas, max_rank, float(base_gate_up.abs().max()))
+        d_factors = _low_rank(d_deltas, max_rank, float(base_down.abs().max()))
         if (gu_factors is None and bool(gu_deltas.any())) or (
             d_factors is None and bool(d_deltas.any())
         ):

@@ -65,3 +65,27 @@ def test_converted_model_gives_the_same_logits_and_routing(rank: int) -> None:
 def test_experts_that_are_not_low_rank_apart_keep_the_stock_block() -> None:
     model = _model()  # independent random experts
     assert convert_experts(model, max_rank=8) == 0
+
+
+def test_specialised_experts_stored_as_rounded_sums_convert_around_the_dense_one() -> None:
+    """What build_default writes: W_e = fl(W + B_e A_e) with deltas ~1% of W, and the last
+    experts left dense. The fp32 rounding noise must not count as rank, and the dense expert
+    (not expert 0, which has its own delta) is the base."""
+    model = _model()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            experts = layer.mlp.experts
+            for weights in (experts.gate_up_proj, experts.down_proj):
+                E, n_out, n_in = weights.shape
+                dense = weights[0].clone()
+                b = torch.randn(E - 1, n_out, 2, generator=g) * 0.02
+                a = torch.randn(E - 1, 2, n_in, generator=g) * 0.02
+                weights[:] = dense
+                weights[: E - 1] += b @ a  # experts 0..E-2 specialised, E-1 dense
+    fast = copy.deepcopy(model)
+    assert convert_experts(fast, max_rank=8) == 3
+    ids = torch.randint(0, 97, (2, 9), generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(ids), model(ids), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(fast(ids[:, :1]), model(ids[:, :1]), atol=1e-5, rtol=1e-5)
