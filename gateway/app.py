@@ -16,6 +16,7 @@ from common.http_client import ServiceClient
 from common.service import create_service_app
 from gateway import api
 from gateway.edge import EdgeMiddleware
+from gateway.security import Gatekeeper
 from gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
@@ -30,6 +31,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         app.state.redis = aioredis.from_url(
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
+        app.state.gatekeeper = Gatekeeper(app.state.redis)
         # Probe-only clients: readiness must not trip the call clients' breakers.
         app.state.probe_clients = {
             name: ServiceClient(name, url, connect_timeout_s=timeout)

@@ -83,7 +83,6 @@ async def _auto(request: Request, body: GatewayChatRequest, router: ServiceClien
     pipeline["verification"] = formatted.verification
     completion_id, message_id = _ids(str(result.get("id") or uuid.uuid4().hex))
     usage = _usage(body, formatted.content, pipeline)
-    await charge_completion(request, usage["completion_tokens"])
     return JSONResponse(
         {
             "id": completion_id,
@@ -102,7 +101,9 @@ async def _auto(request: Request, body: GatewayChatRequest, router: ServiceClien
             "pipeline": pipeline,
             "session_id": result.get("session_id"),
             "message_id": message_id,
-        }
+        },
+        # The answer's tokens are charged once it is sent, off the caller's latency.
+        background=BackgroundTask(charge_completion, request, usage["completion_tokens"]),
     )
 
 
@@ -247,8 +248,8 @@ async def _moe(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) 
         return response
     async with upstream_timer():
         result = await moe.post_json("/v1/chat/completions", raw, timeout_s=settings.chat_timeout_s)
-    await charge_completion(request, int((result.get("usage") or {}).get("completion_tokens", 0)))
-    return JSONResponse(result)
+    tokens = int((result.get("usage") or {}).get("completion_tokens", 0))
+    return JSONResponse(result, background=BackgroundTask(charge_completion, request, tokens))
 
 
 async def chat_completion(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:

@@ -82,8 +82,13 @@ class KeyStore:
             await pipe.execute()
         return key, record
 
+    @staticmethod
+    def record_key(key: str) -> str:
+        """The Redis hash that holds the record of `key` (by its SHA-256)."""
+        return _RECORD + hash_key(key)
+
     async def lookup(self, key: str) -> ApiKey | None:
-        raw = await self.redis.hgetall(_RECORD + hash_key(key))
+        raw = await self.redis.hgetall(self.record_key(key))
         return ApiKey.from_redis(raw) if raw else None
 
     async def revoke(self, key_id: str) -> bool:

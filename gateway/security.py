@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import time
 from dataclasses import dataclass
 
 from fastapi import Request
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
-from gateway.keys import ApiKey, KeyStore
-from gateway.ratelimit import Decision, Limit, RateLimiter
+from gateway.keys import KEY_PREFIX, ApiKey, KeyStore
+from gateway.ratelimit import CHECK_LIMITS_LUA, WINDOW_S, Decision, Limit, RateLimiter
 from gateway.settings import GatewaySettings
 
-__all__ = ["Caller", "authorize", "charge_completion", "estimate_tokens"]
+__all__ = ["Caller", "Gatekeeper", "authorize", "charge_completion", "estimate_tokens"]
 
 logger = logging.getLogger("gateway.security")
 
@@ -68,27 +70,97 @@ async def _auth_required(request: Request, store: KeyStore) -> bool:
     return False
 
 
-async def _identify(request: Request) -> Caller:
-    settings: GatewaySettings = request.app.state.settings
-    store = KeyStore(request.app.state.redis)
-    token = _bearer(request)
-    if not await _auth_required(request, store):
-        host = request.client.host if request.client else "unknown"
-        return Caller(f"anon:{host}", None, settings.rpm_limit, settings.tpm_limit)
-    if token is None:
-        raise Unauthorized(
-            "Missing API key: send 'Authorization: Bearer <key>' "
-            "(create one with `python -m gateway.admin create`).",
-            code="missing_api_key",
+# One round trip for a keyed call: the key's record, its state, and the check and charge
+# of its limits. KEYS[1] the record of the key's hash, KEYS[2..5] the request and token
+# windows of the key id; ARGV[1] weight, ARGV[2] ttl, ARGV[3] the key id the token names,
+# ARGV[4]/ARGV[5] default rpm/tpm, ARGV[6] the prompt's estimated tokens.
+_AUTHORIZE_SCRIPT = (
+    CHECK_LIMITS_LUA
+    + """
+local record = redis.call('HGETALL', KEYS[1])
+if #record == 0 then return {'unknown'} end
+local f = {}
+for i = 1, #record, 2 do f[record[i]] = record[i + 1] end
+if f['id'] ~= ARGV[3] then return {'unknown'} end
+if f['revoked'] == '1' then return {'revoked', record} end
+local rpm = tonumber(f['rpm_limit']) or tonumber(ARGV[4])
+local tpm = tonumber(f['tpm_limit']) or tonumber(ARGV[5])
+local counts = check_limits(KEYS, 2, 2, tonumber(ARGV[1]), tonumber(ARGV[2]), false,
+                            {rpm, tpm}, {1, tonumber(ARGV[6])})
+return {'ok', record, counts}
+"""
+)
+# `sk-gw-<id>-<secret>` (see gateway.keys): the id names the rate-limit counters.
+_KEY_FORMAT = re.compile(r"^" + re.escape(KEY_PREFIX) + r"([0-9a-f]{1,32})-[A-Za-z0-9_-]{1,128}$")
+
+
+def _record(flat: list[bytes | str]) -> ApiKey:
+    return ApiKey.from_redis(dict(zip(flat[::2], flat[1::2], strict=True)))
+
+
+class Gatekeeper:
+    """Who is calling and whether their limits allow it, per request (one Redis script)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self.store = KeyStore(redis)
+        self.limiter = RateLimiter(redis)
+        self._authorize = redis.register_script(_AUTHORIZE_SCRIPT)
+
+    async def keyed(
+        self, token: str | None, settings: GatewaySettings, cost: int
+    ) -> tuple[Caller, list[Decision]]:
+        """Identify the key and check + charge its limits; 401/403 for bad keys."""
+        if token is None:
+            raise Unauthorized(
+                "Missing API key: send 'Authorization: Bearer <key>' "
+                "(create one with `python -m gateway.admin create`).",
+                code="missing_api_key",
+            )
+        match = _KEY_FORMAT.match(token)
+        if match is None:
+            raise Unauthorized("Invalid API key.", code="invalid_api_key")
+        key_id = match.group(1)
+        window = self.limiter.window()
+        keys = [
+            KeyStore.record_key(token),
+            *window.keys("req", key_id),
+            *window.keys("tok", key_id),
+        ]
+        args = [
+            f"{window.weight:.6f}",
+            WINDOW_S * 2,
+            key_id,
+            settings.rpm_limit,
+            settings.tpm_limit,
+            cost,
+        ]
+        status, *rest = await self._authorize(keys=keys, args=args)
+        status = status.decode() if isinstance(status, bytes) else status
+        if status == "unknown":
+            raise Unauthorized("Invalid API key.", code="invalid_api_key")
+        key = _record(rest[0])
+        if status == "revoked":
+            raise Forbidden(f"API key {key.id} has been revoked.", code="revoked_api_key")
+        rpm = settings.rpm_limit if key.rpm_limit is None else key.rpm_limit
+        tpm = settings.tpm_limit if key.tpm_limit is None else key.tpm_limit
+        allowed, *counts = rest[1]
+        limits = [Limit("req", rpm, 1), Limit("tok", tpm, cost)]
+        return Caller(key.id, key, rpm, tpm), window.decisions(
+            limits, bool(allowed), counts, charge_only=False
         )
-    key = await store.lookup(token)
-    if key is None:
-        raise Unauthorized("Invalid API key.", code="invalid_api_key")
-    if key.revoked:
-        raise Forbidden(f"API key {key.id} has been revoked.", code="revoked_api_key")
-    rpm = settings.rpm_limit if key.rpm_limit is None else key.rpm_limit
-    tpm = settings.tpm_limit if key.tpm_limit is None else key.tpm_limit
-    return Caller(key.id, key, rpm, tpm)
+
+    async def anonymous(
+        self, request: Request, settings: GatewaySettings, cost: int
+    ) -> tuple[Caller, list[Decision]]:
+        """Auth off: limits per client address."""
+        host = request.client.host if request.client else "unknown"
+        caller = Caller(f"anon:{host}", None, settings.rpm_limit, settings.tpm_limit)
+        _, decisions = await self.limiter.check(
+            caller.subject,
+            [Limit("req", caller.rpm_limit, 1), Limit("tok", caller.tpm_limit, cost)],
+        )
+        return caller, decisions
 
 
 def _headers(requests: Decision, tokens: Decision) -> dict[str, str]:
@@ -112,14 +184,14 @@ async def _prompt_tokens(request: Request) -> int:
 
 async def authorize(request: Request) -> Caller:
     """The dependency of every `/v1` route: authenticate, then rate-limit."""
+    settings: GatewaySettings = request.app.state.settings
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
     try:
-        caller = await _identify(request)
-        limiter = RateLimiter(request.app.state.redis)
         cost = await _prompt_tokens(request)
-        _, (requests, tokens) = await limiter.check(
-            caller.subject,
-            [Limit("req", caller.rpm_limit, 1), Limit("tok", caller.tpm_limit, cost)],
-        )
+        if await _auth_required(request, gatekeeper.store):
+            caller, (requests, tokens) = await gatekeeper.keyed(_bearer(request), settings, cost)
+        else:
+            caller, (requests, tokens) = await gatekeeper.anonymous(request, settings, cost)
     except RedisError as exc:
         logger.warning("redis unavailable for auth", extra={"error": repr(exc)})
         raise ServiceUnavailable(
@@ -146,7 +218,7 @@ async def charge_completion(request: Request, tokens: int) -> None:
     if caller is None or tokens <= 0:
         return
     try:
-        limiter = RateLimiter(request.app.state.redis)
+        limiter: RateLimiter = request.app.state.gatekeeper.limiter
         await limiter.hit("tok", caller.subject, caller.tpm_limit, tokens, charge_only=True)
     except RedisError as exc:
         logger.warning("could not charge tokens", extra={"error": repr(exc)})

@@ -73,6 +73,12 @@ def test_missing_and_unknown_keys_get_401(gateway: str, key: str) -> None:
     assert missing["code"] == "missing_api_key"
     bad = _error(httpx.get(f"{gateway}/v1/models", headers=_auth("sk-gw-nope-nope")), 401)
     assert bad["code"] == "invalid_api_key"
+    # Well formed, with the id of a real key, but not its secret.
+    key_id = key.split("-")[2]
+    forged = f"sk-gw-{key_id}-{'x' * 32}"
+    assert _error(httpx.get(f"{gateway}/v1/models", headers=_auth(forged)), 401)["code"] == (
+        "invalid_api_key"
+    )
     basic = httpx.get(f"{gateway}/v1/models", headers={"Authorization": f"Basic {key}"})
     assert _error(basic, 401)["code"] == "missing_api_key"
 
