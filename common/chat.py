@@ -15,7 +15,7 @@ from typing import Any
 from common.errors import UpstreamError
 from common.http_client import ServiceClient
 
-__all__ = ["ChatClient", "Completion", "Message", "estimate_tokens"]
+__all__ = ["ChatClient", "Completion", "Message", "estimate_tokens", "first_expert_usage"]
 
 Message = dict[str, str]
 
@@ -27,6 +27,20 @@ class Completion:
     completion_tokens: int
     # The counts are estimates: the server reported no usage.
     estimated: bool = False
+    # moe_svc's extension when asked (`return_experts`): tokens per layer and expert,
+    # {"per_layer": [[...], ...]}; None from servers without it.
+    experts: dict[str, Any] | None = None
+
+
+def first_expert_usage(body: object) -> dict[str, Any] | None:
+    """The first choice's `experts` of a moe_svc answer or final chunk, when well formed."""
+    experts = body.get("experts") if isinstance(body, dict) else None
+    if not isinstance(experts, list) or not experts or not isinstance(experts[0], dict):
+        return None
+    per_layer = experts[0].get("per_layer")
+    if not isinstance(per_layer, list) or not per_layer:
+        return None
+    return {"per_layer": per_layer}
 
 
 def estimate_tokens(text: str) -> int:
@@ -66,8 +80,13 @@ class ChatClient:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         timeout_s: float | None = None,
+        return_experts: bool = False,
     ) -> Completion:
-        """One completion; `timeout_s` overrides the client's timeout for this call."""
+        """One completion; `timeout_s` overrides the client's timeout for this call.
+
+        `return_experts` asks moe_svc for the experts the answer used (other servers
+        ignore the field); they come back as `Completion.experts`.
+        """
         timeout_s = timeout_s or self.timeout_s
         payload: dict[str, Any] = {
             "model": await self.resolve(timeout_s),
@@ -78,6 +97,8 @@ class ChatClient:
         }
         if stop:
             payload["stop"] = stop
+        if return_experts:
+            payload["return_experts"] = True
         body = await self._client.post_json("/v1/chat/completions", payload, timeout_s=timeout_s)
         try:
             text = str(body["choices"][0]["message"]["content"] or "")
@@ -88,13 +109,19 @@ class ChatClient:
             cut = text.find(marker)
             if cut >= 0:
                 text = text[:cut]
+        experts = first_expert_usage(body)
         usage = body.get("usage") if isinstance(body, dict) else None
         if isinstance(usage, dict) and usage.get("completion_tokens"):
             return Completion(
-                text, int(usage.get("prompt_tokens") or 0), int(usage["completion_tokens"])
+                text,
+                int(usage.get("prompt_tokens") or 0),
+                int(usage["completion_tokens"]),
+                experts=experts,
             )
         prompt = "\n".join(m.get("content", "") for m in messages)
-        return Completion(text, estimate_tokens(prompt), estimate_tokens(text), estimated=True)
+        return Completion(
+            text, estimate_tokens(prompt), estimate_tokens(text), estimated=True, experts=experts
+        )
 
     def _malformed(self, what: str) -> UpstreamError:
         return UpstreamError(

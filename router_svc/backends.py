@@ -8,12 +8,12 @@ dispatcher decides what a failure means for the plan.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import ValidationError
 
-from common.chat import ChatClient
+from common.chat import ChatClient, first_expert_usage
 from common.contracts.memory import ContextResponse
 from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonResponse
@@ -144,12 +144,22 @@ class Backends:
         temperature: float,
         max_tokens: int,
         timeout_s: float,
+        on_experts: Callable[[dict[str, Any]], None] | None = None,
     ) -> tuple[str, str]:
-        """(answer, model) of one non-streamed completion."""
+        """(answer, model) of one non-streamed completion.
+
+        `on_experts` gets moe_svc's experts per layer of the answer (asked for when given).
+        """
         chat = self._chat.with_model(model) if model else self._chat
         completion = await chat.complete(
-            messages, max_tokens=max_tokens, temperature=temperature, timeout_s=timeout_s
+            messages,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            timeout_s=timeout_s,
+            return_experts=on_experts is not None,
         )
+        if on_experts is not None and completion.experts is not None:
+            on_experts(completion.experts)
         return completion.text, chat.name
 
     async def chat_stream(
@@ -160,15 +170,21 @@ class Backends:
         temperature: float,
         max_tokens: int,
         timeout_s: float,
+        on_experts: Callable[[dict[str, Any]], None] | None = None,
     ) -> AsyncIterator[str]:
-        """The content pieces of a streamed completion (OpenAI `chat.completion.chunk`s)."""
-        payload = {
+        """The content pieces of a streamed completion (OpenAI `chat.completion.chunk`s).
+
+        `on_experts` as for `chat` (moe_svc sends them on the final chunk).
+        """
+        payload: dict[str, Any] = {
             "model": model or await self.model(timeout_s),
             "messages": messages,
             "temperature": temperature,
             "max_tokens": max_tokens,
             "stream": True,
         }
+        if on_experts is not None:
+            payload["return_experts"] = True
         client = self.upstreams["moe_svc"]
         async with client.stream(
             "POST", "/v1/chat/completions", json=payload, timeout_s=timeout_s
@@ -196,3 +212,6 @@ class Backends:
                     piece = (choice.get("delta") or {}).get("content")
                     if piece:
                         yield str(piece)
+                experts = first_expert_usage(chunk)
+                if on_experts is not None and experts is not None:
+                    on_experts(experts)

@@ -81,6 +81,8 @@ class _Job:
         self.reasoning: dict[str, Any] | None = None
         self.images: list[dict[str, Any]] = []
         self.model: str | None = None
+        # moe_svc's experts per layer for the answer the core model wrote (UI heatmap).
+        self.experts: dict[str, Any] | None = None
 
     async def _on_step(self, step: PipelineStep) -> None:
         if self.emit is not None:
@@ -170,6 +172,7 @@ class _Job:
             "temperature": temperature,
             "max_tokens": options.max_tokens or self.s.max_answer_tokens,
             "timeout_s": self.s.model_timeout_s,
+            "on_experts": self._keep_experts,
         }
 
         async def streamed() -> tuple[str, str]:
@@ -191,6 +194,9 @@ class _Job:
         assert result is not None
         text, self.model = result
         return text.strip()
+
+    def _keep_experts(self, experts: dict[str, Any]) -> None:
+        self.experts = experts
 
     async def factual(self) -> str:
         memory = asyncio.create_task(self.memory_branch())
@@ -366,6 +372,7 @@ class _Job:
             images=self.images,
             notes=self.notes,
             model=self.model,
+            experts=self.experts,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
         return DispatchResponse(

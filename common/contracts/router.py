@@ -188,6 +188,9 @@ class Pipeline(BaseModel):
     # What a user should know about how the answer was made (a degraded step, the fallback).
     notes: list[str] = Field(default_factory=list)
     model: str | None = None
+    # moe_svc's tokens per layer and expert for an answer the core model wrote
+    # ({"per_layer": [[...], ...]}, the UI's heatmap); null when another service answered.
+    experts: dict[str, Any] | None = None
     latency_ms: float
 
 

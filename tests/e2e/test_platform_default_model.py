@@ -99,6 +99,14 @@ def _check_pipeline(pipeline: dict[str, Any], intent: str, services: set[str]) -
     assert pipeline["intent"] == intent, pipeline["scores"]
     ran = {s["service"] for s in pipeline["steps"] if s["status"] == "ok"}
     assert services <= ran, pipeline["steps"]
+    if intent in ("chat", "creative"):
+        # The core model wrote the answer: the UI's heatmap gets its experts per layer,
+        # two per token (top-2) in each of the 30 layers, spread over more than two experts.
+        per_layer = pipeline["experts"]["per_layer"]
+        assert len(per_layer) == 30 and all(len(row) == 8 for row in per_layer)
+        totals = {sum(row) for row in per_layer}
+        assert len(totals) == 1 and totals.pop() % 2 == 0
+        assert sum(1 for count in per_layer[0] if count) > 2
 
 
 @pytest.mark.parametrize(("text", "intent", "services", "expected"), QUESTIONS)

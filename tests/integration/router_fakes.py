@@ -87,6 +87,9 @@ def _reply(body: dict[str, Any]) -> dict[str, Any]:
     return {"reply": os.environ.get("FAKE_DEFAULT_REPLY", "I am a scripted model.")}
 
 
+FAKE_EXPERTS = [[2, 1, 1], [0, 3, 1]]
+
+
 @app.post("/v1/chat/completions", response_model=None)
 async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse | StreamingResponse:
     requests.append(body)
@@ -98,6 +101,8 @@ async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse | Streamin
     model = body.get("model", MODEL)
     usage = {"prompt_tokens": 7, "completion_tokens": max(1, len(reply.split()))}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    # moe_svc's extension: experts per layer, when asked (two layers of three experts here).
+    experts = {"experts": [{"per_layer": FAKE_EXPERTS}]} if body.get("return_experts") else {}
     if body.get("stream"):
 
         async def chunks() -> AsyncIterator[str]:
@@ -110,6 +115,8 @@ async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse | Streamin
                     "choices": [{"index": 0, "delta": {"content": piece}}],
                 }
                 yield f"data: {json.dumps(chunk)}\n\n"
+            final = {"object": "chat.completion.chunk", "model": model, "choices": []}
+            yield f"data: {json.dumps({**final, **experts})}\n\n"
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
@@ -126,6 +133,7 @@ async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse | Streamin
             }
         ],
         "usage": usage,
+        **experts,
     }
 
 

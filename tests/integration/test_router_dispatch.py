@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.servers import RunningServer
 from tests.integration.pipeline_stack import BELL, RULES, PipelineStack, pipeline_stack
+from tests.integration.router_fakes import FAKE_EXPERTS
 
 pytestmark = pytest.mark.integration
 
@@ -63,6 +64,9 @@ def test_each_intent_is_answered_through_the_services(
     assert steps["memory.write_user"] == steps["memory.context"] == "ok"
     assert steps["memory.write_assistant"] == "ok"
     assert all(s["latency_ms"] >= 0 for s in body["pipeline"]["steps"])
+    # Experts per layer when the core model wrote the answer, not when another service did.
+    expected_experts = {"per_layer": FAKE_EXPERTS} if step == "moe.answer" else None
+    assert body["pipeline"]["experts"] == expected_experts
 
 
 def test_factual_answers_carry_sources_and_citations(platform: PipelineStack) -> None:
@@ -128,6 +132,8 @@ def test_streaming_sends_route_steps_deltas_and_done(platform: PipelineStack) ->
     assert {e["step"]["name"] for e in events if isinstance(e, dict) and e["type"] == "step"} >= {
         "moe.answer"
     }
+    # The core model's experts per layer for this answer, for the UI's heatmap.
+    assert done["pipeline"]["experts"] == {"per_layer": FAKE_EXPERTS}
 
 
 def test_route_reads_a_follow_up_with_its_history(platform: PipelineStack) -> None:

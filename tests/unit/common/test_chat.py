@@ -70,3 +70,28 @@ async def test_a_reply_without_choices_is_a_502_naming_the_upstream() -> None:
     with pytest.raises(UpstreamError) as no_choices:
         await moe(httpx.MockTransport(handle)).with_model("m").complete([], max_tokens=4)
     assert no_choices.value.code == "bad_upstream_response"
+
+
+async def test_experts_are_asked_for_and_returned_when_wanted() -> None:
+    seen: list[dict[str, object]] = []
+    per_layer = [[3, 0, 1], [2, 2, 0]]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        seen.append(body)
+        answer: dict[str, object] = {"choices": [{"message": {"content": "ok"}}]}
+        if body.get("return_experts"):
+            answer["experts"] = [{"per_layer": per_layer}]
+        return httpx.Response(200, json=answer)
+
+    chat = ChatClient(
+        ServiceClient("moe_svc", "http://moe", transport=httpx.MockTransport(handle)), "m"
+    )
+    plain = await chat.complete([{"role": "user", "content": "x"}], max_tokens=4)
+    asked = await chat.complete(
+        [{"role": "user", "content": "x"}], max_tokens=4, return_experts=True
+    )
+
+    assert "return_experts" not in seen[0] and plain.experts is None
+    assert seen[1]["return_experts"] is True
+    assert asked.experts == {"per_layer": per_layer}
