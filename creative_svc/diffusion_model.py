@@ -15,8 +15,9 @@ their class through the similarity.
 
 `class_embed_type="identity"` makes the UNet add `class_labels` to the timestep
 embedding of every ResNet block, so the caption steers every resolution. For
-classifier-free guidance the caption is swapped for `null_embedding` during
-training (condition dropout); sampling mixes the two predictions.
+classifier-free guidance the caption's features are swapped for the "no caption"
+features (a learned vector, equal affinity to every class) during training
+(condition dropout); sampling mixes the two predictions.
 """
 
 from __future__ import annotations
@@ -45,11 +46,18 @@ class DiffusionConfig:
     layers_per_block: int = 1
     norm_num_groups: int = 8
     attention_head_dim: int = 32
+    # FiLM: the time + caption embedding scales and shifts each ResNet block's normalised
+    # features (ADM's "scale_shift"), a stronger hold than the added bias of "default".
+    resnet_time_scale_shift: str = "scale_shift"
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"  # cosine: small images lose signal too fast on linear
     n_classes: int = 10  # class reference captions the affinity is measured against
-    affinity_temperature: float = 0.05
+    affinity_temperature: float = 0.02  # sharp: a class caption's affinity is ~one-hot
     caption_scale: float = 4.0  # centred embeddings have small entries; scaled to O(1)
+    # The "no caption" of guidance: "uniform" = a learned vector with equal affinity to every
+    # class; "embedding" (before 2026-11-28) sent a learned embedding through the affinity
+    # softmax, which drifted to one class (shirt) and made guidance push away from it.
+    null_condition: str = "uniform"
     # Anything the training run wants to record (command, images seen, minutes).
     training: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -82,6 +90,7 @@ class CaptionUNet(nn.Module):
             layers_per_block=cfg.layers_per_block,
             norm_num_groups=cfg.norm_num_groups,
             attention_head_dim=cfg.attention_head_dim,
+            resnet_time_scale_shift=cfg.resnet_time_scale_shift,
             class_embed_type="identity",
         )
         d = cfg.time_embed_dim
@@ -106,14 +115,30 @@ class CaptionUNet(nn.Module):
         centred = (caption - self.caption_mean) * self.cfg.caption_scale
         return torch.cat([centred, affinity], dim=-1)
 
-    def forward(self, x: torch.Tensor, t: torch.Tensor, caption: torch.Tensor) -> torch.Tensor:
-        """Predicted noise (B, 1, H, W) for x_t (B, 1, H, W), steps t (B,), captions (B, 384)."""
-        cond = self.caption_proj(self.condition(caption))  # (B, 128)
+    def forward(
+        self,
+        x: torch.Tensor,
+        t: torch.Tensor,
+        caption: torch.Tensor,
+        drop: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Predicted noise (B, 1, H, W) for x_t (B, 1, H, W), steps t (B,), captions (B, 384).
+
+        `drop` (B,) bool: rows that get the "no caption" condition instead of theirs.
+        """
+        features = self.condition(caption)
+        if drop is not None:
+            features = torch.where(drop[:, None], self.null_features(), features)
+        cond = self.caption_proj(features)  # (B, 128)
         out: torch.Tensor = self.unet(x, t, class_labels=cond).sample  # type: ignore[operator, unused-ignore]
         return out
 
-    def null_captions(self, batch: int) -> torch.Tensor:
-        return self.null_embedding.unsqueeze(0).expand(batch, -1)  # (B, 384)
+    def null_features(self) -> torch.Tensor:
+        """(394,) features f of the "no caption" condition."""
+        if self.cfg.null_condition == "embedding":
+            return self.condition(self.null_embedding[None])[0]
+        uniform = self.null_embedding.new_full((self.cfg.n_classes,), 1 / self.cfg.n_classes)
+        return torch.cat([self.null_embedding, uniform])
 
     def save(self, directory: Path) -> None:
         """config.json + model.safetensors (fp16: half the bytes, no loss that shows in samples)."""
@@ -127,6 +152,8 @@ class CaptionUNet(nn.Module):
         raw: dict[str, Any] = json.loads((directory / "config.json").read_text())
         for key in ("block_out_channels", "down_block_types", "up_block_types"):
             raw[key] = tuple(raw[key])  # JSON has lists; the frozen config holds tuples
+        raw.setdefault("resnet_time_scale_shift", "default")  # written before the option
+        raw.setdefault("null_condition", "embedding")  # likewise
         cfg = DiffusionConfig(**raw)
         model = cls(cfg)
         state = load_file(str(directory / "model.safetensors"))

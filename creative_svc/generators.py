@@ -87,12 +87,13 @@ class DiffusionGenerator:
         x = torch.cat([torch.randn(1, 1, size, size, generator=g) for g in gens])  # (n, 1, H, W)
         cond = torch.from_numpy(caption).float().expand(n, -1)  # (n, 384)
         guided = guidance_scale != 1.0
-        captions = torch.cat([cond, self.model.null_captions(n)]) if guided else cond
+        captions = torch.cat([cond, cond]) if guided else cond
+        drop = torch.arange(2 * n) >= n if guided else None  # second half: no caption
         scheduler = self.scheduler(sampler)
         scheduler.set_timesteps(steps)
         for t in scheduler.timesteps:
             model_in = torch.cat([x, x]) if guided else x
-            eps = self.model(model_in, t.expand(model_in.shape[0]), captions)
+            eps = self.model(model_in, t.expand(model_in.shape[0]), captions, drop)
             if guided:
                 eps_cond, eps_null = eps.chunk(2)
                 eps = eps_null + guidance_scale * (eps_cond - eps_null)

@@ -179,7 +179,6 @@ def main(argv: list[str] | None = None) -> None:
             x0, y = images[idx].to(device), labels[idx]
             caption = bank.sample(y).to(device)
             drop = torch.rand(len(idx), device=device) < args.cond_dropout
-            caption = torch.where(drop[:, None], model.null_captions(len(idx)), caption)
             noise = torch.randn_like(x0)
             t = torch.randint(0, cfg.num_train_timesteps, (len(idx),), device=device)
             n_high = int(args.high_noise_share * len(idx))
@@ -191,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
                 warm = min(1.0, (step + 1) / args.warmup_steps)
                 group["lr"] = args.lr * group.get("lr_scale", 1.0) * warm
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                pred = model(x_t, t, caption)
+                pred = model(x_t, t, caption, drop)
             if args.min_snr_gamma > 0:
                 snr = a.view(-1) / (1 - a.view(-1))
                 weight = snr.clamp(max=args.min_snr_gamma) / snr  # (B,)
