@@ -4,7 +4,10 @@ The stub is `tests/integration/gateway_fakes.py` (moe_svc's non-streamed chat
 answer, model `fake-moe`); the gateway runs with a real Redis, an API key and
 its rate limiter, as in production. For 1, 16 and 64 concurrent clients it
 prints requests/s and p50/p95/p99 latency of both paths, the difference of
-the medians and the median `x-gateway-overhead-ms` the gateway reports.
+the medians, the median `x-gateway-overhead-ms` the gateway reports, and the
+CPU time each process spent per request (from /proc; on a machine whose cores
+the clients, the stub, Redis and the gateway share, latency differences grow
+with the queue, while CPU per request is what the gateway itself costs).
 
     .venv/bin/python bench/gateway_bench.py [--requests 400]
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import subprocess
 import sys
@@ -28,6 +32,13 @@ from tests.helpers.servers import REPO_ROOT, free_port, start_module, start_redi
 from tests.integration.gateway_support import UPSTREAMS
 
 BODY = {"model": "fake-moe", "messages": [{"role": "user", "content": "Hello, how are you?"}]}
+
+
+def _cpu_ms(pid: int) -> float:
+    """User + system CPU time of a process so far, in ms (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -104,12 +115,17 @@ def main() -> None:
             print(f"{args.requests} requests per run; latency in ms")
             print(f"{'clients':>7} {'path':>8} {'req/s':>8} {'p50':>7} {'p95':>7} {'p99':>7}")
             for clients in args.clients:
+                stub_cpu = _cpu_ms(stub.process.pid)
                 direct = asyncio.run(
                     _run(f"{stub.url}/v1/chat/completions", {}, clients, args.requests)
                 )
+                stub_direct = (_cpu_ms(stub.process.pid) - stub_cpu) / args.requests
+                gateway_cpu, stub_cpu = _cpu_ms(gateway.process.pid), _cpu_ms(stub.process.pid)
                 through = asyncio.run(
                     _run(f"{gateway.url}/v1/chat/completions", auth, clients, args.requests)
                 )
+                gateway_per = (_cpu_ms(gateway.process.pid) - gateway_cpu) / args.requests
+                stub_through = (_cpu_ms(stub.process.pid) - stub_cpu) / args.requests
                 for name, r in (("direct", direct), ("gateway", through)):
                     print(
                         f"{clients:>7} {name:>8} {r['rps']:>8.0f} {r['p50']:>7.2f} "
@@ -119,6 +135,10 @@ def main() -> None:
                     f"{clients:>7} overhead: p50 +{through['p50'] - direct['p50']:.2f} ms, "
                     f"req/s ratio {through['rps'] / direct['rps']:.2f}, "
                     f"x-gateway-overhead-ms median {through['overhead']:.2f}"
+                )
+                print(
+                    f"{clients:>7} CPU ms per request: gateway {gateway_per:.2f}, "
+                    f"stub {stub_through:.2f} (through the gateway) / {stub_direct:.2f} (direct)"
                 )
         finally:
             gateway.stop()

@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 
+from common.aiohttp_transport import AiohttpTransport
 from common.breaker import CircuitBreaker
 from common.errors import (
     CircuitOpen,
@@ -105,7 +106,7 @@ class ServiceClient:
         self._sleep = sleep
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
-            transport=transport,
+            transport=transport or AiohttpTransport(),
             timeout=self._timeout(timeout_s),
             # Service-to-service traffic stays on configured hosts: no env proxies.
             trust_env=False,

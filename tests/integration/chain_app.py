@@ -73,6 +73,11 @@ def create_app(settings: ChainSettings) -> FastAPI:
             return dict(await client.post_json("/echo", body.model_dump()))
         return {"text": body.text * body.count, "hop": name}
 
+    @app.get("/slow")
+    async def slow(s: float = 1.0) -> dict[str, Any]:
+        await asyncio.sleep(min(s, 10.0))
+        return {"hop": name, "slept": s}
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internal detail: password=hunter2")

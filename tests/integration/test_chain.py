@@ -5,8 +5,12 @@ from __future__ import annotations
 import json
 
 import httpx
+import pytest
 
-from tests.helpers.servers import RunningServer
+from common.errors import UpstreamTimeout, UpstreamUnavailable
+from common.http_client import ServiceClient
+from common.retry import RetryPolicy
+from tests.helpers.servers import RunningServer, free_port
 
 
 def _access_lines(server: RunningServer, request_id: str) -> list[dict[str, object]]:
@@ -127,6 +131,31 @@ def test_metrics_count_requests_by_route(chain: list[RunningServer]) -> None:
     assert 'route="unmatched",service="a",status="404"' in text
     assert "http_request_duration_seconds_bucket" in text
     assert 'upstream_calls_total{outcome="ok",service="a",upstream="next"}' in text
+
+
+async def test_a_slow_upstream_is_a_timeout_and_the_client_keeps_working(
+    chain: list[RunningServer],
+) -> None:
+    # ServiceClient's own transport (aiohttp under httpx) against a real server.
+    client = ServiceClient("c", chain[2].url, timeout_s=0.3, retry=RetryPolicy(0))
+    try:
+        with pytest.raises(UpstreamTimeout) as timed_out:
+            await client.get_json("/slow", params={"s": 3})
+        assert timed_out.value.status_code == 504
+        assert await client.get_json("/slow", params={"s": 0}) == {"hop": "c", "slept": 0}
+        echoed = await client.post_json("/echo", {"text": "ab", "count": 2})
+        assert echoed == {"text": "abab", "hop": "c"}
+    finally:
+        await client.aclose()
+
+
+async def test_an_unanswered_port_is_unavailable() -> None:
+    client = ServiceClient("nowhere", f"http://127.0.0.1:{free_port()}", retry=RetryPolicy(0))
+    try:
+        with pytest.raises(UpstreamUnavailable):
+            await client.get_json("/hop")
+    finally:
+        await client.aclose()
 
 
 def test_upstream_down_is_a_503_naming_it(chain: list[RunningServer]) -> None:

@@ -47,6 +47,7 @@ PROVIDERS: dict[str, frozenset[str]] = {
         "anyio": "anyio fastapi httpx",
         "uvicorn": "uvicorn",
         "httpx": "httpx",
+        "aiohttp": "aiohttp",
         "pydantic": "pydantic pydantic-settings fastapi",
         "pydantic_core": "pydantic pydantic-settings fastapi",
         "pydantic_settings": "pydantic-settings",
