@@ -8,7 +8,9 @@
   accuracy measured here on the 10k test images.
 - Prompt adherence: the share of generated images that the judge assigns to the
   prompted class, over `captions.EVAL_PROMPTS` (two per class, phrasings held out of
-  training), for diffusion without guidance (scale 1) and with it, and for the GAN. The
+  training), for diffusion without guidance (scale 1) and with it (`--guidance SCALE` at
+  the served interval, `SCALE:MAX_T` for guidance at timesteps <= MAX_T only, `SCALE:1000`
+  at every step), and for the GAN. The
   reference in the same run: the judge's own accuracy on real test images (the ceiling).
 - Frechet distance on the judge's 128-d features (FID's recipe with our judge in place
   of Inception) between generated images and real test images; the reference is the
@@ -123,7 +125,10 @@ def main() -> None:
     parser.add_argument("--per-prompt", type=int, default=10, help="images per prompt")
     parser.add_argument("--steps", type=int, default=25, help="DDIM steps for adherence")
     parser.add_argument(
-        "--guidance", type=float, nargs="+", default=[3.0], help="guided rows (scales)"
+        "--guidance",
+        nargs="+",
+        default=None,
+        help="guided rows, SCALE or SCALE:MAX_T (default: the served scale and interval)",
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--weights-dir", type=Path, default=ARTEFACTS_DIR)
@@ -131,7 +136,8 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     setup_threads(args.threads)
-    serving_guidance = CreativeSettings().default_guidance_scale  # for speed and the grid
+    served = CreativeSettings()
+    serving_guidance = served.default_guidance_scale  # for speed and the grid
 
     judge = FashionJudge.load(args.weights_dir / "judge")
     test_x, test_y = load_split("test")
@@ -139,7 +145,7 @@ def main() -> None:
     real_pred, real_feat = judge_images(judge, real)
     judge_acc = float((real_pred == test_y.numpy()).mean())
     encoder = PromptEncoder.load(args.threads)
-    diffusion = DiffusionGenerator.load(args.weights_dir / "diffusion")
+    diffusion = DiffusionGenerator.load(args.weights_dir / "diffusion", served.guidance_max_t)
     gan = GanGenerator.load(args.weights_dir / "gan")
     print(f"judge test accuracy: {judge_acc:.4f} (10k test images)")
     print("diffusion training:", json.dumps(diffusion.model.cfg.training))
@@ -156,7 +162,12 @@ def main() -> None:
     configs: list[tuple[str, ImageGenerator, float]] = [
         ("diffusion, no guidance (1.0)", diffusion, 1.0)
     ]
-    configs += [(f"diffusion, guidance {g}", diffusion, g) for g in args.guidance]
+    for spec in args.guidance or [f"{serving_guidance}:{served.guidance_max_t}"]:
+        scale, _, max_t = spec.partition(":")
+        limit = int(max_t) if max_t else served.guidance_max_t
+        interval = DiffusionGenerator(diffusion.model, limit)
+        where = "every step" if limit >= diffusion.train_timesteps else f"t <= {limit}"
+        configs.append((f"diffusion, guidance {float(scale)} ({where})", interval, float(scale)))
     configs += [("gan", gan, 1.0)]
     print(
         f"\n{n_gen} images per row ({args.per_prompt} x 20 prompts), "

@@ -31,7 +31,9 @@ def load_studio(settings: CreativeSettings) -> ImageStudio:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     generators: dict[str, ImageGenerator] = {
-        "diffusion": DiffusionGenerator.load(settings.weights_path / "diffusion"),
+        "diffusion": DiffusionGenerator.load(
+            settings.weights_path / "diffusion", settings.guidance_max_t
+        ),
         "gan": GanGenerator.load(settings.weights_path / "gan"),
     }
     return ImageStudio(

@@ -36,6 +36,13 @@ class CreativeSettings(ServiceSettings):
     default_guidance_scale: float = Field(
         1.5, ge=0, le=30, description="Classifier-free guidance when a request sets none."
     )
+    guidance_max_t: int = Field(
+        1000,
+        ge=0,
+        le=1000,
+        description="Guidance applies at diffusion timesteps up to this (of 1000); the "
+        "noisier steps use the plain conditional prediction.",
+    )
     ood_threshold: float = Field(
         0.65,
         ge=0,

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from creative_svc.diffusion_model import EMBED_DIM, CaptionUNet, DiffusionConfig
+from creative_svc.generators import DiffusionGenerator
 
 SMALL = DiffusionConfig(block_out_channels=(8, 16, 16), norm_num_groups=4, attention_head_dim=8)
 
@@ -67,3 +68,18 @@ def test_saved_model_loads_and_configs_without_newer_fields_keep_their_behaviour
     del raw["resnet_time_scale_shift"], raw["null_condition"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(raw))
     assert CaptionUNet.load(tmp_path / "old").cfg == old_cfg
+
+
+def test_guidance_applies_only_within_its_interval() -> None:
+    model = _model()
+    caption = torch.nn.functional.normalize(torch.randn(EMBED_DIM), dim=0).numpy()
+
+    def images(scale: float, max_t: int | None) -> torch.Tensor:
+        generator = DiffusionGenerator(model, guidance_max_t=max_t)
+        return torch.from_numpy(generator.generate(caption, 2, 5, steps=4, guidance_scale=scale))
+
+    plain = images(1.0, None)
+    # No timestep is at or below -1: every step is the plain conditional prediction.
+    torch.testing.assert_close(images(4.0, -1), plain)
+    everywhere, limited = images(4.0, None), images(4.0, 300)
+    assert not torch.allclose(everywhere, plain) and not torch.allclose(limited, everywhere)
