@@ -2,7 +2,8 @@
 
 Image i of a request starts from noise drawn with seed `seed + i`, so the same
 request gives the same images, a different seed different ones, and `n=4`
-begins with the image `n=1` gives.
+begins with the image `n=1` gives (up to the float rounding of a larger batch,
+which may tip a pixel to the next grey level).
 """
 
 from __future__ import annotations

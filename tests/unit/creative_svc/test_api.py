@@ -107,8 +107,11 @@ async def test_n_images_differ_and_the_first_is_the_single_image_of_that_seed(
         one = await _generate(client, prompt="a bag", n=1, seed=5, **FAST)
     images = [_pixels(d["b64_json"]) for d in three["data"]]
     assert len(images) == 3
-    assert not np.array_equal(images[0], images[1])
-    assert np.array_equal(images[0], _pixels(one["data"][0]["b64_json"]))
+    assert np.abs(images[0].astype(int) - images[1].astype(int)).max() > 64
+    # The same image: batching changes only float rounding (~1e-4 of a grey level before
+    # quantisation), which can tip a pixel to the next level, a step the upscaling spreads.
+    diff = np.abs(images[0].astype(int) - _pixels(one["data"][0]["b64_json"]).astype(int))
+    assert diff.max() <= 3 and diff.mean() < 0.05
 
 
 async def test_a_request_without_seed_returns_the_seed_that_replays_it(studio: ImageStudio) -> None:
