@@ -1,15 +1,19 @@
 """The moe_svc app: `create_app(settings)`.
 
-On start-up a worker thread makes sure the model exists (building the default
-one on first start, about a minute), loads it and starts the engine; meanwhile
-`/healthz` answers and `/readyz` says not ready, and the API answers 503.
+On start-up the model thread makes sure the model exists (building the default
+one on first start, about a minute), loads it, and then runs the engine: load,
+warm-up and every decoding step on that one thread (see `moe_svc.engine.engine`
+on why). Meanwhile `/healthz` answers and `/readyz` says not ready, and the API
+answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 
 import torch
@@ -24,13 +28,13 @@ from moe_svc.loader import ensure_default_model, load_model
 from moe_svc.serving import ModelServer
 from moe_svc.settings import MoeSettings
 
-__all__ = ["create_app", "start_model_server"]
+__all__ = ["create_app", "load_model_server", "run_model_thread"]
 
 logger = logging.getLogger("moe_svc.app")
 
 
-def start_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> ModelServer:
-    """Build (if needed) and load the model, start the engine thread: blocking, minutes."""
+def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> ModelServer:
+    """Build (if needed) and load the model and its engine, warmed up: blocking, minutes."""
     torch.set_num_threads(settings.num_threads)
     path = settings.model_dir
     if path is None:
@@ -49,8 +53,20 @@ def start_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> 
         metrics,
     )
     engine.warm_up()
-    engine.start()
     return ModelServer(loaded, engine, settings.default_max_tokens)
+
+
+def run_model_thread(
+    settings: MoeSettings, metrics: EngineMetrics | None, ready: Future[ModelServer]
+) -> None:
+    """The model thread: load (result or error into `ready`), then serve until stopped."""
+    try:
+        server = load_model_server(settings, metrics)
+    except BaseException as exc:
+        ready.set_exception(exc)
+        return
+    ready.set_result(server)
+    server.engine.run()
 
 
 def create_app(settings: MoeSettings) -> FastAPI:
@@ -69,9 +85,15 @@ def create_app(settings: MoeSettings) -> FastAPI:
         )
         metrics = EngineMetrics(app.state.metrics.registry, model_name)
 
+        ready: Future[ModelServer] = Future()
+        thread = threading.Thread(
+            target=run_model_thread, args=(settings, metrics, ready), name="moe-model", daemon=True
+        )
+        thread.start()
+
         async def load() -> None:
             try:
-                server = await asyncio.to_thread(start_model_server, settings, metrics)
+                server = await asyncio.wrap_future(ready)
             except Exception as exc:
                 logger.exception("model failed to load")
                 app.state.model_error = f"{type(exc).__name__}: {exc}"
@@ -86,7 +108,8 @@ def create_app(settings: MoeSettings) -> FastAPI:
             task.cancel()
             server = app.state.model_server
             if server is not None:
-                await asyncio.to_thread(server.engine.stop)
+                server.engine.stop()
+                await asyncio.to_thread(thread.join, 10.0)
 
     app = create_service_app(
         settings,
