@@ -16,19 +16,17 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from creative_svc.diffusion_model import CaptionUNet, DiffusionConfig, make_noise_scheduler
 from creative_svc.fashion_data import load_split
 from creative_svc.training_support import (
     EMA,
     CaptionBank,
-    Deadline,
+    ResumableBatches,
     atomic_save,
     load_compatible,
     pick_device,
@@ -140,11 +138,12 @@ def main(argv: list[str] | None = None) -> None:
                 "ema": ema.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "captions": bank.embeddings,
-                "step": step,
-                "seconds": seconds,
+                "step": loop.step,
+                "seconds": loop.seconds,
             },
             ckpt_path,
         )
+        step, seconds = loop.step, loop.seconds
         shipped = CaptionUNet(
             DiffusionConfig(
                 training={
@@ -164,56 +163,48 @@ def main(argv: list[str] | None = None) -> None:
         shipped.load_state_dict(ema.model.state_dict())
         shipped.save(args.out)
 
-    deadline = Deadline(args.max_minutes)
+    loop = ResumableBatches(
+        len(images),
+        args.batch_size,
+        total_steps,
+        step=step,
+        seconds=seconds,
+        max_minutes=args.max_minutes,
+        save_every=args.save_every,
+        save=save,
+        desc="diffusion",
+    )
     model.train()
-    bar = tqdm(total=total_steps, initial=step, desc="diffusion", unit="step", mininterval=5)
-    while step < total_steps and not deadline.passed():
-        epoch, offset = divmod(step, steps_per_epoch)
-        # One fixed permutation per epoch, so a resumed run continues where it stopped.
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch))
-        for i in range(offset, steps_per_epoch):
-            if step >= total_steps or deadline.passed():
-                break
-            t0 = time.perf_counter()
-            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            x0, y = images[idx].to(device), labels[idx]
-            caption = bank.sample(y).to(device)
-            drop = torch.rand(len(idx), device=device) < args.cond_dropout
-            noise = torch.randn_like(x0)
-            t = torch.randint(0, cfg.num_train_timesteps, (len(idx),), device=device)
-            n_high = int(args.high_noise_share * len(idx))
-            half = cfg.num_train_timesteps // 2
-            t[:n_high] = torch.randint(half, cfg.num_train_timesteps, (n_high,), device=device)
-            a = alphas[t].view(-1, 1, 1, 1)
-            x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
-            for group in optimizer.param_groups:
-                warm = min(1.0, (step + 1) / args.warmup_steps)
-                group["lr"] = args.lr * group.get("lr_scale", 1.0) * warm
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                pred = model(x_t, t, caption, drop)
-            if args.min_snr_gamma > 0:
-                snr = a.view(-1) / (1 - a.view(-1))
-                weight = snr.clamp(max=args.min_snr_gamma) / snr  # (B,)
-                per_image = F.mse_loss(pred.float(), noise, reduction="none").mean((1, 2, 3))
-                loss = (weight * per_image).mean()
-            else:
-                loss = F.mse_loss(pred.float(), noise)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call, unused-ignore]
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            ema.update(model)
-            step += 1
-            seconds += time.perf_counter() - t0
-            bar.update(1)
-            rate = step * args.batch_size / seconds
-            bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
-            if step % args.save_every == 0:
-                save()
-    bar.close()
-    save()
-    images_seen = step * args.batch_size
-    print(f"done: {step} steps, {images_seen} images, {seconds / 60:.1f} min", flush=True)
+    for idx in loop:
+        x0, y = images[idx].to(device), labels[idx]
+        caption = bank.sample(y).to(device)
+        drop = torch.rand(len(idx), device=device) < args.cond_dropout
+        noise = torch.randn_like(x0)
+        t = torch.randint(0, cfg.num_train_timesteps, (len(idx),), device=device)
+        n_high = int(args.high_noise_share * len(idx))
+        half = cfg.num_train_timesteps // 2
+        t[:n_high] = torch.randint(half, cfg.num_train_timesteps, (n_high,), device=device)
+        a = alphas[t].view(-1, 1, 1, 1)
+        x_t = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        for group in optimizer.param_groups:
+            warm = min(1.0, (loop.step + 1) / args.warmup_steps)
+            group["lr"] = args.lr * group.get("lr_scale", 1.0) * warm
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+            pred = model(x_t, t, caption, drop)
+        if args.min_snr_gamma > 0:
+            snr = a.view(-1) / (1 - a.view(-1))
+            weight = snr.clamp(max=args.min_snr_gamma) / snr  # (B,)
+            per_image = F.mse_loss(pred.float(), noise, reduction="none").mean((1, 2, 3))
+            loss = (weight * per_image).mean()
+        else:
+            loss = F.mse_loss(pred.float(), noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call, unused-ignore]
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        ema.update(model)
+        rate = loop.step * args.batch_size / max(loop.seconds, 1e-9)  # steps done so far
+        loop.bar.set_postfix(loss=f"{loss.item():.4f}", img_s=f"{rate:.0f}")
 
 
 if __name__ == "__main__":

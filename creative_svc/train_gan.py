@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from creative_svc.fashion_data import load_split
 from creative_svc.gan_model import CaptionDiscriminator, CaptionGenerator, GanConfig
 from creative_svc.training_support import (
     EMA,
     CaptionBank,
-    Deadline,
+    ResumableBatches,
     atomic_save,
     pick_device,
     setup_threads,
@@ -80,11 +78,12 @@ def main(argv: list[str] | None = None) -> None:
                 "opt_g": opt_g.state_dict(),
                 "opt_d": opt_d.state_dict(),
                 "captions": bank.embeddings,
-                "step": step,
-                "seconds": seconds,
+                "step": loop.step,
+                "seconds": loop.seconds,
             },
             ckpt_path,
         )
+        step, seconds = loop.step, loop.seconds
         training = {
             "command": "python -m creative_svc.train_gan " + " ".join(sys.argv[1:]),
             "steps": step,
@@ -98,41 +97,34 @@ def main(argv: list[str] | None = None) -> None:
         shipped.load_state_dict(ema.model.state_dict())
         shipped.save(args.out)
 
-    deadline = Deadline(args.max_minutes)
-    bar = tqdm(total=total_steps, initial=step, desc="gan", unit="step", mininterval=5)
-    while step < total_steps and not deadline.passed():
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch))
-        for i in range(offset, steps_per_epoch):
-            if step >= total_steps or deadline.passed():
-                break
-            t0 = time.perf_counter()
-            idx = order[i * args.batch_size : (i + 1) * args.batch_size]
-            real, y = images[idx].to(device), labels[idx]
-            caption = bank.sample(y).to(device)
-            z = torch.randn(len(idx), cfg.z_dim, device=device)
-            fake = gen(z, caption)
-            # Discriminator: hinge loss on real and generated images of the same captions.
-            loss_real = F.relu(1 - disc(real, caption)).mean()
-            loss_d = loss_real + F.relu(1 + disc(fake.detach(), caption)).mean()
-            opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()  # type: ignore[no-untyped-call, unused-ignore]
-            opt_d.step()
-            loss_g = -disc(fake, caption).mean()
-            opt_g.zero_grad(set_to_none=True)
-            loss_g.backward()  # type: ignore[no-untyped-call, unused-ignore]
-            opt_g.step()
-            ema.update(gen)
-            step += 1
-            seconds += time.perf_counter() - t0
-            bar.update(1)
-            bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
-            if step % args.save_every == 0:
-                save()
-    bar.close()
-    save()
-    images_seen = step * args.batch_size
-    print(f"done: {step} steps, {images_seen} images, {seconds / 60:.1f} min", flush=True)
+    loop = ResumableBatches(
+        len(images),
+        args.batch_size,
+        total_steps,
+        step=step,
+        seconds=seconds,
+        max_minutes=args.max_minutes,
+        save_every=args.save_every,
+        save=save,
+        desc="gan",
+    )
+    for idx in loop:
+        real, y = images[idx].to(device), labels[idx]
+        caption = bank.sample(y).to(device)
+        z = torch.randn(len(idx), cfg.z_dim, device=device)
+        fake = gen(z, caption)
+        # Discriminator: hinge loss on real and generated images of the same captions.
+        loss_real = F.relu(1 - disc(real, caption)).mean()
+        loss_d = loss_real + F.relu(1 + disc(fake.detach(), caption)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()  # type: ignore[no-untyped-call, unused-ignore]
+        opt_d.step()
+        loss_g = -disc(fake, caption).mean()
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()  # type: ignore[no-untyped-call, unused-ignore]
+        opt_g.step()
+        ema.update(gen)
+        loop.bar.set_postfix(d=f"{loss_d.item():.3f}", g=f"{loss_g.item():.3f}")
 
 
 if __name__ == "__main__":

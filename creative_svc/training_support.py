@@ -1,15 +1,18 @@
-"""What the training scripts share: devices, caption banks, EMA, checkpoints, time limits."""
+"""What the training scripts share: devices, caption banks, EMA, checkpoints, time limits,
+and the resumable loop over batches."""
 
 from __future__ import annotations
 
 import copy
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from common.minilm import MiniLMEmbedder
 from creative_svc.captions import training_captions
@@ -18,6 +21,7 @@ __all__ = [
     "EMA",
     "CaptionBank",
     "Deadline",
+    "ResumableBatches",
     "load_compatible",
     "pick_device",
     "setup_threads",
@@ -112,3 +116,56 @@ def load_compatible(model: nn.Module, state: dict[str, torch.Tensor]) -> list[st
     fitting = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fitting, strict=False)
     return sorted(set(own) - set(fitting))
+
+
+class ResumableBatches:
+    """Index batches over `n` images, epoch after epoch, from `step` on.
+
+    Each epoch has one fixed permutation (seeded by the epoch), so a run resumed at a
+    step continues with the batch it would have had. Iteration stops after
+    `total_steps` or at the deadline; it counts steps and training seconds (`step`,
+    `seconds`, what a checkpoint records), shows a progress bar (`bar`, for the
+    caller's postfix), and calls `save` every `save_every` steps and once at the end.
+    """
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        total_steps: int,
+        *,
+        step: int,
+        seconds: float,
+        max_minutes: float | None,
+        save_every: int,
+        save: Callable[[], None],
+        desc: str,
+    ) -> None:
+        self.n, self.batch_size, self.total_steps = n, batch_size, total_steps
+        self.steps_per_epoch = n // batch_size
+        self.step, self.seconds = step, seconds
+        self.deadline = Deadline(max_minutes)
+        self.save_every, self.save = save_every, save
+        self.bar = tqdm(total=total_steps, initial=step, desc=desc, unit="step", mininterval=5)
+
+    def _more(self) -> bool:
+        return self.step < self.total_steps and not self.deadline.passed()
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        while self._more():
+            epoch, offset = divmod(self.step, self.steps_per_epoch)
+            order = torch.randperm(self.n, generator=torch.Generator().manual_seed(epoch))
+            for i in range(offset, self.steps_per_epoch):
+                if not self._more():
+                    break
+                started = time.perf_counter()
+                yield order[i * self.batch_size : (i + 1) * self.batch_size]
+                self.step += 1
+                self.seconds += time.perf_counter() - started
+                self.bar.update(1)
+                if self.step % self.save_every == 0:
+                    self.save()
+        self.bar.close()
+        self.save()
+        images = self.step * self.batch_size
+        print(f"done: {self.step} steps, {images} images, {self.seconds / 60:.1f} min", flush=True)
