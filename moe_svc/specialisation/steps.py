@@ -70,6 +70,44 @@ def evaluate_lm(
     return total / max(1, count)
 
 
+def _save_progress(
+    path: Path,
+    ffns: list[LoRAExpertFFN],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    step: int,
+    started: float,
+    record: dict[str, Any],
+    **extra: Any,
+) -> None:
+    """A resumable checkpoint of a training step (branch or fine-tune); see `_resume`."""
+    save_checkpoint(
+        path,
+        {
+            **extra,
+            "state": trainable_state(ffns),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "step": step,
+            "elapsed": time.perf_counter() - started,
+            "record": record,
+        },
+    )
+
+
+def _resume(
+    saved: dict[str, Any],
+    ffns: list[LoRAExpertFFN],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> tuple[int, float, dict[str, Any]]:
+    """Restore what `_save_progress` wrote; (step, elapsed seconds, record)."""
+    load_trainable_state(ffns, saved["state"])
+    optimizer.load_state_dict(saved["optimizer"])
+    generator.set_state(saved["generator"])
+    return saved["step"], saved["elapsed"], saved["record"]
+
+
 def _schedule(lr: float, steps: int, warmup: int) -> argparse.Namespace:
     return argparse.Namespace(lr=lr, min_lr=lr / 10, warmup_steps=warmup, steps=steps)
 
@@ -117,14 +155,12 @@ def _branch_one(
     generator = torch.Generator().manual_seed(args.seed + expert)
     val = data.train.val_batches(args.batch_size, args.eval_batches)
     partial = run_dir / "branch_partial.pt"
-    step, elapsed, record = 0, 0.0, {}
+    step, elapsed = 0, 0.0
+    record: dict[str, Any] = {}
     if partial.exists():
         saved = torch.load(partial, weights_only=False)
         if saved["domain"] == domain:
-            load_trainable_state(ffns, saved["state"])
-            optimizer.load_state_dict(saved["optimizer"])
-            generator.set_state(saved["generator"])
-            step, elapsed, record = saved["step"], saved["elapsed"], saved["record"]
+            step, elapsed, record = _resume(saved, ffns, optimizer, generator)
     if "val_loss_before" not in record:
         # the dense path of an untrained expert is the dense model
         record["val_loss_before"] = evaluate_lm(model, val, amp())
@@ -146,17 +182,8 @@ def _branch_one(
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.3f}")
         if step % args.save_every == 0 and step < args.branch_steps:
-            save_checkpoint(
-                partial,
-                {
-                    "domain": domain,
-                    "state": trainable_state(ffns),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "step": step,
-                    "elapsed": time.perf_counter() - started,
-                    "record": record,
-                },
+            _save_progress(
+                partial, ffns, optimizer, generator, step, started, record, domain=domain
             )
     bar.close()
     for p in params:
@@ -277,10 +304,7 @@ def finetune(
     record: dict[str, Any] = {"train": [], "router_lr": router_lr}
     if ckpt.exists():
         saved = torch.load(ckpt, weights_only=False)
-        load_trainable_state(ffns, saved["state"])
-        optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        step, elapsed, record = saved["step"], saved["elapsed"], saved["record"]
+        step, elapsed, record = _resume(saved, ffns, optimizer, generator)
     E, k = ffns[0].num_experts, ffns[0].top_k
     started = time.perf_counter() - elapsed
     bar = tqdm(total=args.finetune_steps, initial=step, desc="fine-tune", dynamic_ncols=True)
@@ -307,17 +331,7 @@ def finetune(
         bar.set_postfix(ce=f"{ce.item():.3f}", aux=f"{aux.item():.3f}", z=f"{z.item():.2f}")
         if step % args.save_every == 0 or step == args.finetune_steps:
             record["seconds"] = round(time.perf_counter() - started, 1)
-            save_checkpoint(
-                ckpt,
-                {
-                    "state": trainable_state(ffns),
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "step": step,
-                    "elapsed": time.perf_counter() - started,
-                    "record": record,
-                },
-            )
+            _save_progress(ckpt, ffns, optimizer, generator, step, started, record)
     bar.close()
     for p in params:
         p.requires_grad_(False)
