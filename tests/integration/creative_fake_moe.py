@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+
+from tests.helpers.openai_fakes import chat_completion
 
 MODEL = "fake-moe"
 REPLIES: list[str] = json.loads(os.environ.get("FAKE_MOE_REPLIES", '["I am a scripted model."]'))
@@ -42,20 +43,9 @@ async def models() -> dict[str, Any]:
 async def chat(body: dict[str, Any]) -> dict[str, Any]:
     requests.append(body)
     reply = REPLIES[min(len(requests), len(REPLIES)) - 1]
-    return {
-        "id": f"chatcmpl-{len(requests)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model", MODEL),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 10, "completion_tokens": len(reply.split())},
-    }
+    usage = {"prompt_tokens": 10, "completion_tokens": len(reply.split())}
+    model = body.get("model", MODEL)
+    return chat_completion(reply, model, completion_id=f"chatcmpl-{len(requests)}", usage=usage)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import numpy as np
 import uvicorn
 from fastapi import FastAPI
 
+from tests.helpers.openai_fakes import chat_completion
+
 DIM = 384
 
 app = FastAPI()
@@ -80,14 +82,7 @@ async def chat(body: dict[str, Any]) -> dict[str, Any]:
     words = [w for ln in lines for w in ln.split()[:4]]
     limit = max(1, int(body.get("max_tokens") or 64) // 2)
     text = f"FAKE SUMMARY ({len(lines)} lines): " + " ".join(words[:limit])
-    return {
-        "id": "chatcmpl-fake",
-        "object": "chat.completion",
-        "model": body["model"],
-        "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
-        ],
-    }
+    return chat_completion(text, body["model"], completion_id="chatcmpl-fake")
 
 
 @app.post("/v1/tokenize")

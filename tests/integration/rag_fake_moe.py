@@ -10,12 +10,13 @@ with `GET /requests`.
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
+
+from tests.helpers.openai_fakes import chat_completion
 
 MODEL = "fake-moe"
 
@@ -55,20 +56,9 @@ async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse:
         error = {"message": "scripted failure", "type": "server_error", "service": "moe_svc"}
         return JSONResponse({"error": error}, status_code=int(rule["status"]))
     reply = rule["reply"] if rule is not None else "I do not know."
-    return {
-        "id": f"chatcmpl-{len(requests)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.get("model", MODEL),
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0},
-    }
+    usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    model = body.get("model", MODEL)
+    return chat_completion(reply, model, completion_id=f"chatcmpl-{len(requests)}", usage=usage)
 
 
 if __name__ == "__main__":

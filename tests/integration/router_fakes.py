@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from tests.helpers.openai_fakes import chat_completion
 
 MODEL = "fake-moe"
 PNG_1X1 = (
@@ -120,21 +121,8 @@ async def chat(body: dict[str, Any]) -> dict[str, Any] | JSONResponse | Streamin
             yield "data: [DONE]\n\n"
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
-    return {
-        "id": f"chatcmpl-{len(requests)}",
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": reply},
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": usage,
-        **experts,
-    }
+    answer = chat_completion(reply, model, completion_id=f"chatcmpl-{len(requests)}", usage=usage)
+    return {**answer, **experts}
 
 
 @app.post("/v1/creative/ideate")
