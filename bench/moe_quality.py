@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
 from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
-from moe_svc.loader import TextTokenizer, load_model
+from moe_svc.loader import LoadedModel, TextTokenizer, load_model
 
 PROMPTS = [
     "What is the capital of France?",
@@ -98,18 +98,21 @@ async def _engine_answers(
     return [r.output_ids for r in requests]
 
 
+def greedy_engine_answers(loaded: LoadedModel, prompts: list[list[int]]) -> list[list[int]]:
+    """Greedy output ids of each prompt, batched by our engine (answers only, not timed)."""
+    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=4, max_context=512))
+    engine.start()
+    try:
+        return asyncio.run(_engine_answers(engine, prompts, loaded.stop_token_ids))
+    finally:
+        engine.stop()
+
+
 def engine_run(
     path: Path, dtype: str, ids: list[int], window: int, prompts: list[list[int]]
 ) -> tuple[float, list[list[int]]]:
     loaded = load_model(path, dtype)
-    ppl = perplexity(loaded.model, ids, window)
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=4, max_context=512))
-    engine.start()
-    try:
-        answers = asyncio.run(_engine_answers(engine, prompts, loaded.stop_token_ids))
-    finally:
-        engine.stop()
-    return ppl, answers
+    return perplexity(loaded.model, ids, window), greedy_engine_answers(loaded, prompts)
 
 
 def main() -> None:

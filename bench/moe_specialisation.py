@@ -21,7 +21,6 @@ prompts of bench/moe_quality.py. Markdown, for the README.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import math
 import time
@@ -32,7 +31,7 @@ from typing import cast
 import torch
 import torch.nn.functional as F
 
-from bench.moe_quality import PROMPTS, _engine_answers, load_template
+from bench.moe_quality import PROMPTS, greedy_engine_answers, load_template
 from moe_svc.build_default import ARTEFACT, DENSE_NAME, build
 from moe_svc.modeling import CausalLM, load_pretrained
 from moe_svc.modeling.layers import MLP
@@ -99,20 +98,13 @@ def routing_table(routing: RoutingCounts) -> str:
 
 
 def greedy_answers(moe_dir: Path) -> list[str]:
-    from moe_svc.engine import Engine, EngineConfig
     from moe_svc.loader import TextTokenizer, load_model
 
     loaded = load_model(moe_dir, "float32")
     tokenizer = TextTokenizer(moe_dir / "tokenizer.json")
     render = load_template(moe_dir)
     prompts = [tokenizer.encode(render([{"role": "user", "content": p}])) for p in PROMPTS]
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=4, max_context=512))
-    engine.start()
-    try:
-        answers = asyncio.run(_engine_answers(engine, prompts, loaded.stop_token_ids))
-    finally:
-        engine.stop()
-    return [tokenizer.decode(a) for a in answers]
+    return [tokenizer.decode(a) for a in greedy_engine_answers(loaded, prompts)]
 
 
 def main() -> None:
