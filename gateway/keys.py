@@ -9,6 +9,7 @@ Revoked keys stay (marked) so that their callers get 403, not 401.
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
 from collections.abc import Mapping
@@ -17,15 +18,23 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-__all__ = ["KEY_PREFIX", "ApiKey", "KeyStore", "hash_key"]
+__all__ = ["KEY_PREFIX", "ApiKey", "KeyStore", "hash_key", "key_id"]
 
 KEY_PREFIX = "sk-gw-"
+# What `KeyStore.create` makes: the prefix, a hex id, a URL-safe secret.
+_KEY_FORMAT = re.compile(r"^" + re.escape(KEY_PREFIX) + r"([0-9a-f]{1,32})-[A-Za-z0-9_-]{1,128}$")
 _RECORD = "gateway:key:"
 _IDS = "gateway:key_ids"
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def key_id(key: str) -> str | None:
+    """The id a key names (not yet checked against the store); None when malformed."""
+    match = _KEY_FORMAT.match(key)
+    return match.group(1) if match else None
 
 
 def hash_key(key: str) -> str:

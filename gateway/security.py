@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 import time
 from dataclasses import dataclass
 
@@ -21,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from common.errors import Forbidden, RateLimited, ServiceUnavailable, Unauthorized
-from gateway.keys import KEY_PREFIX, ApiKey, KeyStore
+from gateway.keys import ApiKey, KeyStore, key_id
 from gateway.ratelimit import CHECK_LIMITS_LUA, WINDOW_S, Decision, Limit, RateLimiter
 from gateway.settings import GatewaySettings
 
@@ -90,8 +89,6 @@ local counts = check_limits(KEYS, 2, 2, tonumber(ARGV[1]), tonumber(ARGV[2]), fa
 return {'ok', record, counts}
 """
 )
-# `sk-gw-<id>-<secret>` (see gateway.keys): the id names the rate-limit counters.
-_KEY_FORMAT = re.compile(r"^" + re.escape(KEY_PREFIX) + r"([0-9a-f]{1,32})-[A-Za-z0-9_-]{1,128}$")
 
 
 def _record(flat: list[bytes | str]) -> ApiKey:
@@ -117,20 +114,19 @@ class Gatekeeper:
                 "(create one with `python -m gateway.admin create`).",
                 code="missing_api_key",
             )
-        match = _KEY_FORMAT.match(token)
-        if match is None:
+        subject = key_id(token)  # names the rate-limit counters
+        if subject is None:
             raise Unauthorized("Invalid API key.", code="invalid_api_key")
-        key_id = match.group(1)
         window = self.limiter.window()
         keys = [
             KeyStore.record_key(token),
-            *window.keys("req", key_id),
-            *window.keys("tok", key_id),
+            *window.keys("req", subject),
+            *window.keys("tok", subject),
         ]
-        args = [
+        args: list[str | int] = [
             f"{window.weight:.6f}",
             WINDOW_S * 2,
-            key_id,
+            subject,
             settings.rpm_limit,
             settings.tpm_limit,
             cost,
