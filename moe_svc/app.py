@@ -40,7 +40,13 @@ def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> M
     if path is None:
         logger.info("checking the default model", extra={"dir": str(settings.data_dir / "models")})
         path = ensure_default_model(settings.data_dir / "models")
-    loaded = load_model(path, settings.dtype, settings.served_model_name, settings.shared_experts)
+    loaded = load_model(
+        path,
+        settings.dtype,
+        settings.served_model_name,
+        settings.shared_experts,
+        settings.decode_kernel,
+    )
     engine = Engine(
         loaded.model,
         loaded.tokenizer,

@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.engine.shared_experts import convert_experts
+from moe_svc.engine.skinny import load_kernel, use_projections
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]
@@ -87,17 +88,26 @@ def _stop_token_ids(path: Path, tokenizer: TextTokenizer) -> frozenset[int]:
 
 
 def load_model(
-    path: Path, dtype: str, name: str | None = None, shared_experts: bool = True
+    path: Path,
+    dtype: str,
+    name: str | None = None,
+    shared_experts: bool = True,
+    decode_kernel: bool = True,
 ) -> LoadedModel:
     """Load weights in `dtype` ("float32" or "bfloat16"), tokenizer and template from `path`.
 
     shared_experts: keep upcycled experts as a shared FFN plus low-rank deltas where
     that is exact (`moe_svc.engine.shared_experts`): same outputs, far fewer bytes read.
+    decode_kernel: compile the native kernel for decode-step products
+    (`moe_svc.engine.skinny`; fp32 only, falls back to torch's matmul where it cannot).
     """
     started = time.perf_counter()
     model = load_pretrained(path, dtype=DTYPES[dtype])
+    kernel = load_kernel() if decode_kernel and dtype == "float32" else None
     if shared_experts and model.config.is_moe:
-        convert_experts(model)
+        convert_experts(model, kernel=kernel)
+    if kernel is not None:
+        use_projections(model, kernel)
     tokenizer = TextTokenizer(path / "tokenizer.json")
     loaded = LoadedModel(
         name=name or path.name,
@@ -114,6 +124,7 @@ def load_model(
             "model": loaded.name,
             "path": str(path),
             "dtype": dtype,
+            "decode_kernel": kernel is not None,
             "parameters": model.num_parameters(),
             "seconds": round(time.perf_counter() - started, 1),
         },

@@ -39,6 +39,13 @@ class MoeSettings(ServiceSettings):
             "(same outputs, far fewer weight bytes per token); false: stacked experts."
         ),
     )
+    decode_kernel: bool = Field(
+        True,
+        description=(
+            "Compile the native decode kernel at start (C compiler, AVX2 or AVX-512; "
+            "fp32): up to ~1.7x faster batched decoding. Without one: torch's matmul."
+        ),
+    )
     max_batch_size: int = Field(
         16, ge=1, le=256, description="Sequences decoding together (KV-cache rows)."
     )

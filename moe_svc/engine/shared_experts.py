@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moe_svc.engine.skinny import Projection, SkinnyKernel
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
@@ -126,6 +127,7 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         base_down: torch.Tensor,  # (C, I)
         gate_up_delta: tuple[torch.Tensor, torch.Tensor] | None,  # B (E, 2I, r), A (E, r, C)
         down_delta: tuple[torch.Tensor, torch.Tensor] | None,  # B (E, C, r), A (E, r, I)
+        kernel: SkinnyKernel | None = None,
     ) -> None:
         nn.Module.__init__(self)  # not SparseMoeBlock's: no stacked expert weights
         self.top_k = block.top_k
@@ -134,17 +136,15 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.capacity_factor = block.capacity_factor
         self.gate = block.gate
         self.intermediate_size = base_down.shape[1]
-        # stored transposed: x @ W^T as a plain (N, C) @ (C, 2I) product measured ~30%
-        # faster than F.linear for the few rows of a decode batch (MKL, 2 cores)
-        self.base_gate_up_t = nn.Parameter(base_gate_up.t().contiguous(), requires_grad=False)
-        self.base_down_t = nn.Parameter(base_down.t().contiguous(), requires_grad=False)
+        self.base_gate_up = Projection(base_gate_up, kernel)
+        self.base_down = Projection(base_down, kernel)
         # Deltas as two dense products over ALL experts' factors, the unchosen experts'
         # rank columns masked to zero: every factor is read once per step, where gathering
         # each (token, choice)'s factors copied N*k of them (a 3 MB copy per layer at N=8).
-        #   x @ A_all^T          (N, E*r)   every expert's x A_e^T
-        #   masked @ B_all       (N*k, out) the chosen expert's B_e A_e x per pair
-        self.gate_up_a_t, self.gate_up_b = _flat_factors(gate_up_delta)  # (C, E*r), (E*r, 2I)
-        self.down_a_t, self.down_b = _flat_factors(down_delta)  # (I, E*r), (E*r, C)
+        #   x A_all^T            (N, E*r)   every expert's A_e x
+        #   masked B_all^T       (N*k, out) the chosen expert's B_e A_e x per pair
+        self.gate_up_a, self.gate_up_b = _flat_factors(gate_up_delta, kernel)
+        self.down_a, self.down_b = _flat_factors(down_delta, kernel)
         self.rank_gate_up = 0 if gate_up_delta is None else gate_up_delta[0].shape[2]
         self.rank_down = 0 if down_delta is None else down_delta[0].shape[2]
 
@@ -161,47 +161,50 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         """(B, T, C) -> output (B, T, C), router_logits (B*T, E), selected_experts (B*T, k)."""
         B, T, C = hidden_states.shape
         x = hidden_states.reshape(-1, C)  # (N, C)
-        router_logits = F.linear(x, self.gate.weight)  # (N, E)
+        router_logits = self.gate(x)  # (N, E)
         routing_weights, selected = route(router_logits, self.top_k)  # (N, k) each
         inner = self.intermediate_size
-        gate_up = x @ self.base_gate_up_t  # (N, 2I)
+        gate_up = self.base_gate_up(x)  # (N, 2I)
         w = routing_weights.to(x.dtype)
-        if self.gate_up_a_t is None and self.down_a_t is None:
+        if self.gate_up_a is None and self.down_a is None:
             # identical experts: sum_j w_j expert(x) = (sum_j w_j) expert(x)
             h = F.silu(gate_up[:, :inner]) * gate_up[:, inner:]  # (N, I)
-            out = (h @ self.base_down_t) * w.sum(-1, keepdim=True)
+            out = self.base_down(h) * w.sum(-1, keepdim=True)
             return out.view(B, T, C), router_logits, selected
         N, k = selected.shape
-        if self.gate_up_a_t is not None and self.gate_up_b is not None:
-            xa = (x @ self.gate_up_a_t)[:, None, :].expand(N, k, -1)  # (N, k, E*r)
-            delta = self._chosen(xa, selected, self.rank_gate_up) @ self.gate_up_b  # (N, k, 2I)
+        if self.gate_up_a is not None and self.gate_up_b is not None:
+            xa = self.gate_up_a(x)[:, None, :].expand(N, k, -1)  # (N, k, E*r)
+            delta = self.gate_up_b(self._chosen(xa, selected, self.rank_gate_up))  # (N, k, 2I)
             per_pair = gate_up[:, None, :] + delta
         else:
             per_pair = gate_up[:, None, :].expand(N, k, 2 * inner)
         h = F.silu(per_pair[..., :inner]) * per_pair[..., inner:]  # (N, k, I)
         hw = h * w[:, :, None]  # routing weight on the I-wide hidden: fewer flops
-        out = hw.sum(1) @ self.base_down_t  # (N, C)
-        if self.down_a_t is not None and self.down_b is not None:
-            ha = self._chosen(hw @ self.down_a_t, selected, self.rank_down)  # (N, k, E*r)
-            out = out + ha.sum(1) @ self.down_b
+        out = self.base_down(hw.sum(1))  # (N, C)
+        if self.down_a is not None and self.down_b is not None:
+            ha = self._chosen(self.down_a(hw), selected, self.rank_down)  # (N, k, E*r)
+            out = out + self.down_b(ha.sum(1))
         return out.view(B, T, C), router_logits, selected
 
 
 def _flat_factors(
-    factors: tuple[torch.Tensor, torch.Tensor] | None,
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """B (E, out, r), A (E, r, in) -> A_all^T (in, E*r), B_all (E*r, out), contiguous."""
+    factors: tuple[torch.Tensor, torch.Tensor] | None, kernel: SkinnyKernel | None
+) -> tuple[Projection | None, Projection | None]:
+    """B (E, out, r), A (E, r, in) -> products by A_all (E*r, in) and B_all (out, E*r)."""
     if factors is None:
         return None, None
     b, a = factors
     E, n_out, r = b.shape
-    a_t = a.reshape(E * r, a.shape[2]).t().contiguous()
-    b_all = b.permute(0, 2, 1).reshape(E * r, n_out).contiguous()
-    return a_t, b_all
+    a_all = a.reshape(E * r, a.shape[2])
+    b_all = b.permute(1, 0, 2).reshape(n_out, E * r)
+    return Projection(a_all, kernel), Projection(b_all, kernel)
 
 
-def convert_experts(model: CausalLM, max_rank: int = 64) -> int:
-    """Swap MoE blocks for the shared-base layout where it is exact; returns how many."""
+def convert_experts(model: CausalLM, max_rank: int = 64, kernel: SkinnyKernel | None = None) -> int:
+    """Swap MoE blocks for the shared-base layout where it is exact; returns how many.
+
+    kernel: the decode kernel for the blocks' products (None: torch's matmul).
+    """
     converted = 0
     for layer in model.model.layers:
         block = layer.mlp
@@ -218,7 +221,9 @@ def convert_experts(model: CausalLM, max_rank: int = 64) -> int:
             d_factors is None and bool(d_deltas.any())
         ):
             continue  # experts differ beyond low rank: keep the stock block
-        layer.mlp = SharedBaseMoeBlock(block, base_gate_up, base_down, gu_factors, d_factors)
+        layer.mlp = SharedBaseMoeBlock(
+            block, base_gate_up, base_down, gu_factors, d_factors, kernel
+        )
         converted += 1
     if converted:
         logger.info(

@@ -322,6 +322,17 @@ def test_an_import_nobody_installs_is_reported_clearly() -> None:
     assert "[reasoning]" in missing and "torch" in missing
 
 
+def test_the_moe_image_has_a_c_compiler_for_its_decode_kernel() -> None:
+    runs = [
+        args for keyword, args in parse_dockerfile(dockerfile_text("moe_svc")) if keyword == "RUN"
+    ]
+    installs = [shlex.split(part) for run in runs for part in run.split("&&")]
+    packages = {
+        word for words in installs if words[:2] == ["apt-get", "install"] for word in words[2:]
+    }
+    assert {"gcc", "libc6-dev"} <= packages  # compiler, and the C headers and crt files
+
+
 def test_the_project_itself_is_not_a_requirement() -> None:
     assert canonical(PROJECT) not in requirement_names("moe")
 

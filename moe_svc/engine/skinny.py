@@ -1,0 +1,191 @@
+"""Decode-step products `x @ W^T` at memory speed: a small native kernel and the modules using it.
+
+A decode step multiplies a few rows (one per running sequence) by every weight
+matrix of the model, so reading the weights is the whole cost. MKL's sgemm gets
+near the memory bandwidth for one row but packs panels per call for a few more:
+at 8 rows it measured about half the bandwidth here (2 cores). The kernel in
+`kernels/skinny_linear.c` streams each weight row once with a prefetch ahead and
+dots it with up to 8 rows of x while the row sits in L1. Every output is one dot
+product summed in the same order whatever the number of rows, so a sequence's
+logits do not depend on what else is batched with it.
+
+The kernel is compiled when the model loads (`load_kernel`: half a second with the
+system's C compiler, `-march=native`, AVX2+FMA or AVX-512). Without a compiler, on
+other CPUs, or for bf16 weights, the same modules run torch's matmul instead:
+slower at batch sizes above one, same results to float rounding.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["MAX_ROWS", "Projection", "SkinnyKernel", "load_kernel", "use_projections"]
+
+logger = logging.getLogger("moe_svc.engine.skinny")
+
+SOURCE = Path(__file__).with_name("kernels") / "skinny_linear.c"
+# rows up to which the kernel beats MKL; above (prompt prefill) sgemm's blocking wins
+MAX_ROWS = 32
+_FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
+
+
+class SkinnyKernel:
+    """The compiled kernel: `linear(x, w)` = x @ w^T for fp32 x (M, K), w (N, K)."""
+
+    def __init__(self, lib: ctypes.CDLL) -> None:
+        self._fn = lib.skinny_linear
+        self._fn.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_int64,
+            ctypes.c_void_p,
+            ctypes.c_int,
+        ]
+        self._fn.restype = None
+        self.vector_width = int(lib.skinny_vector_width())
+
+    def supports(self, weight: torch.Tensor) -> bool:
+        return (
+            weight.dim() == 2
+            and weight.dtype == torch.float32
+            and weight.device.type == "cpu"
+            and weight.shape[1] % self.vector_width == 0
+        )
+
+    def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """x (M, K) fp32, weight (N, K) contiguous fp32 -> (M, N)."""
+        x = x.contiguous()
+        M, K = x.shape
+        N = weight.shape[0]
+        out = torch.empty(M, N, dtype=torch.float32)
+        # the calling thread's torch thread count: the kernel's OpenMP team is torch's
+        threads = torch.get_num_threads()
+        self._fn(x.data_ptr(), M, K, weight.data_ptr(), N, out.data_ptr(), threads)
+        return out
+
+
+def _openmp_runtimes() -> set[str]:
+    """Paths of the OpenMP runtimes mapped into this process (Linux; empty elsewhere)."""
+    try:
+        maps = Path("/proc/self/maps").read_text()
+    except OSError:
+        return set()
+    names = ("libgomp", "libiomp", "libomp.")
+    return {line.split()[-1] for line in maps.splitlines() if any(n in line for n in names)}
+
+
+def load_kernel(extra_flags: tuple[str, ...] = ()) -> SkinnyKernel | None:
+    """Compile and load the kernel; None (logged with the reason) where it cannot run.
+
+    The C compiler is $CC, else `cc`/`gcc` on PATH; extra_flags go after -march=native
+    (tests build the AVX2 variant with "-mno-avx512f"). The library is built in a
+    temporary directory and stays mapped after the directory goes.
+    """
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if not compiler:
+        logger.warning(
+            "no C compiler: decode steps use torch's matmul (install gcc for the faster kernel)"
+        )
+        return None
+    runtimes_before = _openmp_runtimes()
+    with tempfile.TemporaryDirectory(prefix="moe-kernel-") as tmp:
+        library = Path(tmp) / "skinny_linear.so"
+        try:
+            done = subprocess.run(
+                [compiler, *_FLAGS, *extra_flags, str(SOURCE), "-o", str(library)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            logger.warning("decode kernel not compiled: %s; using torch's matmul", exc)
+            return None
+        if done.returncode != 0:
+            logger.warning(
+                "decode kernel not compiled (needs AVX2+FMA or AVX-512 and OpenMP); "
+                "using torch's matmul",
+                extra={"compiler": compiler, "stderr": done.stderr.strip()[-800:]},
+            )
+            return None
+        kernel = SkinnyKernel(ctypes.CDLL(str(library)))
+    runtimes = _openmp_runtimes()
+    if runtimes_before and runtimes != runtimes_before:
+        # a second OpenMP runtime means a second thread team fighting torch's for the cores
+        logger.warning(
+            "decode kernel linked a different OpenMP runtime than torch's; using torch's matmul",
+            extra={"runtimes": sorted(runtimes)},
+        )
+        return None
+    if not _agrees_with_torch(kernel):
+        logger.warning("decode kernel disagrees with torch's matmul; using torch's matmul")
+        return None
+    logger.info("decode kernel loaded", extra={"vector_width": kernel.vector_width})
+    return kernel
+
+
+def _agrees_with_torch(kernel: SkinnyKernel) -> bool:
+    generator = torch.Generator().manual_seed(0)
+    K = 4 * kernel.vector_width
+    x = torch.randn(11, K, generator=generator)
+    w = torch.randn(300, K, generator=generator)
+    return bool(torch.allclose(kernel.linear(x, w), F.linear(x, w), rtol=1e-4, atol=1e-4))
+
+
+class Projection(nn.Module):
+    """`x @ W^T` (no bias) for serving, with W kept in the layout of the path that runs it.
+
+    With the kernel: W (N, K) row-major, the kernel for up to MAX_ROWS rows and
+    F.linear above. Without (or for shapes it does not take): W^T stored transposed,
+    which MKL's sgemm reads about 30% faster than F.linear's for a few rows.
+    The weight may be a shared Parameter (a tied embedding stays tied).
+    """
+
+    def __init__(self, weight: torch.Tensor, kernel: SkinnyKernel | None) -> None:
+        super().__init__()
+        self.out_features, self.in_features = weight.shape
+        self.kernel = kernel if kernel is not None and kernel.supports(weight) else None
+        if self.kernel is not None:
+            if not isinstance(weight, nn.Parameter):
+                weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
+            self.weight: torch.Tensor | None = weight
+            self.weight_t: torch.Tensor | None = None
+        else:
+            self.weight = None
+            self.weight_t = nn.Parameter(weight.detach().t().contiguous(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.weight_t is not None:
+            return x @ self.weight_t
+        assert self.kernel is not None and self.weight is not None
+        rows = x.numel() // self.in_features
+        if rows > MAX_ROWS or x.dtype != torch.float32:
+            return F.linear(x, self.weight)
+        out = self.kernel.linear(x.reshape(rows, self.in_features), self.weight)
+        return out.view(*x.shape[:-1], self.out_features)
+
+
+def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:
+    """Swap the model's bias-free nn.Linear layers the kernel takes for Projections.
+
+    Weights stay shared (a tied lm_head keeps the embedding's tensor). Returns how
+    many were swapped. For serving only: Projection has no training path.
+    """
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.bias is None and kernel.supports(child.weight):
+                setattr(parent, name, Projection(child.weight, kernel))
+                swapped += 1
+    return swapped

@@ -1,0 +1,110 @@
+"""The native decode kernel: equals torch's product, row results independent of the batch,
+the modules fall back to torch where it cannot run, and a model served with it decodes the same."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from moe_svc.engine.skinny import MAX_ROWS, Projection, SkinnyKernel, load_kernel
+from moe_svc.loader import load_model
+from tests.helpers.tiny_llm import make_tiny_llm
+
+
+@pytest.fixture(scope="module")
+def kernel() -> SkinnyKernel:
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler on this machine: serving falls back to torch's matmul")
+    loaded = load_kernel()
+    assert loaded is not None, "a C compiler is present but the kernel did not load (see log)"
+    return loaded
+
+
+@pytest.mark.parametrize("rows", [1, 2, 7, 8, 9, 16, 17, MAX_ROWS])
+@pytest.mark.parametrize("n_out", [8, 3000])  # one thread / the OpenMP team
+def test_products_equal_torch(kernel: SkinnyKernel, rows: int, n_out: int) -> None:
+    generator = torch.Generator().manual_seed(rows * n_out)
+    K = 36 * kernel.vector_width
+    x = torch.randn(rows, K, generator=generator)
+    w = torch.randn(n_out, K, generator=generator)
+    torch.testing.assert_close(kernel.linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+
+
+def test_the_avx2_variant_equals_torch_too(kernel: SkinnyKernel) -> None:
+    avx2 = load_kernel(extra_flags=("-mno-avx512f",))  # CPUs without AVX-512
+    assert avx2 is not None and avx2.vector_width == 8
+    x, w = torch.randn(11, 8 * 9), torch.randn(3000, 8 * 9)
+    torch.testing.assert_close(avx2.linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+
+
+def test_a_rows_result_does_not_depend_on_the_rows_beside_it(kernel: SkinnyKernel) -> None:
+    generator = torch.Generator().manual_seed(1)
+    K = 12 * kernel.vector_width
+    x = torch.randn(13, K, generator=generator)  # two blocks of rows: 8 and 5
+    w = torch.randn(2000, K, generator=generator)
+    together = kernel.linear(x, w)
+    for i in range(13):
+        assert torch.equal(kernel.linear(x[i : i + 1], w), together[i : i + 1])
+
+
+def test_a_strided_input_is_read_as_its_values(kernel: SkinnyKernel) -> None:
+    K = 4 * kernel.vector_width
+    x = torch.randn(3, 5, K)[:, -1]  # the last position of each row: not contiguous
+    w = torch.randn(64, K)
+    torch.testing.assert_close(Projection(w, kernel)(x), F.linear(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_projection_falls_back_to_torch_where_the_kernel_does_not_apply(
+    kernel: SkinnyKernel,
+) -> None:
+    K = 2 * kernel.vector_width
+    w = torch.randn(40, K)
+    many = torch.randn(MAX_ROWS + 5, K)  # a prompt prefill: sgemm's blocking is faster
+    torch.testing.assert_close(Projection(w, kernel)(many), F.linear(many, w))
+    odd = torch.randn(40, K + 3)  # not a whole number of vectors: kept for MKL, transposed
+    projection = Projection(odd, kernel)
+    assert projection.kernel is None and projection.weight_t is not None
+    x = torch.randn(2, K + 3)
+    torch.testing.assert_close(projection(x), F.linear(x, odd))
+    half = Projection(w.bfloat16(), kernel)  # bf16 weights: torch's matmul
+    assert half.kernel is None
+    torch.testing.assert_close(half(many.bfloat16()), F.linear(many.bfloat16(), w.bfloat16()))
+
+
+def test_a_missing_compiler_leaves_torchs_matmul(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with caplog.at_level(logging.WARNING, logger="moe_svc.engine.skinny"):
+        assert load_kernel() is None
+    assert "not compiled" in caplog.text
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mixtral"])
+def test_a_model_served_with_the_kernel_decodes_as_without(
+    kernel: SkinnyKernel, tmp_path: Path, model_type: str
+) -> None:
+    path = make_tiny_llm(tmp_path, model_type=model_type, seed=5)
+    fast = load_model(path, "float32").model
+    plain = load_model(path, "float32", decode_kernel=False).model
+    projections = [m for m in fast.modules() if isinstance(m, Projection) and m.kernel]
+    assert len(projections) >= 4 * fast.config.num_hidden_layers + 1  # attention + lm_head
+    assert fast.lm_head.weight is fast.model.embed_tokens.weight  # still tied
+    prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [7, 7, 8, 120, 3, 64]])
+    with torch.inference_mode():
+        caches = [model.new_cache(2, 32) for model in (fast, plain)]
+        ids = [prompt, prompt]
+        for _ in range(6):  # prefill, then decode steps of two rows
+            logits = [
+                model(x, cache=cache, logits_to_keep=1)[:, -1]
+                for model, x, cache in zip((fast, plain), ids, caches, strict=True)
+            ]
+            torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
+            next_ids = logits[1].argmax(-1, keepdim=True)
+            assert torch.equal(logits[0].argmax(-1, keepdim=True), next_ids)
+            ids = [next_ids, next_ids]
