@@ -19,7 +19,7 @@ from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.engine.shared_experts import convert_experts
-from moe_svc.engine.skinny import load_kernel, use_projections
+from moe_svc.engine.skinny import fuse_attention_inputs, load_kernel, use_projections
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]
@@ -106,6 +106,7 @@ def load_model(
     kernel = load_kernel() if decode_kernel and dtype == "float32" else None
     if shared_experts and model.config.is_moe:
         convert_experts(model, kernel=kernel)
+    fuse_attention_inputs(model, kernel)
     if kernel is not None:
         use_projections(model, kernel)
     tokenizer = TextTokenizer(path / "tokenizer.json")

@@ -33,15 +33,20 @@ class RoutingRecorder(ExpertStats):
         """Keep the routing of the next forward (call `per_sequence` after it)."""
         self._captured = []
 
-    def per_sequence(self, batch_size: int) -> torch.Tensor:
-        """(B, L, E) counts of the captured forward, whose tokens were B sequences in order."""
+    def per_sequence(self, batch_size: int, real: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, L, E) counts of the captured forward, whose tokens were B sequences in order.
+
+        real (B, T) bool: the tokens to count (padding is routed too, but not counted).
+        """
         captured, self._captured = self._captured or [], None
         if not captured:
             return torch.zeros(batch_size, self.num_layers, self.num_experts, dtype=torch.long)
         selected = torch.stack(captured)  # (L, B*T, k)
         L, N, k = selected.shape
-        one_hot = F.one_hot(selected.view(L, batch_size, N // batch_size * k), self.num_experts)
-        return one_hot.sum(2).transpose(0, 1)  # (B, L, E)
+        one_hot = F.one_hot(selected.view(L, batch_size, N // batch_size, k), self.num_experts)
+        if real is not None:
+            one_hot = one_hot * real[None, :, :, None, None]
+        return one_hot.sum((2, 3)).transpose(0, 1)  # (B, L, E)
 
 
 def balance(counts: list[list[int]]) -> list[dict[str, float]]:

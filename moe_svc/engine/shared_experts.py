@@ -148,11 +148,13 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.rank_gate_up = 0 if gate_up_delta is None else gate_up_delta[0].shape[2]
         self.rank_down = 0 if down_delta is None else down_delta[0].shape[2]
 
-    def _chosen(self, projected: torch.Tensor, selected: torch.Tensor, rank: int) -> torch.Tensor:
-        """(N, k, E*r) rank columns of all experts -> only those of each pair's expert."""
-        N, k = selected.shape
-        keep = F.one_hot(selected, self.num_experts).to(projected.dtype)  # (N, k, E)
-        masked = projected.view(N, k, self.num_experts, rank) * keep[..., None]
+    def _chosen(self, projected: torch.Tensor, keep: torch.Tensor, rank: int) -> torch.Tensor:
+        """(N, k, E*r) rank columns of all experts -> only those of each pair's expert.
+
+        keep (N, k, E, 1): one-hot of each pair's expert.
+        """
+        N, k = keep.shape[:2]
+        masked = projected.view(N, k, self.num_experts, rank) * keep
         return masked.view(N, k, self.num_experts * rank)
 
     def forward(
@@ -172,9 +174,10 @@ class SharedBaseMoeBlock(SparseMoeBlock):
             out = self.base_down(h) * w.sum(-1, keepdim=True)
             return out.view(B, T, C), router_logits, selected
         N, k = selected.shape
+        keep = F.one_hot(selected, self.num_experts).to(x.dtype)[..., None]  # (N, k, E, 1)
         if self.gate_up_a is not None and self.gate_up_b is not None:
             xa = self.gate_up_a(x)[:, None, :].expand(N, k, -1)  # (N, k, E*r)
-            delta = self.gate_up_b(self._chosen(xa, selected, self.rank_gate_up))  # (N, k, 2I)
+            delta = self.gate_up_b(self._chosen(xa, keep, self.rank_gate_up))  # (N, k, 2I)
             per_pair = gate_up[:, None, :] + delta
         else:
             per_pair = gate_up[:, None, :].expand(N, k, 2 * inner)
@@ -182,7 +185,7 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         hw = h * w[:, :, None]  # routing weight on the I-wide hidden: fewer flops
         out = self.base_down(hw.sum(1))  # (N, C)
         if self.down_a is not None and self.down_b is not None:
-            ha = self._chosen(self.down_a(hw), selected, self.rank_down)  # (N, k, E*r)
+            ha = self._chosen(self.down_a(hw), keep, self.rank_down)  # (N, k, E*r)
             out = out + self.down_b(ha.sum(1))
         return out.view(B, T, C), router_logits, selected
 

@@ -29,13 +29,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["MAX_ROWS", "Projection", "SkinnyKernel", "load_kernel", "use_projections"]
+from moe_svc.modeling.layers import Attention
+
+__all__ = [
+    "MAX_ROWS",
+    "Projection",
+    "SkinnyKernel",
+    "fuse_attention_inputs",
+    "load_kernel",
+    "use_projections",
+]
 
 logger = logging.getLogger("moe_svc.engine.skinny")
 
 SOURCE = Path(__file__).with_name("kernels") / "skinny_linear.c"
 # rows up to which the kernel beats MKL; above (prompt prefill) sgemm's blocking wins
-MAX_ROWS = 32
+MAX_ROWS = 16
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 
@@ -174,6 +183,20 @@ class Projection(nn.Module):
             return F.linear(x, self.weight)
         out = self.kernel.linear(x.reshape(rows, self.in_features), self.weight)
         return out.view(*x.shape[:-1], self.out_features)
+
+
+def fuse_attention_inputs(model: nn.Module, kernel: SkinnyKernel | None) -> int:
+    """Give every bias-free attention one product for q, k and v; returns how many.
+
+    A decode step is bound by its count of ops as much as by weight bytes: one
+    product instead of three, and q and k rotated together.
+    """
+    fused = 0
+    for module in model.modules():
+        if isinstance(module, Attention) and module.q_proj.bias is None:
+            module.fuse_qkv(lambda weight: Projection(weight, kernel))
+            fused += 1
+    return fused
 
 
 def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:

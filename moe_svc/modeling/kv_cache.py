@@ -146,6 +146,26 @@ class KVCache:
         view.max_len = self.max_len
         return view
 
+    def drop_padding(self) -> None:
+        """Move each row's real tokens to its first slots and free the padding slots.
+
+        After a padded prefill a short prompt's row holds padding it would otherwise
+        carry to the end, its context limit reached early. Positions are unchanged:
+        they already count real tokens only.
+        """
+        for row in range(self.batch_size):
+            length = int(self.lengths[row])
+            kept = self.valid[row, :length].nonzero().flatten()
+            n = kept.numel()
+            if n == length:
+                continue
+            for buffers in (self.keys, self.values):
+                for buf in buffers:
+                    buf[row, :, :n] = buf[row, :, kept]
+            self.valid[row, :length] = False
+            self.valid[row, :n] = True
+            self.lengths[row] = n
+
     def plan(self, T: int, real: torch.Tensor | None, sliding_window: int | None) -> AttentionPlan:
         """Reserve slots for T new tokens per row and say how they attend (see plan_attention)."""
         B = self.batch_size

@@ -8,6 +8,9 @@ agree to float rounding.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,7 +18,14 @@ from torch import nn
 from moe_svc.modeling.config import ModelConfig
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 
-__all__ = ["MLP", "Attention", "RMSNorm", "RotaryEmbedding", "apply_rotary_pos_emb"]
+__all__ = [
+    "MLP",
+    "Attention",
+    "RMSNorm",
+    "RotaryEmbedding",
+    "apply_rotary",
+    "apply_rotary_pos_emb",
+]
 
 
 class RMSNorm(nn.Module):
@@ -25,6 +35,9 @@ class RMSNorm(nn.Module):
         self.variance_epsilon = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            # one op, bitwise equal to the lines below in fp32 (decoding is op-bound)
+            return F.rms_norm(x, (x.shape[-1],), self.weight, self.variance_epsilon)
         # normalise in fp32: bf16 has too few mantissa bits for the mean of squares
         input_dtype = x.dtype
         x = x.float()
@@ -64,11 +77,32 @@ def rotate_half(x: torch.Tensor) -> torch.Tensor:
     return torch.cat((-x2, x1), dim=-1)
 
 
+@functools.cache
+def _half_rotation(head_dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """R with x @ R == rotate_half(x) exactly (one signed 1 per column, the rest zeros)."""
+    half = head_dim // 2
+    with torch.inference_mode(False):  # a normal tensor: usable with and without autograd
+        rotation = torch.zeros(head_dim, head_dim, dtype=dtype, device=device)
+        index = torch.arange(half, device=device)
+        rotation[index + half, index] = -1
+        rotation[index, index + half] = 1
+    return rotation
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, H, T, hd) rotated by cos/sin (B, 1, T, hd): x cos + rotate_half(x) sin.
+
+    rotate_half as a product with a fixed +-1 matrix gives the same values in one
+    op instead of four (chunk, neg, cat); decoding is bound by the count of ops.
+    """
+    return x * cos + (x @ _half_rotation(x.shape[-1], x.dtype, x.device)) * sin
+
+
 def apply_rotary_pos_emb(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hd): broadcast over heads
-    return q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+    return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
 
 class Attention(nn.Module):
@@ -87,6 +121,23 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(C, self.num_kv_heads * hd, bias=bias)
         self.v_proj = nn.Linear(C, self.num_kv_heads * hd, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * hd, C, bias=bias)
+        # serving: q, k and v as one product over their stacked weights (fuse_qkv)
+        self.qkv_proj: nn.Module | None = None
+
+    def fuse_qkv(self, projection: Callable[[torch.Tensor], nn.Module]) -> None:
+        """Compute q, k and v with one product; q/k/v_proj become views of its weight.
+
+        projection: makes the module for x @ W^T from the stacked W (nh + 2 nkv) hd x C.
+        """
+        assert self.q_proj.bias is None, "fused projections take no bias"
+        with torch.no_grad():
+            stacked = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+        nq, nkv = self.q_proj.out_features, self.k_proj.out_features
+        for linear, part in zip(
+            (self.q_proj, self.k_proj, self.v_proj), stacked.split([nq, nkv, nkv]), strict=True
+        ):
+            linear.weight = nn.Parameter(part, requires_grad=False)  # no second copy
+        self.qkv_proj = projection(stacked)
 
     def forward(
         self,
@@ -96,14 +147,17 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
-        q = (
-            self.q_proj(x).view(B, T, self.num_heads, self.head_dim).transpose(1, 2)
-        )  # (B, nh, T, hd)
-        k = (
-            self.k_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        )  # (B, nkv, T, hd)
-        v = self.v_proj(x).view(B, T, self.num_kv_heads, self.head_dim).transpose(1, 2)
-        q, k = apply_rotary_pos_emb(q, k, *rope)
+        nh, nkv = self.num_heads, self.num_kv_heads
+        if self.qkv_proj is not None:
+            qkv = self.qkv_proj(x).view(B, T, nh + 2 * nkv, self.head_dim).transpose(1, 2)
+            cos, sin = rope[0][:, None], rope[1][:, None]
+            qk = apply_rotary(qkv[:, : nh + nkv], cos, sin)  # q and k rotated together
+            q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
+        else:
+            q = self.q_proj(x).view(B, T, nh, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
+            k = self.k_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
+            v = self.v_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)
+            q, k = apply_rotary_pos_emb(q, k, *rope)
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v, plan)  # (B, nkv, S, hd)
         y = F.scaled_dot_product_attention(

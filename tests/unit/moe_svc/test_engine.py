@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
+import torch
 
 from moe_svc.engine import Delta, Engine, EngineConfig, GenerationRequest, QueueFull, SamplingParams
 from moe_svc.loader import LoadedModel, load_model
@@ -56,6 +57,48 @@ async def test_greedy_output_is_the_same_alone_and_batched(
     for a, (b, _, _) in zip(alone, batched, strict=True):
         assert a.output_ids == b.output_ids
         assert len(a.output_ids) == 24
+
+
+async def test_requests_arriving_together_are_prefilled_in_one_forward(tiny: LoadedModel) -> None:
+    # stepped by hand (no engine thread): the four requests are waiting at the same step
+    engine = Engine(tiny.model, tiny.tokenizer, EngineConfig(max_batch_size=4, max_context=96))
+    loop = asyncio.get_running_loop()
+
+    def request(prompt: str) -> GenerationRequest:
+        params = SamplingParams(max_tokens=10, temperature=0.0, stop_token_ids=frozenset())
+        return GenerationRequest(tiny.tokenizer.encode(prompt), params, loop, record_experts=True)
+
+    alone = []
+    for prompt in PROMPTS:
+        single = request(prompt)
+        engine.submit(single)
+        while not single.finished:
+            engine.step()
+        alone.append(single)
+    together = [request(prompt) for prompt in PROMPTS]
+    for r in together:
+        engine.submit(r)
+    forwards = 0
+
+    def count(*_: object) -> None:
+        nonlocal forwards
+        forwards += 1
+
+    hook = tiny.model.register_forward_hook(count)
+    try:
+        engine.step()
+    finally:
+        hook.remove()
+    assert forwards == 2  # one prefill of all four prompts (left-padded), one decode step
+    lengths = [len(r.prompt_ids) + 1 for r in together]  # prompt + the token decoded
+    assert len(set(lengths)) > 1  # prompts of different lengths: padding was needed
+    assert engine.cache.lengths[:4].tolist() == lengths  # and dropped from the cache
+    while engine.num_running:
+        engine.step()
+    for a, b in zip(alone, together, strict=True):
+        assert b.output_ids == a.output_ids and len(a.output_ids) == 10
+        assert b.expert_counts is not None and a.expert_counts is not None
+        assert torch.equal(b.expert_counts, a.expert_counts)  # padding is not counted
 
 
 async def test_seeded_sampling_repeats_whatever_shares_the_batch(
