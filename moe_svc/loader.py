@@ -99,11 +99,14 @@ def load_model(
     shared_experts: keep upcycled experts as a shared FFN plus low-rank deltas where
     that is exact (`moe_svc.engine.shared_experts`): same outputs, far fewer bytes read.
     decode_kernel: compile the native kernel for decode-step products
-    (`moe_svc.engine.skinny`; fp32 only, falls back to torch's matmul where it cannot).
+    (`moe_svc.engine.skinny`; falls back to torch's matmul where it cannot). With it,
+    "bfloat16" stores the products' weights in bf16 and keeps activations in fp32.
     """
     started = time.perf_counter()
-    model = load_pretrained(path, dtype=DTYPES[dtype])
-    kernel = load_kernel() if decode_kernel and dtype == "float32" else None
+    kernel = load_kernel(DTYPES[dtype]) if decode_kernel else None
+    # with the kernel, bf16 means bf16 weights in its products, activations in fp32;
+    # without it, a bf16 model throughout
+    model = load_pretrained(path, dtype=torch.float32 if kernel is not None else DTYPES[dtype])
     if shared_experts and model.config.is_moe:
         convert_experts(model, kernel=kernel)
     fuse_attention_inputs(model, kernel)

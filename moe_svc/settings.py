@@ -30,7 +30,12 @@ class MoeSettings(ServiceSettings):
         None, description="Model id clients ask for; unset: the model directory's name."
     )
     dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Weight type (float32 decodes faster on CPUs without AMX)."
+        "float32",
+        description=(
+            "Weight type. bfloat16 with the decode kernel: weights stored in bf16 (half "
+            "the bytes read per token, ~1.2-1.5x faster decoding), activations in fp32; "
+            "without the kernel a bf16 model throughout (slower on CPUs without AMX)."
+        ),
     )
     shared_experts: bool = Field(
         True,

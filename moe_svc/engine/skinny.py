@@ -49,11 +49,14 @@ _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 
 class SkinnyKernel:
-    """The compiled kernel: `linear(x, w)` = x @ w^T for fp32 x (M, K), w (N, K)."""
+    """The compiled kernel: `linear(x, w)` = x @ w^T for fp32 x (M, K), w (N, K).
 
-    def __init__(self, lib: ctypes.CDLL) -> None:
-        self._fn = lib.skinny_linear
-        self._fn.argtypes = [
+    weight_dtype: how Projections store their weights for it, fp32 or bf16 (half
+    the bytes read per step; widened to fp32 in registers, sums in fp32).
+    """
+
+    def __init__(self, lib: ctypes.CDLL, weight_dtype: torch.dtype = torch.float32) -> None:
+        argtypes = [
             ctypes.c_void_p,
             ctypes.c_int64,
             ctypes.c_int64,
@@ -62,26 +65,31 @@ class SkinnyKernel:
             ctypes.c_void_p,
             ctypes.c_int,
         ]
-        self._fn.restype = None
+        self._fns = {torch.float32: lib.skinny_linear, torch.bfloat16: lib.skinny_linear_bf16}
+        for fn in self._fns.values():
+            fn.argtypes = argtypes
+            fn.restype = None
         self.vector_width = int(lib.skinny_vector_width())
+        self.weight_dtype = weight_dtype
 
     def supports(self, weight: torch.Tensor) -> bool:
         return (
             weight.dim() == 2
-            and weight.dtype == torch.float32
+            and weight.dtype in (torch.float32, torch.bfloat16)
             and weight.device.type == "cpu"
             and weight.shape[1] % self.vector_width == 0
         )
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x (M, K) fp32, weight (N, K) contiguous fp32 -> (M, N)."""
+        """x (M, K) fp32, weight (N, K) contiguous fp32 or bf16 -> (M, N) fp32."""
         x = x.contiguous()
         M, K = x.shape
         N = weight.shape[0]
         out = torch.empty(M, N, dtype=torch.float32)
         # the calling thread's torch thread count: the kernel's OpenMP team is torch's
         threads = torch.get_num_threads()
-        self._fn(x.data_ptr(), M, K, weight.data_ptr(), N, out.data_ptr(), threads)
+        fn = self._fns[weight.dtype]
+        fn(x.data_ptr(), M, K, weight.data_ptr(), N, out.data_ptr(), threads)
         return out
 
 
@@ -95,7 +103,9 @@ def _openmp_runtimes() -> set[str]:
     return {line.split()[-1] for line in maps.splitlines() if any(n in line for n in names)}
 
 
-def load_kernel(extra_flags: tuple[str, ...] = ()) -> SkinnyKernel | None:
+def load_kernel(
+    weight_dtype: torch.dtype = torch.float32, extra_flags: tuple[str, ...] = ()
+) -> SkinnyKernel | None:
     """Compile and load the kernel; None (logged with the reason) where it cannot run.
 
     The C compiler is $CC, else `cc`/`gcc` on PATH; extra_flags go after -march=native
@@ -128,7 +138,7 @@ def load_kernel(extra_flags: tuple[str, ...] = ()) -> SkinnyKernel | None:
                 extra={"compiler": compiler, "stderr": done.stderr.strip()[-800:]},
             )
             return None
-        kernel = SkinnyKernel(ctypes.CDLL(str(library)))
+        kernel = SkinnyKernel(ctypes.CDLL(str(library)), weight_dtype)
     runtimes = _openmp_runtimes()
     if runtimes_before and runtimes != runtimes_before:
         # a second OpenMP runtime means a second thread team fighting torch's for the cores
@@ -140,7 +150,10 @@ def load_kernel(extra_flags: tuple[str, ...] = ()) -> SkinnyKernel | None:
     if not _agrees_with_torch(kernel):
         logger.warning("decode kernel disagrees with torch's matmul; using torch's matmul")
         return None
-    logger.info("decode kernel loaded", extra={"vector_width": kernel.vector_width})
+    logger.info(
+        "decode kernel loaded",
+        extra={"vector_width": kernel.vector_width, "weights": str(weight_dtype)},
+    )
     return kernel
 
 
@@ -149,16 +162,21 @@ def _agrees_with_torch(kernel: SkinnyKernel) -> bool:
     K = 4 * kernel.vector_width
     x = torch.randn(11, K, generator=generator)
     w = torch.randn(300, K, generator=generator)
-    return bool(torch.allclose(kernel.linear(x, w), F.linear(x, w), rtol=1e-4, atol=1e-4))
+    half = w.bfloat16()
+    return all(
+        torch.allclose(kernel.linear(x, weight), F.linear(x, weight.float()), rtol=1e-4, atol=1e-4)
+        for weight in (w, half)
+    )
 
 
 class Projection(nn.Module):
     """`x @ W^T` (no bias) for serving, with W kept in the layout of the path that runs it.
 
-    With the kernel: W (N, K) row-major, the kernel for up to MAX_ROWS rows and
-    F.linear above. Without (or for shapes it does not take): W^T stored transposed,
-    which MKL's sgemm reads about 30% faster than F.linear's for a few rows.
-    The weight may be a shared Parameter (a tied embedding stays tied).
+    With the kernel: W (N, K) row-major in the kernel's weight dtype, the kernel for
+    up to MAX_ROWS rows and F.linear above (bf16 weights widened for the call).
+    Without (or for shapes it does not take): W^T stored transposed, which MKL's
+    sgemm reads about 30% faster than F.linear's for a few rows. An fp32 weight
+    may be a shared Parameter (a tied embedding stays tied).
     """
 
     def __init__(self, weight: torch.Tensor, kernel: SkinnyKernel | None) -> None:
@@ -166,8 +184,9 @@ class Projection(nn.Module):
         self.out_features, self.in_features = weight.shape
         self.kernel = kernel if kernel is not None and kernel.supports(weight) else None
         if self.kernel is not None:
-            if not isinstance(weight, nn.Parameter):
-                weight = nn.Parameter(weight.detach().contiguous(), requires_grad=False)
+            stored = weight.detach().to(self.kernel.weight_dtype).contiguous()
+            if not (isinstance(weight, nn.Parameter) and stored.data_ptr() == weight.data_ptr()):
+                weight = nn.Parameter(stored, requires_grad=False)
             self.weight: torch.Tensor | None = weight
             self.weight_t: torch.Tensor | None = None
         else:
@@ -180,7 +199,7 @@ class Projection(nn.Module):
         assert self.kernel is not None and self.weight is not None
         rows = x.numel() // self.in_features
         if rows > MAX_ROWS or x.dtype != torch.float32:
-            return F.linear(x, self.weight)
+            return F.linear(x, self.weight.to(x.dtype))
         out = self.kernel.linear(x.reshape(rows, self.in_features), self.weight)
         return out.view(*x.shape[:-1], self.out_features)
 

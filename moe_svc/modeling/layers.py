@@ -125,19 +125,15 @@ class Attention(nn.Module):
         self.qkv_proj: nn.Module | None = None
 
     def fuse_qkv(self, projection: Callable[[torch.Tensor], nn.Module]) -> None:
-        """Compute q, k and v with one product; q/k/v_proj become views of its weight.
+        """Compute q, k and v with one product (serving only: q/k/v_proj are removed).
 
         projection: makes the module for x @ W^T from the stacked W (nh + 2 nkv) hd x C.
         """
         assert self.q_proj.bias is None, "fused projections take no bias"
         with torch.no_grad():
             stacked = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        nq, nkv = self.q_proj.out_features, self.k_proj.out_features
-        for linear, part in zip(
-            (self.q_proj, self.k_proj, self.v_proj), stacked.split([nq, nkv, nkv]), strict=True
-        ):
-            linear.weight = nn.Parameter(part, requires_grad=False)  # no second copy
         self.qkv_proj = projection(stacked)
+        del self.q_proj, self.k_proj, self.v_proj  # no second copy of the weights
 
     def forward(
         self,

@@ -110,8 +110,12 @@ class CausalLM(nn.Module):
         return self.expert_stats
 
     def new_cache(self, batch_size: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
-        """A KV cache for `batch_size` sequences of up to `max_len` tokens each."""
-        weight = self.lm_head.weight
+        """A KV cache for `batch_size` sequences of up to `max_len` tokens each.
+
+        Its dtype is the activations' (the embedding's): served bf16 weights can
+        run under fp32 activations (moe_svc.engine.skinny).
+        """
+        weight = self.model.embed_tokens.weight
         return KVCache.from_config(
             self.config, batch_size, max_len, dtype or weight.dtype, weight.device
         )

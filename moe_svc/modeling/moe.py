@@ -234,7 +234,7 @@ class SparseMoeBlock(nn.Module):
         if self.training and self.jitter_noise > 0:
             noise = torch.empty_like(x).uniform_(1.0 - self.jitter_noise, 1.0 + self.jitter_noise)
             router_input = x * noise
-        router_logits = F.linear(router_input, self.gate.weight)  # (N, E)
+        router_logits = self.gate(router_input)  # (N, E)
         grad = torch.is_grad_enabled() and (x.requires_grad or self.gate.weight.requires_grad)
         if not grad and not self.training and B * T * self.top_k <= DIRECT_DISPATCH_MAX_PAIRS:
             experts, weights = _route_in_python(router_logits, self.top_k)

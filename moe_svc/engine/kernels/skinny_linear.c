@@ -1,6 +1,7 @@
 /* y = x @ w^T for the few rows of a decode step (moe_svc/engine/skinny.py).
  *
- * x (M, K), w (N, K) row-major fp32, y (M, N). Decoding multiplies a handful of rows
+ * x (M, K) fp32, w (N, K) row-major fp32 or bf16 (widened to fp32 as it is read:
+ * half the bytes, products and sums in fp32), y (M, N) fp32. Decoding multiplies a handful of rows
  * by large weight matrices: reading the weights from memory is the whole cost, and
  * MKL's small-M sgemm reaches about half the memory bandwidth at M = 8 (it packs
  * panels per call). Here every weight row is read once, streamed with a software
@@ -24,6 +25,11 @@ typedef __m512 vec;
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
 static inline float vsum(vec v) { return _mm512_reduce_add_ps(v); }
+/* bf16 -> fp32: the 16 bits are the fp32's high half */
+static inline vec vload_bf16(const uint16_t *p) {
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VW 8
 typedef __m256 vec;
@@ -36,64 +42,70 @@ static inline float vsum(vec v) {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
 }
+static inline vec vload_bf16(const uint16_t *p) {
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
 #else
 #error "skinny_linear needs AVX2 with FMA, or AVX-512"
 #endif
 
-#define PREFETCH_FLOATS 1024 /* 4 KB ahead of the weight row being read */
+#define PREFETCH_BYTES 4096 /* ahead of the weight row being read */
 
-/* rows n0..n1 of w against rows 0..MM-1 of x (MM a compile-time constant: the
- * accumulators stay in registers) */
-#define DEFINE_BLOCK(MM)                                                              \
-    static void block_##MM(const float *x, int64_t K, const float *wr, float *y,      \
-                           int64_t N) {                                               \
-        vec acc[MM];                                                                  \
-        for (int m = 0; m < MM; ++m) acc[m] = VZERO();                                \
-        for (int64_t k = 0; k < K; k += VW) {                                         \
-            _mm_prefetch((const char *)(wr + k + PREFETCH_FLOATS), _MM_HINT_T0);       \
-            vec wv = VLOAD(wr + k);                                                   \
+/* one weight row against rows 0..MM-1 of x (MM a compile-time constant: the
+ * accumulators stay in registers); W the weight element type, LOAD its widening load */
+#define DEFINE_BLOCK(NAME, W, LOAD, MM)                                                \
+    static void NAME##_##MM(const float *x, int64_t K, const W *wr, float *y, int64_t N) { \
+        vec acc[MM];                                                                   \
+        for (int m = 0; m < MM; ++m) acc[m] = VZERO();                                 \
+        for (int64_t k = 0; k < K; k += VW) {                                          \
+            _mm_prefetch((const char *)(wr + k) + PREFETCH_BYTES, _MM_HINT_T0);        \
+            vec wv = LOAD(wr + k);                                                     \
             for (int m = 0; m < MM; ++m) acc[m] = VFMA(wv, VLOAD(x + m * K + k), acc[m]); \
-        }                                                                             \
-        for (int m = 0; m < MM; ++m) y[m * N] = vsum(acc[m]);                         \
+        }                                                                              \
+        for (int m = 0; m < MM; ++m) y[m * N] = vsum(acc[m]);                          \
     }
-DEFINE_BLOCK(1)
-DEFINE_BLOCK(2)
-DEFINE_BLOCK(3)
-DEFINE_BLOCK(4)
-DEFINE_BLOCK(5)
-DEFINE_BLOCK(6)
-DEFINE_BLOCK(7)
-DEFINE_BLOCK(8)
 
-typedef void (*block_fn)(const float *, int64_t, const float *, float *, int64_t);
-static const block_fn BLOCKS[9] = {0,       block_1, block_2, block_3, block_4,
-                                   block_5, block_6, block_7, block_8};
-
-static void rows(const float *x, int64_t M, int64_t K, const float *w, int64_t n0,
-                 int64_t n1, float *y, int64_t N) {
-    for (int64_t n = n0; n < n1; ++n) {
-        const float *wr = w + n * K;
-        for (int64_t m0 = 0; m0 < M; m0 += 8) { /* the weight row is in L1 after m0 = 0 */
-            int64_t mm = M - m0 < 8 ? M - m0 : 8;
-            BLOCKS[mm](x + m0 * K, K, wr, y + m0 * N + n, N);
-        }
+/* x rows [0, M) against weight rows [n0, n1): each weight row is read from memory
+ * once and stays in L1 for the blocks of 8 rows of x after the first */
+#define DEFINE_LINEAR(NAME, W, LOAD)                                                   \
+    DEFINE_BLOCK(NAME, W, LOAD, 1)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 2)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 3)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 4)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 5)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 6)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 7)                                                     \
+    DEFINE_BLOCK(NAME, W, LOAD, 8)                                                     \
+    typedef void (*NAME##_fn)(const float *, int64_t, const W *, float *, int64_t);    \
+    static const NAME##_fn NAME##_BLOCKS[9] = {0,         NAME##_1, NAME##_2,          \
+                                               NAME##_3,  NAME##_4, NAME##_5,          \
+                                               NAME##_6,  NAME##_7, NAME##_8};         \
+    static void NAME##_rows(const float *x, int64_t M, int64_t K, const W *w,          \
+                            int64_t n0, int64_t n1, float *y, int64_t N) {             \
+        for (int64_t n = n0; n < n1; ++n) {                                            \
+            for (int64_t m0 = 0; m0 < M; m0 += 8) {                                    \
+                int64_t mm = M - m0 < 8 ? M - m0 : 8;                                  \
+                NAME##_BLOCKS[mm](x + m0 * K, K, w + n * K, y + m0 * N + n, N);         \
+            }                                                                          \
+        }                                                                              \
+    }                                                                                  \
+    void NAME(const float *x, int64_t M, int64_t K, const W *w, int64_t N, float *y,   \
+              int threads) {                                                           \
+        if (threads <= 1 || N * K < (1 << 16)) { /* small: not worth waking the team */ \
+            NAME##_rows(x, M, K, w, 0, N, y, N);                                       \
+            return;                                                                    \
+        }                                                                              \
+        _Pragma("omp parallel num_threads(threads)") {                                 \
+            int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();              \
+            int64_t chunk = (N + nt - 1) / nt;                                         \
+            int64_t n0 = t * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;              \
+            if (n0 < n1) NAME##_rows(x, M, K, w, n0, n1, y, N);                        \
+        }                                                                              \
     }
-}
 
 int skinny_vector_width(void) { return VW; }
 
 /* K must be a multiple of skinny_vector_width(); threads: the OpenMP team size */
-void skinny_linear(const float *x, int64_t M, int64_t K, const float *w, int64_t N,
-                   float *y, int threads) {
-    if (threads <= 1 || N * K < (1 << 16)) { /* small products: not worth waking the team */
-        rows(x, M, K, w, 0, N, y, N);
-        return;
-    }
-#pragma omp parallel num_threads(threads)
-    {
-        int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
-        int64_t chunk = (N + nt - 1) / nt;
-        int64_t n0 = t * chunk, n1 = n0 + chunk < N ? n0 + chunk : N;
-        if (n0 < n1) rows(x, M, K, w, n0, n1, y, N);
-    }
-}
+DEFINE_LINEAR(skinny_linear, float, VLOAD)
+DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)

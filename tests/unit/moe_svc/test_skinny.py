@@ -40,6 +40,10 @@ def test_the_avx2_variant_equals_torch_too(kernel: SkinnyKernel) -> None:
     assert avx2 is not None and avx2.vector_width == 8
     x, w = torch.randn(11, 8 * 9), torch.randn(3000, 8 * 9)
     torch.testing.assert_close(avx2.linear(x, w), F.linear(x, w), rtol=1e-5, atol=1e-4)
+    half = w.bfloat16()
+    torch.testing.assert_close(
+        avx2.linear(x, half), F.linear(x, half.float()), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_a_rows_result_does_not_depend_on_the_rows_beside_it(kernel: SkinnyKernel) -> None:
@@ -71,9 +75,24 @@ def test_projection_falls_back_to_torch_where_the_kernel_does_not_apply(
     assert projection.kernel is None and projection.weight_t is not None
     x = torch.randn(2, K + 3)
     torch.testing.assert_close(projection(x), F.linear(x, odd))
-    half = Projection(w.bfloat16(), kernel)  # bf16 weights: torch's matmul
-    assert half.kernel is None
-    torch.testing.assert_close(half(many.bfloat16()), F.linear(many.bfloat16(), w.bfloat16()))
+
+
+def test_bf16_weights_are_widened_and_summed_in_fp32(kernel: SkinnyKernel) -> None:
+    generator = torch.Generator().manual_seed(2)
+    K = 24 * kernel.vector_width
+    x = torch.randn(13, K, generator=generator)
+    w = torch.randn(3000, K, generator=generator).bfloat16()
+    exact = F.linear(x, w.float())  # the bf16 weights' own values, fp32 products
+    torch.testing.assert_close(kernel.linear(x, w), exact, rtol=1e-5, atol=1e-4)
+    for i in (0, 12):
+        assert torch.equal(kernel.linear(x[i : i + 1], w), kernel.linear(x, w)[i : i + 1])
+    half = load_kernel(torch.bfloat16)
+    assert half is not None
+    projection = Projection(w.float(), half)  # stores its weight in bf16
+    assert projection.weight is not None and projection.weight.dtype == torch.bfloat16
+    torch.testing.assert_close(projection(x), exact, rtol=1e-5, atol=1e-4)
+    many = torch.randn(MAX_ROWS + 1, K, generator=generator)  # prefill: torch, widened
+    torch.testing.assert_close(projection(many), F.linear(many, w.float()))
 
 
 def test_a_missing_compiler_leaves_torchs_matmul(
@@ -93,7 +112,7 @@ def test_a_model_served_with_the_kernel_decodes_as_without(
     fast = load_model(path, "float32").model
     plain = load_model(path, "float32", decode_kernel=False).model
     projections = [m for m in fast.modules() if isinstance(m, Projection) and m.kernel]
-    assert len(projections) >= 4 * fast.config.num_hidden_layers + 1  # attention + lm_head
+    assert len(projections) >= 2 * fast.config.num_hidden_layers + 1  # qkv, o, lm_head
     assert fast.lm_head.weight is fast.model.embed_tokens.weight  # still tied
     prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [7, 7, 8, 120, 3, 64]])
     with torch.inference_mode():
@@ -108,3 +127,20 @@ def test_a_model_served_with_the_kernel_decodes_as_without(
             next_ids = logits[1].argmax(-1, keepdim=True)
             assert torch.equal(logits[0].argmax(-1, keepdim=True), next_ids)
             ids = [next_ids, next_ids]
+
+
+def test_a_bf16_model_with_the_kernel_keeps_fp32_activations(
+    kernel: SkinnyKernel, tmp_path: Path
+) -> None:
+    path = make_tiny_llm(tmp_path, model_type="mixtral", seed=6)
+    half = load_model(path, "bfloat16").model
+    full = load_model(path, "float32").model
+    weights = {m.weight.dtype for m in half.modules() if isinstance(m, Projection) and m.kernel}
+    assert weights == {torch.bfloat16}
+    assert half.model.embed_tokens.weight.dtype == torch.float32  # norms, embeddings, cache
+    prompt = torch.tensor([[5, 17, 33, 2, 90, 41]])
+    with torch.inference_mode():
+        logits = [model(prompt)[0, -1] for model in (half, full)]
+    assert logits[0].dtype == torch.float32
+    # weights rounded to bf16 (8 bits of mantissa) move the logits a little, not more
+    assert 0 < float((logits[0] - logits[1]).abs().max()) < 0.05 * float(logits[1].abs().max())
