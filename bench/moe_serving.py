@@ -1,6 +1,6 @@
 """moe_svc decode speed next to transformers `generate`, and serving under concurrency.
 
-    .venv/bin/python -m bench.moe_serving              # about 5 minutes on 2 cores
+    .venv/bin/python -m bench.moe_serving              # about 4 minutes on 2 cores
     .venv/bin/python -m bench.moe_serving --quick      # fewer tokens, 1 and 8 clients
 
 In one run, on the default model (built into ./var/models if missing):
@@ -8,7 +8,8 @@ In one run, on the default model (built into ./var/models if missing):
 1. references, batch 1, greedy: transformers `generate` with `MixtralForCausalLM` on
    the upcycled weights and with `LlamaForCausalLM` on the dense SmolLM2; decode
    tokens/s = (N - 1) / (time for N new tokens - time for 1), i.e. without prefill;
-2. moe_svc as a real server (one uvicorn process, the engine on its thread):
+2. moe_svc as a real server (one uvicorn process, the engine on its thread), once
+   per `--dtype` (bf16 weights, the default where the decode kernel runs, then fp32):
    streaming clients (asyncio tasks here) each asking `/v1/completions` for N tokens
    (`ignore_eos`), 1, 4, 8 and 16 at once: aggregate tokens/s, p50/p95 time to first
    token and inter-token latency; batch-1 decode tokens/s from the single client.
@@ -135,7 +136,12 @@ async def serve_round(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", type=Path, default=Path("var"))
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16,float32",
+        help="moe_svc weight types to serve, in turn (bfloat16: the default on CPUs the "
+        "decode kernel runs on; transformers runs fp32 either way)",
+    )
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--clients", default="1,4,8,16")
     parser.add_argument("--quick", action="store_true", help="32 tokens, 1 and 8 clients")
@@ -163,10 +169,17 @@ def main() -> None:
         print(
             f"transformers LlamaForCausalLM    batch 1: {results['transformers_dense']:.1f} tok/s"
         )
+    for dtype in args.dtype.split(","):
+        rounds = serve(args, dtype)
+        report(dtype, args.tokens, rounds, results)
+
+
+def serve(args: argparse.Namespace, dtype: str) -> list[dict[str, float]]:
+    """moe_svc with weights in `dtype` as a real server: one round per client count."""
     log_dir = Path(tempfile.mkdtemp(prefix="moe_bench_"))
     env = {
         "MOE_DATA_DIR": str(args.data_dir.resolve()),
-        "MOE_DTYPE": args.dtype,
+        "MOE_DTYPE": dtype,
         "MOE_MAX_BATCH_SIZE": "16",
         "MOE_LOG_LEVEL": "WARNING",
     }
@@ -186,15 +199,22 @@ def main() -> None:
             r = max(tries, key=lambda t: t["aggregate_tok_s"])
             rounds.append(r)
             print(
-                f"moe_svc {clients:>2} streams: {r['aggregate_tok_s']:6.1f} tok/s aggregate, "
+                f"moe_svc ({dtype}) {clients:>2} streams: "
+                f"{r['aggregate_tok_s']:6.1f} tok/s aggregate, "
                 f"{r['per_stream_decode_tok_s']:5.1f} tok/s per stream, "
                 f"TTFT p50/p95 {r['ttft_p50'] * 1000:.0f}/{r['ttft_p95'] * 1000:.0f} ms, "
                 f"ITL p50/p95 {r['itl_p50'] * 1000:.0f}/{r['itl_p95'] * 1000:.0f} ms",
                 flush=True,
             )
+        return rounds
     finally:
         server.stop()
-    print(f"\n## moe_svc serving ({args.dtype}, {args.tokens} new tokens per stream)\n")
+
+
+def report(
+    dtype: str, tokens: int, rounds: list[dict[str, float]], references: dict[str, float]
+) -> None:
+    print(f"\n## moe_svc serving ({dtype} weights, {tokens} new tokens per stream)\n")
     print("| clients | aggregate tok/s | per-stream tok/s | TTFT p50 / p95 ms | ITL p50 / p95 ms |")
     print("|---|---|---|---|---|")
     for r in rounds:
@@ -204,11 +224,13 @@ def main() -> None:
             f"{r['itl_p50'] * 1000:.0f} / {r['itl_p95'] * 1000:.0f} |"
         )
     single = next((r for r in rounds if r["clients"] == 1), None)
-    if single and results:
+    if single and references:
         ours = single["per_stream_decode_tok_s"]
-        print(f"\nbatch-1 decode: moe_svc {ours:.1f} tok/s")
-        print(f"  x{ours / results['transformers_mixtral']:.2f} transformers Mixtral (goal >= 3)")
-        print(f"  x{ours / results['transformers_dense']:.2f} transformers dense Llama")
+        print(f"\nbatch-1 decode: moe_svc ({dtype}) {ours:.1f} tok/s")
+        print(
+            f"  x{ours / references['transformers_mixtral']:.2f} transformers Mixtral (goal >= 3)"
+        )
+        print(f"  x{ours / references['transformers_dense']:.2f} transformers dense Llama")
     eight = next((r for r in rounds if r["clients"] == 8), None)
     if eight:
         print(f"8 streams: {eight['aggregate_tok_s']:.1f} tok/s aggregate (goal >= 100)")

@@ -50,6 +50,9 @@ async def models(server: ServerDep) -> ModelList:
             "num_experts": config.num_local_experts if config.is_moe else None,
             "experts_per_token": config.num_experts_per_tok if config.is_moe else None,
             "dtype": str(server.loaded.model.lm_head.weight.dtype).removeprefix("torch."),
+            "activation_dtype": str(
+                server.loaded.model.model.embed_tokens.weight.dtype
+            ).removeprefix("torch."),
         },
     )
     return ModelList(data=[card])

@@ -22,12 +22,15 @@ class RoutingRecorder(ExpertStats):
         super().__init__(num_layers, num_experts)
         self._captured: list[torch.Tensor] | None = None
 
-    def update(
-        self, layer_idx: int, selected_experts: torch.Tensor, token_mask: torch.Tensor | None = None
+    def update_layers(
+        self,
+        layers: list[int],
+        selected_experts: list[torch.Tensor],
+        token_mask: torch.Tensor | None = None,
     ) -> None:
-        super().update(layer_idx, selected_experts, token_mask)
+        super().update_layers(layers, selected_experts, token_mask)
         if self._captured is not None:
-            self._captured.append(selected_experts)
+            self._captured.extend(selected_experts)
 
     def capture(self) -> None:
         """Keep the routing of the next forward (call `per_sequence` after it)."""

@@ -80,13 +80,29 @@ class ExpertStats:
         self, layer_idx: int, selected_experts: torch.Tensor, token_mask: torch.Tensor | None = None
     ) -> None:
         """Add one layer's routing: selected_experts (N, k); token_mask (N,) drops padding."""
+        self.update_layers([layer_idx], [selected_experts], token_mask)
+
+    def update_layers(
+        self,
+        layers: list[int],
+        selected_experts: list[torch.Tensor],
+        token_mask: torch.Tensor | None = None,
+    ) -> None:
+        """Add one forward's routing of several layers (each (N, k)) in one count.
+
+        A decode step is bound by its count of ops: one count for all layers, not
+        one per layer.
+        """
+        selected = torch.stack(selected_experts)  # (L, N, k)
         if token_mask is not None:
-            selected_experts = selected_experts[token_mask.reshape(-1).bool()]
-        counts = torch.bincount(selected_experts.reshape(-1), minlength=self.num_experts).cpu()
+            selected = selected[:, token_mask.reshape(-1).bool()]
+        L, N, _ = selected.shape
+        counts = F.one_hot(selected.reshape(L, -1), self.num_experts).sum(1).cpu()  # (L, E)
+        index = torch.tensor(layers, dtype=torch.long)
         with self._lock:
-            self._counts[layer_idx] += counts
-            if layer_idx == 0:
-                self._tokens += selected_experts.shape[0]
+            self._counts.index_add_(0, index, counts)
+            if 0 in layers:
+                self._tokens += N
 
     def reset(self) -> None:
         with self._lock:

@@ -168,13 +168,18 @@ class CausalLM(nn.Module):
         rope = self.model.rotary_emb(plan.position_ids, x.dtype)
         token_mask = None if attention_mask is None else attention_mask.reshape(-1).bool()
         router_logits: list[torch.Tensor] = []
+        routed_layers: list[int] = []
+        routed: list[torch.Tensor] = []
         for layer_idx, layer in enumerate(self.model.layers):
             x, layer_router_logits, selected_experts = layer(x, rope, plan, cache)
             if layer_router_logits is not None:
                 router_logits.append(layer_router_logits)
                 if self.expert_stats is not None:
                     assert selected_experts is not None
-                    self.expert_stats.update(layer_idx, selected_experts, token_mask)
+                    routed_layers.append(layer_idx)
+                    routed.append(selected_experts)
+        if self.expert_stats is not None and routed:
+            self.expert_stats.update_layers(routed_layers, routed, token_mask)
         x = self.model.norm(x)
         if logits_to_keep > 0:
             x = x[:, -logits_to_keep:]
