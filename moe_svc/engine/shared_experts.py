@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moe_svc.engine.skinny import Projection, SkinnyKernel
+from moe_svc.engine.skinny import MAX_ROWS, MoeWeights, Projection, SkinnyKernel
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
@@ -134,7 +134,9 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.num_experts = block.num_experts
         self.jitter_noise = block.jitter_noise
         self.capacity_factor = block.capacity_factor
-        self.gate = block.gate
+        self.gate: nn.Module = block.gate
+        if kernel is not None:
+            self.gate = Projection(block.gate.weight, kernel)
         self.intermediate_size = base_down.shape[1]
         self.base_gate_up = Projection(base_gate_up, kernel)
         self.base_down = Projection(base_down, kernel)
@@ -147,6 +149,40 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.down_a, self.down_b = _flat_factors(down_delta, kernel)
         self.rank_gate_up = 0 if gate_up_delta is None else gate_up_delta[0].shape[2]
         self.rank_down = 0 if down_delta is None else down_delta[0].shape[2]
+        # decode steps: the whole block in one native call (SkinnyKernel.moe)
+        self.kernel = kernel
+        self.fused = self._fused_weights()
+
+    def _fused_weights(self) -> MoeWeights | None:
+        projections = [self.gate, self.base_gate_up, self.base_down]
+        projections += [self.gate_up_a, self.gate_up_b, self.down_a, self.down_b]
+        if self.kernel is None or not all(
+            p is None or (isinstance(p, Projection) and p.weight is not None) for p in projections
+        ):
+            return None
+
+        def weight(p: nn.Module | None) -> torch.Tensor | None:
+            return None if p is None else p.weight
+
+        def per_expert_t(p: Projection | None) -> torch.Tensor | None:
+            """B_all (out, E*r) -> (E, r, out)."""
+            if p is None or p.weight is None:
+                return None
+            n_out = p.weight.shape[0]
+            return p.weight.view(n_out, self.num_experts, -1).permute(1, 2, 0).contiguous()
+
+        gate, gate_up, down = weight(self.gate), weight(self.base_gate_up), weight(self.base_down)
+        assert gate is not None and gate_up is not None and down is not None
+        return MoeWeights(
+            gate=gate,
+            gate_up=gate_up,
+            down=down,
+            top_k=self.top_k,
+            gate_up_a=weight(self.gate_up_a),
+            gate_up_bt=per_expert_t(self.gate_up_b),
+            down_a=weight(self.down_a),
+            down_bt=per_expert_t(self.down_b),
+        )
 
     def _chosen(self, projected: torch.Tensor, keep: torch.Tensor, rank: int) -> torch.Tensor:
         """(N, k, E*r) rank columns of all experts -> only those of each pair's expert.
@@ -163,6 +199,14 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         """(B, T, C) -> output (B, T, C), router_logits (B*T, E), selected_experts (B*T, k)."""
         B, T, C = hidden_states.shape
         x = hidden_states.reshape(-1, C)  # (N, C)
+        if (
+            self.fused is not None
+            and self.kernel is not None
+            and x.shape[0] <= MAX_ROWS
+            and x.dtype == torch.float32
+        ):
+            out, router_logits, selected = self.kernel.moe(x, self.fused)
+            return out.view(B, T, C), router_logits, selected
         router_logits = self.gate(x)  # (N, E)
         routing_weights, selected = route(router_logits, self.top_k)  # (N, k) each
         inner = self.intermediate_size

@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +34,7 @@ from moe_svc.modeling.layers import Attention
 
 __all__ = [
     "MAX_ROWS",
+    "MoeWeights",
     "Projection",
     "SkinnyKernel",
     "fuse_attention_inputs",
@@ -69,6 +71,13 @@ class SkinnyKernel:
         for fn in self._fns.values():
             fn.argtypes = argtypes
             fn.restype = None
+        self._moe_fns = {torch.float32: lib.skinny_moe, torch.bfloat16: lib.skinny_moe_bf16}
+        p, n = ctypes.c_void_p, ctypes.c_int64
+        for fn in self._moe_fns.values():
+            # x M C gate E k gu I gu_a gu_bt r_gu dn dn_a dn_bt r_dn
+            # out logits selected weights scratch threads
+            fn.argtypes = [p, n, n, p, n, n, p, n, p, p, n, p, p, p, n, p, p, p, p, p, ctypes.c_int]
+            fn.restype = None
         self.vector_width = int(lib.skinny_vector_width())
         self.weight_dtype = weight_dtype
 
@@ -91,6 +100,71 @@ class SkinnyKernel:
         fn = self._fns[weight.dtype]
         fn(x.data_ptr(), M, K, weight.data_ptr(), N, out.data_ptr(), threads)
         return out
+
+    def moe(
+        self, x: torch.Tensor, weights: MoeWeights
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """A shared-base MoE block on x (M, C) fp32 in one call.
+
+        Returns the block's output (M, C), router logits (M, E) and the experts
+        chosen (M, k), as SharedBaseMoeBlock's torch path computes them.
+        """
+        x = x.contiguous()
+        M, C = x.shape
+        E, k, inner = weights.gate.shape[0], weights.top_k, weights.down.shape[1]
+        r_gu = 0 if weights.gate_up_bt is None else weights.gate_up_bt.shape[1]
+        r_dn = 0 if weights.down_bt is None else weights.down_bt.shape[1]
+        out = torch.empty(M, C, dtype=torch.float32)
+        logits = torch.empty(M, E, dtype=torch.float32)
+        selected = torch.empty(M, k, dtype=torch.long)
+        routing = torch.empty(M, k, dtype=torch.float32)
+        scratch = torch.empty(M * (3 * inner + E * r_gu + 3 * k * inner + k * r_dn))
+        self._moe_fns[weights.gate.dtype](
+            x.data_ptr(),
+            M,
+            C,
+            weights.gate.data_ptr(),
+            E,
+            k,
+            weights.gate_up.data_ptr(),
+            inner,
+            _pointer(weights.gate_up_a),
+            _pointer(weights.gate_up_bt),
+            r_gu,
+            weights.down.data_ptr(),
+            _pointer(weights.down_a),
+            _pointer(weights.down_bt),
+            r_dn,
+            out.data_ptr(),
+            logits.data_ptr(),
+            selected.data_ptr(),
+            routing.data_ptr(),
+            scratch.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return out, logits, selected
+
+
+@dataclass(frozen=True)
+class MoeWeights:
+    """A shared-base MoE block's weights as `SkinnyKernel.moe` reads them (one dtype).
+
+    Row-major (out, in) like nn.Linear, except the B factors: per expert, transposed
+    (E, r, out), so that adding B_e a is a run of contiguous axpys.
+    """
+
+    gate: torch.Tensor  # (E, C) router
+    gate_up: torch.Tensor  # (2I, C) shared gate and up projections
+    down: torch.Tensor  # (C, I) shared down projection
+    top_k: int
+    gate_up_a: torch.Tensor | None = None  # (E*r, C)
+    gate_up_bt: torch.Tensor | None = None  # (E, r, 2I)
+    down_a: torch.Tensor | None = None  # (E*r, I)
+    down_bt: torch.Tensor | None = None  # (E, r, C)
+
+
+def _pointer(tensor: torch.Tensor | None) -> int | None:
+    return None if tensor is None else tensor.data_ptr()
 
 
 def _openmp_runtimes() -> set[str]:

@@ -13,10 +13,16 @@
  *
  * Compiled at load time with -march=native; OpenMP regions run on the calling
  * thread's team, the one torch uses (libgomp is shared with torch's).
+ *
+ * skinny_moe[_bf16] runs a whole shared-base MoE block (engine/shared_experts.py) for
+ * the rows of a decode step in one call: a step is bound by its count of small
+ * torch ops as much as by weight bytes, and the block took ~50 of them per layer.
  */
 #include <immintrin.h>
+#include <math.h>
 #include <omp.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__AVX512F__)
 #define VW 16
@@ -104,8 +110,129 @@ static inline vec vload_bf16(const uint16_t *p) {
         }                                                                              \
     }
 
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+static inline float f32_to_f32(float f) { return f; }
+
+/* rows [lo, hi) of n split evenly over the team (inside a parallel region) */
+static inline void team_share(int64_t n, int64_t *lo, int64_t *hi) {
+    int64_t t = omp_get_thread_num(), nt = omp_get_num_threads();
+    int64_t chunk = (n + nt - 1) / nt;
+    *lo = t * chunk < n ? t * chunk : n;
+    *hi = *lo + chunk < n ? *lo + chunk : n;
+}
+
 int skinny_vector_width(void) { return VW; }
 
 /* K must be a multiple of skinny_vector_width(); threads: the OpenMP team size */
 DEFINE_LINEAR(skinny_linear, float, VLOAD)
 DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
+
+/* The shared-base MoE block for the rows of a decode step (SharedBaseMoeBlock):
+ *   router logits, top-k experts and their softmax weights (fp32, as Mixtral);
+ *   gu = W_gu x;  per chosen expert e: pair = gu + B_gu[e] (A_gu[e] x);
+ *   h = silu(pair[:I]) * pair[I:];  hw = w h;
+ *   out = W_dn (sum_j hw_j) + sum_j B_dn[e_j] (A_dn[e_j] hw_j).
+ * gate (E, C), gu (2I, C), gu_a (E*r_gu, C), dn (C, I), dn_a (E*r_dn, I) row-major;
+ * the B factors per expert transposed, gu_bt (E, r_gu, 2I) and dn_bt (E, r_dn, C),
+ * so that adding B_e a is a run of contiguous axpys. A factor may be NULL (rank 0).
+ * Each row's sums run in the same order whatever M (batch-invariant).
+ * scratch: M * (2I + E*r_gu + 2k*I + k*I + I + k*r_dn) floats. */
+#define DEFINE_MOE(NAME, LINEAR, W, TOF32)                                              \
+    void NAME(const float *x, int64_t M, int64_t C, const W *gate, int64_t E, int64_t k, \
+              const W *gu, int64_t I, const W *gu_a, const W *gu_bt, int64_t r_gu,     \
+              const W *dn, const W *dn_a, const W *dn_bt, int64_t r_dn, float *out,     \
+              float *logits, int64_t *selected, float *weights, float *scratch,        \
+              int threads) {                                                            \
+        float *gate_up = scratch;        /* (M, 2I) */                                  \
+        float *xa = gate_up + M * 2 * I; /* (M, E*r_gu) */                              \
+        float *pair = xa + M * E * r_gu; /* (M, k, 2I) */                               \
+        float *hw = pair + M * k * 2 * I; /* (M, k, I) */                               \
+        float *hsum = hw + M * k * I;    /* (M, I) */                                   \
+        float *ha = hsum + M * I;        /* (M, k, r_dn) */                             \
+        _Pragma("omp parallel num_threads(threads)") {                                  \
+            int64_t lo, hi;                                                             \
+            _Pragma("omp single") {                                                     \
+                LINEAR##_rows(x, M, C, gate, 0, E, logits, E);                          \
+                for (int64_t m = 0; m < M; ++m) { /* top-k, softmax over those k */     \
+                    const float *l = logits + m * E;                                    \
+                    int64_t *sel = selected + m * k;                                    \
+                    for (int64_t j = 0; j < k; ++j) {                                   \
+                        int64_t best = -1;                                              \
+                        for (int64_t e = 0; e < E; ++e) {                               \
+                            int taken = 0;                                              \
+                            for (int64_t i = 0; i < j; ++i) taken |= sel[i] == e;       \
+                            if (!taken && (best < 0 || l[e] > l[best])) best = e;       \
+                        }                                                               \
+                        sel[j] = best;                                                  \
+                    }                                                                   \
+                    float total = 0.f, *w = weights + m * k;                            \
+                    for (int64_t j = 0; j < k; ++j) {                                   \
+                        w[j] = expf(l[sel[j]] - l[sel[0]]);                             \
+                        total += w[j];                                                  \
+                    }                                                                   \
+                    for (int64_t j = 0; j < k; ++j) w[j] /= total;                      \
+                }                                                                       \
+            } /* implicit barrier: every thread sees the routing */                     \
+            team_share(2 * I, &lo, &hi);                                                \
+            LINEAR##_rows(x, M, C, gu, lo, hi, gate_up, 2 * I);                         \
+            if (gu_a) {                                                                 \
+                team_share(E * r_gu, &lo, &hi);                                         \
+                LINEAR##_rows(x, M, C, gu_a, lo, hi, xa, E * r_gu);                     \
+            }                                                                           \
+            _Pragma("omp barrier")                                                      \
+            team_share(I, &lo, &hi);                                                    \
+            for (int64_t m = 0; m < M; ++m) {                                           \
+                for (int64_t o = lo; o < hi; ++o) hsum[m * I + o] = 0.f;                \
+                for (int64_t j = 0; j < k; ++j) {                                       \
+                    int64_t e = selected[m * k + j];                                    \
+                    float *p = pair + (m * k + j) * 2 * I, *h = hw + (m * k + j) * I;   \
+                    const float *g = gate_up + m * 2 * I;                               \
+                    for (int64_t o = lo; o < hi; ++o) {                                 \
+                        p[o] = g[o];                                                    \
+                        p[o + I] = g[o + I];                                            \
+                    }                                                                   \
+                    for (int64_t t = 0; gu_bt && t < r_gu; ++t) {                       \
+                        float a = xa[m * E * r_gu + e * r_gu + t];                      \
+                        const W *b = gu_bt + (e * r_gu + t) * 2 * I;                    \
+                        for (int64_t o = lo; o < hi; ++o) {                             \
+                            p[o] += a * TOF32(b[o]);                                    \
+                            p[o + I] += a * TOF32(b[o + I]);                            \
+                        }                                                               \
+                    }                                                                   \
+                    float w = weights[m * k + j];                                       \
+                    for (int64_t o = lo; o < hi; ++o) {                                 \
+                        float gv = p[o];                                                \
+                        h[o] = gv / (1.f + expf(-gv)) * p[o + I] * w;                   \
+                        hsum[m * I + o] += h[o];                                        \
+                    }                                                                   \
+                }                                                                       \
+            }                                                                           \
+            _Pragma("omp barrier")                                                      \
+            if (dn_a) {                                                                 \
+                team_share(M * k * r_dn, &lo, &hi);                                     \
+                for (int64_t i = lo; i < hi; ++i) { /* i = (m, j, t) */                 \
+                    int64_t mj = i / r_dn, t = i % r_dn, e = selected[mj];              \
+                    LINEAR##_1(hw + mj * I, I, dn_a + (e * r_dn + t) * I, ha + i, 1);   \
+                }                                                                       \
+                _Pragma("omp barrier")                                                  \
+            }                                                                           \
+            team_share(C, &lo, &hi);                                                    \
+            LINEAR##_rows(hsum, M, I, dn, lo, hi, out, C);                              \
+            for (int64_t m = 0; dn_bt && m < M; ++m)                                    \
+                for (int64_t j = 0; j < k; ++j)                                         \
+                    for (int64_t t = 0; t < r_dn; ++t) {                                \
+                        int64_t e = selected[m * k + j];                                \
+                        float a = ha[(m * k + j) * r_dn + t];                           \
+                        const W *b = dn_bt + (e * r_dn + t) * C;                        \
+                        for (int64_t c = lo; c < hi; ++c) out[m * C + c] += a * TOF32(b[c]); \
+                    }                                                                   \
+        }                                                                               \
+    }
+
+DEFINE_MOE(skinny_moe, skinny_linear, float, f32_to_f32)
+DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32)

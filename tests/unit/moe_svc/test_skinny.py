@@ -3,6 +3,7 @@ the modules fall back to torch where it cannot run, and a model served with it d
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 from pathlib import Path
@@ -11,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
 from moe_svc.engine.skinny import MAX_ROWS, Projection, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
+from moe_svc.modeling import CausalLM, ModelConfig
 from tests.helpers.tiny_llm import make_tiny_llm
 
 
@@ -144,3 +147,73 @@ def test_a_bf16_model_with_the_kernel_keeps_fp32_activations(
     assert logits[0].dtype == torch.float32
     # weights rounded to bf16 (8 bits of mantissa) move the logits a little, not more
     assert 0 < float((logits[0] - logits[1]).abs().max()) < 0.05 * float(logits[1].abs().max())
+
+
+def _upcycled_moe(seed: int = 0) -> CausalLM:
+    """A small Mixtral whose experts are one FFN plus rank-4 deltas (sizes the kernel takes)."""
+    torch.manual_seed(seed)
+    config = ModelConfig(
+        model_type="mixtral",
+        vocab_size=97,
+        hidden_size=64,
+        intermediate_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+        initializer_range=0.2,
+    )
+    model = CausalLM(config).eval()
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            torch.nn.init.normal_(layer.mlp.gate.weight, std=1.0)
+            for weights in (layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj):
+                E, n_out, n_in = weights.shape
+                weights[1:] = weights[0]
+                weights[1:] += (
+                    torch.randn(E - 1, n_out, 4, generator=g)
+                    @ torch.randn(E - 1, 4, n_in, generator=g)
+                    * 0.01
+                )
+    return model
+
+
+def test_the_fused_moe_block_computes_what_mixtral_does(kernel: SkinnyKernel) -> None:
+    stock = _upcycled_moe()
+    fused = copy.deepcopy(stock)
+    assert convert_experts(fused, kernel=kernel) == 2
+    blocks = [layer.mlp for layer in fused.model.layers]
+    assert all(isinstance(b, SharedBaseMoeBlock) and b.fused is not None for b in blocks)
+    ids = torch.randint(0, 97, (3, 11), generator=torch.Generator().manual_seed(2))
+    stats = [stock.new_expert_stats(), fused.new_expert_stats()]
+    with torch.inference_mode():
+        for tokens in (ids, ids[:, :1], ids[:1, :1]):  # prefill (torch), decode rows (fused)
+            torch.testing.assert_close(fused(tokens), stock(tokens), atol=1e-4, rtol=1e-4)
+    assert torch.equal(stats[0].counts, stats[1].counts)  # the same experts chosen
+
+
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
+def test_a_fused_rows_result_does_not_depend_on_its_batch(weight_dtype: torch.dtype) -> None:
+    kernel = load_kernel(weight_dtype)
+    assert kernel is not None
+    model = _upcycled_moe(seed=3)
+    convert_experts(model, kernel=kernel)
+    block = model.model.layers[0].mlp
+    assert isinstance(block, SharedBaseMoeBlock) and block.fused is not None
+    x = torch.randn(1, 13, 64, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        together, logits, selected = block(x)
+        for i in (0, 7, 12):
+            alone, alone_logits, alone_selected = block(x[:, i : i + 1])
+            assert torch.equal(alone[0, 0], together[0, i])
+            assert torch.equal(alone_logits[0], logits[i])
+            assert torch.equal(alone_selected[0], selected[i])
+        fused = block.fused
+        block.fused = None  # the same weights through torch's ops
+        reference = block(x)
+        block.fused = fused
+    torch.testing.assert_close(together, reference[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(logits, reference[1], atol=1e-5, rtol=1e-5)
+    assert torch.equal(selected, reference[2])
