@@ -19,7 +19,12 @@ from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.engine.shared_experts import convert_experts
-from moe_svc.engine.skinny import fuse_attention_inputs, load_kernel, use_projections
+from moe_svc.engine.skinny import (
+    fuse_attention_inputs,
+    load_kernel,
+    use_decode_attention,
+    use_projections,
+)
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]
@@ -118,6 +123,7 @@ def load_model(
     fuse_attention_inputs(model, kernel)
     if kernel is not None:
         use_projections(model, kernel)
+        use_decode_attention(model, kernel)
     tokenizer = TextTokenizer(path / "tokenizer.json")
     loaded = LoadedModel(
         name=name or path.name,

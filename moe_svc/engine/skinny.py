@@ -18,6 +18,7 @@ slower at batch sizes above one, same results to float rounding.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 import shutil
@@ -30,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 from moe_svc.modeling.layers import Attention
 
 __all__ = [
@@ -39,6 +41,7 @@ __all__ = [
     "SkinnyKernel",
     "fuse_attention_inputs",
     "load_kernel",
+    "use_decode_attention",
     "use_projections",
 ]
 
@@ -67,12 +70,22 @@ class SkinnyKernel:
             ctypes.c_void_p,
             ctypes.c_int,
         ]
+        p, n = ctypes.c_void_p, ctypes.c_int64
         self._fns = {torch.float32: lib.skinny_linear, torch.bfloat16: lib.skinny_linear_bf16}
         for fn in self._fns.values():
             fn.argtypes = argtypes
             fn.restype = None
+        self._attention_fns = {
+            torch.float32: lib.skinny_attention,
+            torch.bfloat16: lib.skinny_attention_bf16,
+        }
+        for fn in self._attention_fns.values():
+            # x M C wqkv wo nh nkv hd cos sin kc vc row_stride head_stride
+            # slots valid valid_stride kv_len out scratch threads
+            fn.argtypes = [p, n, n, p, p, n, n, n, p, p, p, p, n, n]
+            fn.argtypes += [p, p, n, n, p, p, ctypes.c_int]
+            fn.restype = None
         self._moe_fns = {torch.float32: lib.skinny_moe, torch.bfloat16: lib.skinny_moe_bf16}
-        p, n = ctypes.c_void_p, ctypes.c_int64
         for fn in self._moe_fns.values():
             # x M C gate E k gu I gu_a gu_bt r_gu dn dn_a dn_bt r_dn
             # out logits selected weights scratch threads
@@ -143,6 +156,60 @@ class SkinnyKernel:
             torch.get_num_threads(),
         )
         return out, logits, selected
+
+    def attention(
+        self,
+        attention: Attention,
+        x: torch.Tensor,
+        rope: tuple[torch.Tensor, torch.Tensor],
+        plan: AttentionPlan,
+        cache: KVCache,
+    ) -> torch.Tensor:
+        """One decode step of `attention` (x (B, 1, C) fp32): its output (B, 1, C).
+
+        Writes the step's keys and values into `cache` at the plan's slots, as
+        Attention.forward does.
+        """
+        B, _, C = x.shape
+        qkv, o = attention.qkv_proj, attention.o_proj
+        assert isinstance(qkv, Projection) and isinstance(o, Projection)
+        assert qkv.weight is not None and o.weight is not None and plan.slots is not None
+        keys, values = cache.keys[attention.layer_idx], cache.values[attention.layer_idx]
+        nh, nkv, hd, kv_len = (
+            attention.num_heads,
+            attention.num_kv_heads,
+            attention.head_dim,
+            plan.kv_len,
+        )
+        cos, sin = (r.reshape(B, hd).contiguous() for r in rope)
+        slots = plan.slots[:, 0].contiguous()
+        x = x.reshape(B, C).contiguous()
+        out = torch.empty(B, C, dtype=torch.float32)
+        scratch = torch.empty(B * ((nh + 2 * nkv) * hd + nh * hd + nh * kv_len))
+        self._attention_fns[qkv.weight.dtype](
+            x.data_ptr(),
+            B,
+            C,
+            qkv.weight.data_ptr(),
+            o.weight.data_ptr(),
+            nh,
+            nkv,
+            hd,
+            cos.data_ptr(),
+            sin.data_ptr(),
+            keys.data_ptr(),
+            values.data_ptr(),
+            keys.stride(0),
+            keys.stride(1),
+            slots.data_ptr(),
+            cache.valid.data_ptr(),
+            cache.valid.stride(0),
+            kv_len,
+            out.data_ptr(),
+            scratch.data_ptr(),
+            torch.get_num_threads(),
+        )
+        return out.view(B, 1, C)
 
 
 @dataclass(frozen=True)
@@ -288,6 +355,32 @@ def fuse_attention_inputs(model: nn.Module, kernel: SkinnyKernel | None) -> int:
     for module in model.modules():
         if isinstance(module, Attention) and module.q_proj.bias is None:
             module.fuse_qkv(lambda weight: Projection(weight, kernel))
+            fused += 1
+    return fused
+
+
+def use_decode_attention(model: nn.Module, kernel: SkinnyKernel) -> int:
+    """Give every attention the kernel can run its decode step in one native call.
+
+    Call after `fuse_attention_inputs` and `use_projections`: q/k/v and o must be
+    kernel Projections. Returns how many attentions run fused.
+    """
+    fused = 0
+    for module in model.modules():
+        if not isinstance(module, Attention):
+            continue
+        qkv, o = module.qkv_proj, module.o_proj
+        if (
+            isinstance(qkv, Projection)
+            and isinstance(o, Projection)
+            and qkv.weight is not None
+            and o.weight is not None
+            and qkv.weight.dtype == o.weight.dtype
+            and module.head_dim % kernel.vector_width == 0
+            and module.num_heads % module.num_kv_heads == 0
+            and module.sliding_window is None
+        ):
+            module.decode_step = functools.partial(kernel.attention, module)
             fused += 1
     return fused
 

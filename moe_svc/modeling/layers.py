@@ -105,6 +105,13 @@ def apply_rotary_pos_emb(
     return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
 
 
+# x (B, 1, C), rope, plan, cache -> attention output (B, 1, C)
+DecodeStep = Callable[
+    [torch.Tensor, tuple[torch.Tensor, torch.Tensor], AttentionPlan, KVCache], torch.Tensor
+]
+DECODE_STEP_MAX_ROWS = 16  # larger batches: torch's ops (the native step is tuned for few rows)
+
+
 class Attention(nn.Module):
     """Causal grouped-query self-attention through F.scaled_dot_product_attention."""
 
@@ -121,8 +128,12 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(C, self.num_kv_heads * hd, bias=bias)
         self.v_proj = nn.Linear(C, self.num_kv_heads * hd, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * hd, C, bias=bias)
+        self.sliding_window = config.sliding_window
         # serving: q, k and v as one product over their stacked weights (fuse_qkv)
         self.qkv_proj: nn.Module | None = None
+        # serving: a whole decode step (T = 1 with a cache) in one call, set by
+        # moe_svc.engine.skinny.use_decode_attention
+        self.decode_step: DecodeStep | None = None
 
     def fuse_qkv(self, projection: Callable[[torch.Tensor], nn.Module]) -> None:
         """Compute q, k and v with one product (serving only: q/k/v_proj are removed).
@@ -143,6 +154,15 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
     ) -> torch.Tensor:
         B, T, _ = x.shape
+        if (
+            self.decode_step is not None
+            and cache is not None
+            and T == 1
+            and plan.slots is not None
+            and x.dtype == torch.float32
+            and B <= DECODE_STEP_MAX_ROWS
+        ):
+            return self.decode_step(x, rope, plan, cache)
         nh, nkv = self.num_heads, self.num_kv_heads
         if self.qkv_proj is not None:
             qkv = self.qkv_proj(x).view(B, T, nh + 2 * nkv, self.head_dim).transpose(1, 2)

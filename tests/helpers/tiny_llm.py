@@ -70,8 +70,13 @@ def make_tiny_llm(
     vocab_size: int = 384,
     num_layers: int = 2,
     max_position_embeddings: int = 512,
+    heads: tuple[int, int] = (6, 2),
 ) -> Path:
-    """Write a tiny random model directory at `path` (created) and return it."""
+    """Write a tiny random model directory at `path` (created) and return it.
+
+    heads: (query heads, key/value heads) over the hidden size of 48; (3, 1) gives
+    a head size of 16, which moe_svc's native decode attention takes.
+    """
     from moe_svc.modeling import CausalLM, ModelConfig, save_pretrained
 
     path.mkdir(parents=True, exist_ok=True)
@@ -83,8 +88,8 @@ def make_tiny_llm(
         hidden_size=48,
         intermediate_size=64,
         num_hidden_layers=num_layers,
-        num_attention_heads=6,
-        num_key_value_heads=2,
+        num_attention_heads=heads[0],
+        num_key_value_heads=heads[1],
         max_position_embeddings=max_position_embeddings,
         num_local_experts=4,
         num_experts_per_tok=2,

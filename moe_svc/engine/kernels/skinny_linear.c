@@ -236,3 +236,79 @@ DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
 
 DEFINE_MOE(skinny_moe, skinny_linear, float, f32_to_f32)
 DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32)
+
+/* Attention of one decode step (Attention.forward with T = 1): q, k, v in one product
+ * (wqkv (nq, C), nq = (nh + 2 nkv) hd), rotary embedding of q and k (cos/sin (M, hd)),
+ * the new k and v written to each row's cache slot, softmax(q K^T / sqrt(hd)) V over
+ * the row's valid keys up to its slot (grouped-query heads: nh / nkv queries per
+ * key head), then the output product wo (C, nh hd). The caches are fp32
+ * [row, kv head, slot, hd] with the given row and head strides; valid (M, >= kv_len).
+ * hd must be a multiple of skinny_vector_width().
+ * scratch: M * (nq + nh hd + nh kv_len) floats. */
+#define DEFINE_ATTENTION(NAME, LINEAR, W)                                               \
+    void NAME(const float *x, int64_t M, int64_t C, const W *wqkv, const W *wo,        \
+              int64_t nh, int64_t nkv, int64_t hd, const float *cos, const float *sin, \
+              float *kc, float *vc, int64_t row_stride, int64_t head_stride,          \
+              const int64_t *slots, const uint8_t *valid, int64_t valid_stride,       \
+              int64_t kv_len, float *out, float *scratch, int threads) {              \
+        int64_t nq = (nh + 2 * nkv) * hd, half = hd / 2, group = nh / nkv;            \
+        float *qkv = scratch, *y = qkv + M * nq, *probs = y + M * nh * hd;            \
+        float scale = 1.f / sqrtf((float)hd);                                          \
+        _Pragma("omp parallel num_threads(threads)") {                                 \
+            int64_t lo, hi;                                                            \
+            team_share(nq, &lo, &hi);                                                  \
+            LINEAR##_rows(x, M, C, wqkv, lo, hi, qkv, nq);                             \
+            _Pragma("omp barrier")                                                     \
+            team_share(M * (nh + 2 * nkv), &lo, &hi);                                  \
+            for (int64_t i = lo; i < hi; ++i) { /* i = (row, head of q, k or v) */     \
+                int64_t m = i / (nh + 2 * nkv), h = i % (nh + 2 * nkv);                \
+                float *v = qkv + m * nq + h * hd;                                      \
+                if (h < nh + nkv) { /* rotary: x cos + rotate_half(x) sin */            \
+                    const float *c = cos + m * hd, *s = sin + m * hd;                  \
+                    for (int64_t d = 0; d < half; ++d) {                               \
+                        float a = v[d], b = v[d + half];                               \
+                        v[d] = a * c[d] - b * s[d];                                    \
+                        v[d + half] = b * c[d + half] + a * s[d + half];               \
+                    }                                                                  \
+                }                                                                      \
+                if (h >= nh) { /* k or v: into the cache at the row's slot */          \
+                    int64_t g = h < nh + nkv ? h - nh : h - nh - nkv;                  \
+                    float *dst = (h < nh + nkv ? kc : vc) + m * row_stride +           \
+                                 g * head_stride + slots[m] * hd;                      \
+                    memcpy(dst, v, hd * sizeof(float));                                \
+                }                                                                      \
+            }                                                                          \
+            _Pragma("omp barrier")                                                     \
+            team_share(M * nh, &lo, &hi);                                              \
+            for (int64_t i = lo; i < hi; ++i) { /* i = (row, query head) */            \
+                int64_t m = i / nh, h = i % nh, g = h / group, slot = slots[m];        \
+                const float *keys = kc + m * row_stride + g * head_stride;             \
+                const float *vals = vc + m * row_stride + g * head_stride;             \
+                const uint8_t *ok = valid + m * valid_stride;                          \
+                float *p = probs + i * kv_len, *yo = y + m * nh * hd + h * hd;         \
+                skinny_linear_rows(qkv + m * nq + h * hd, 1, hd, keys, 0, kv_len, p, kv_len); \
+                float top = -INFINITY, total = 0.f;                                    \
+                for (int64_t s = 0; s < kv_len; ++s) {                                 \
+                    int seen = (ok[s] && s <= slot) || s == slot;                      \
+                    p[s] = seen ? p[s] * scale : -INFINITY;                            \
+                    if (p[s] > top) top = p[s];                                        \
+                }                                                                      \
+                for (int64_t s = 0; s < kv_len; ++s) {                                 \
+                    p[s] = p[s] == -INFINITY ? 0.f : expf(p[s] - top);                 \
+                    total += p[s];                                                     \
+                }                                                                      \
+                for (int64_t d = 0; d < hd; ++d) yo[d] = 0.f;                          \
+                for (int64_t s = 0; s < kv_len; ++s) {                                 \
+                    if (p[s] == 0.f) continue;                                         \
+                    float w = p[s] / total;                                            \
+                    for (int64_t d = 0; d < hd; ++d) yo[d] += w * vals[s * hd + d];    \
+                }                                                                      \
+            }                                                                          \
+            _Pragma("omp barrier")                                                     \
+            team_share(C, &lo, &hi);                                                   \
+            LINEAR##_rows(y, M, nh * hd, wo, lo, hi, out, C);                          \
+        }                                                                              \
+    }
+
+DEFINE_ATTENTION(skinny_attention, skinny_linear, float)
+DEFINE_ATTENTION(skinny_attention_bf16, skinny_linear_bf16, uint16_t)

@@ -33,9 +33,12 @@ def _reference(path: Path, prompts: list[list[int]]) -> list[list[int]]:
     return outputs
 
 
+@pytest.mark.parametrize("heads", [(6, 2), (3, 1)])  # (3, 1): native decode attention
 @pytest.mark.parametrize("model_type", ["llama", "mixtral"])
-async def test_engine_greedy_equals_transformers_generate(tmp_path: Path, model_type: str) -> None:
-    path = make_tiny_llm(tmp_path / model_type, model_type=model_type, seed=3)
+async def test_engine_greedy_equals_transformers_generate(
+    tmp_path: Path, model_type: str, heads: tuple[int, int]
+) -> None:
+    path = make_tiny_llm(tmp_path / model_type, model_type=model_type, seed=3, heads=heads)
     loaded = load_model(path, "float32")
     prompts = [loaded.tokenizer.encode(p) for p in PROMPTS]
     expected = _reference(path, prompts)

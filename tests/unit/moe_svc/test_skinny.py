@@ -3,6 +3,7 @@ the modules fall back to torch where it cannot run, and a model served with it d
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import shutil
@@ -12,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
 from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
 from moe_svc.engine.skinny import MAX_ROWS, Projection, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
@@ -107,23 +109,29 @@ def test_a_missing_compiler_leaves_torchs_matmul(
     assert "not compiled" in caplog.text
 
 
+@pytest.mark.parametrize("heads", [(6, 2), (3, 1)])  # (3, 1): native decode attention
 @pytest.mark.parametrize("model_type", ["llama", "mixtral"])
 def test_a_model_served_with_the_kernel_decodes_as_without(
-    kernel: SkinnyKernel, tmp_path: Path, model_type: str
+    kernel: SkinnyKernel, tmp_path: Path, model_type: str, heads: tuple[int, int]
 ) -> None:
-    path = make_tiny_llm(tmp_path, model_type=model_type, seed=5)
+    path = make_tiny_llm(tmp_path, model_type=model_type, seed=5, heads=heads)
     fast = load_model(path, "float32").model
     plain = load_model(path, "float32", decode_kernel=False).model
     projections = [m for m in fast.modules() if isinstance(m, Projection) and m.kernel]
     assert len(projections) >= 2 * fast.config.num_hidden_layers + 1  # qkv, o, lm_head
     assert fast.lm_head.weight is fast.model.embed_tokens.weight  # still tied
-    prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [7, 7, 8, 120, 3, 64]])
+    native = [layer.self_attn.decode_step is not None for layer in fast.model.layers]
+    assert all(native) == (fast.config.head_dim % kernel.vector_width == 0)
+    # rows of different lengths (left padding): keys past a row's end stay hidden
+    prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [0, 0, 8, 120, 3, 64]])
+    real = torch.tensor([[1, 1, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1]])
     with torch.inference_mode():
         caches = [model.new_cache(2, 32) for model in (fast, plain)]
         ids = [prompt, prompt]
-        for _ in range(6):  # prefill, then decode steps of two rows
+        for step in range(6):  # prefill, then decode steps of two rows
+            mask = real if step == 0 else None
             logits = [
-                model(x, cache=cache, logits_to_keep=1)[:, -1]
+                model(x, mask, cache=cache, logits_to_keep=1)[:, -1]
                 for model, x, cache in zip((fast, plain), ids, caches, strict=True)
             ]
             torch.testing.assert_close(logits[0], logits[1], rtol=1e-4, atol=1e-4)
@@ -217,3 +225,29 @@ def test_a_fused_rows_result_does_not_depend_on_its_batch(weight_dtype: torch.dt
     torch.testing.assert_close(together, reference[0], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(logits, reference[1], atol=1e-5, rtol=1e-5)
     assert torch.equal(selected, reference[2])
+
+
+async def test_native_decode_gives_the_same_tokens_alone_and_batched(
+    kernel: SkinnyKernel, tmp_path: Path
+) -> None:
+    loaded = load_model(make_tiny_llm(tmp_path, seed=7, heads=(3, 1)), "float32")
+    layers = loaded.model.model.layers
+    assert all(layer.self_attn.decode_step for layer in layers)
+    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=3, max_context=96))
+    loop = asyncio.get_running_loop()
+    prompts = ["Hello world", "The capital of France is", "x", "Grüße aus München, schön! " * 3]
+
+    def run(batch: list[str]) -> list[list[int]]:
+        params = SamplingParams(max_tokens=16, temperature=0.0, stop_token_ids=frozenset())
+        requests = [GenerationRequest(loaded.tokenizer.encode(p), params, loop) for p in batch]
+        for request in requests:
+            engine.submit(request)
+        for _ in range(1000):  # stepped by hand; 4 requests on 3 rows: one joins mid-way
+            if all(r.finished for r in requests):
+                break
+            engine.step()
+        return [r.output_ids for r in requests]
+
+    alone = [run([prompt])[0] for prompt in prompts]
+    assert all(len(ids) == 16 for ids in alone)
+    assert run(prompts) == alone
