@@ -18,13 +18,13 @@ import torch
 from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
-from moe_svc.engine.shared_experts import convert_experts
-from moe_svc.engine.skinny import (
+from moe_svc.engine.projections import (
     fuse_attention_inputs,
-    load_kernel,
     use_decode_attention,
     use_projections,
 )
+from moe_svc.engine.shared_experts import convert_experts
+from moe_svc.engine.skinny import load_kernel
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]

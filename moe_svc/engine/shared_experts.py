@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moe_svc.engine.skinny import MAX_ROWS, MoeWeights, Projection, SkinnyKernel
+from moe_svc.engine.projections import Projection
+from moe_svc.engine.skinny import MAX_ROWS, MoeWeights, SkinnyKernel
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 

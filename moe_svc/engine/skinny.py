@@ -1,24 +1,29 @@
-"""Decode-step products `x @ W^T` at memory speed: a small native kernel and the modules using it.
+"""Decode steps in native code: a small C library (kernels/skinny_linear.c) and its users.
 
 A decode step multiplies a few rows (one per running sequence) by every weight
-matrix of the model, so reading the weights is the whole cost. MKL's sgemm gets
-near the memory bandwidth for one row but packs panels per call for a few more:
-at 8 rows it measured about half the bandwidth here (2 cores). The kernel in
-`kernels/skinny_linear.c` streams each weight row once with a prefetch ahead and
-dots it with up to 8 rows of x while the row sits in L1. Every output is one dot
-product summed in the same order whatever the number of rows, so a sequence's
-logits do not depend on what else is batched with it.
+matrix of the model, and in torch it is also thousands of small ops. MKL's sgemm
+gets near the memory bandwidth for one row but packs panels per call for a few
+more: at 8 rows it measured about half the bandwidth here (2 cores). The library:
 
-The kernel is compiled when the model loads (`load_kernel`: half a second with the
-system's C compiler, `-march=native`, AVX2+FMA or AVX-512). Without a compiler, on
-other CPUs, or for bf16 weights, the same modules run torch's matmul instead:
-slower at batch sizes above one, same results to float rounding.
+- `linear`: x W^T streaming each weight row once with a prefetch ahead, dotted with
+  up to 8 rows of x while the row sits in L1 (`projections.Projection` uses it);
+- `moe`: a whole shared-base MoE block in one call (SharedBaseMoeBlock uses it);
+- `attention`: a decode step's attention with its KV-cache writes in one call
+  (Attention.decode_step, set by `projections.use_decode_attention`).
+
+Every output is summed in the same order whatever the number of rows, so a
+sequence's logits do not depend on what else is batched with it. Weights are fp32
+or bf16 (widened to fp32 in registers: activations and sums stay fp32).
+
+The library is compiled when the model loads (`load_kernel`: half a second with the
+system's C compiler, `-march=native`, AVX2+FMA or AVX-512). Without a compiler or on
+other CPUs the same modules run torch's ops instead: slower, same results to float
+rounding.
 """
 
 from __future__ import annotations
 
 import ctypes
-import functools
 import logging
 import os
 import shutil
@@ -29,21 +34,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
-from moe_svc.modeling.layers import Attention
 
-__all__ = [
-    "MAX_ROWS",
-    "MoeWeights",
-    "Projection",
-    "SkinnyKernel",
-    "fuse_attention_inputs",
-    "load_kernel",
-    "use_decode_attention",
-    "use_projections",
-]
+__all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel"]
 
 logger = logging.getLogger("moe_svc.engine.skinny")
 
@@ -159,39 +153,37 @@ class SkinnyKernel:
 
     def attention(
         self,
-        attention: Attention,
         x: torch.Tensor,
         rope: tuple[torch.Tensor, torch.Tensor],
         plan: AttentionPlan,
         cache: KVCache,
+        layer_idx: int,
+        heads: tuple[int, int, int],
+        qkv_weight: torch.Tensor,
+        o_weight: torch.Tensor,
     ) -> torch.Tensor:
-        """One decode step of `attention` (x (B, 1, C) fp32): its output (B, 1, C).
+        """One decode step of an attention layer (x (B, 1, C) fp32): its output (B, 1, C).
 
-        Writes the step's keys and values into `cache` at the plan's slots, as
-        Attention.forward does.
+        heads: (query heads, key/value heads, head size); qkv_weight the stacked
+        q, k, v projections ((nh + 2 nkv) hd, C), o_weight (C, nh hd). Writes the
+        step's keys and values into `cache` at the plan's slots, as Attention does.
         """
         B, _, C = x.shape
-        qkv, o = attention.qkv_proj, attention.o_proj
-        assert isinstance(qkv, Projection) and isinstance(o, Projection)
-        assert qkv.weight is not None and o.weight is not None and plan.slots is not None
-        keys, values = cache.keys[attention.layer_idx], cache.values[attention.layer_idx]
-        nh, nkv, hd, kv_len = (
-            attention.num_heads,
-            attention.num_kv_heads,
-            attention.head_dim,
-            plan.kv_len,
-        )
+        assert plan.slots is not None
+        nh, nkv, hd = heads
+        keys, values = cache.keys[layer_idx], cache.values[layer_idx]
+        kv_len = plan.kv_len
         cos, sin = (r.reshape(B, hd).contiguous() for r in rope)
         slots = plan.slots[:, 0].contiguous()
         x = x.reshape(B, C).contiguous()
         out = torch.empty(B, C, dtype=torch.float32)
         scratch = torch.empty(B * ((nh + 2 * nkv) * hd + nh * hd + nh * kv_len))
-        self._attention_fns[qkv.weight.dtype](
+        self._attention_fns[qkv_weight.dtype](
             x.data_ptr(),
             B,
             C,
-            qkv.weight.data_ptr(),
-            o.weight.data_ptr(),
+            qkv_weight.data_ptr(),
+            o_weight.data_ptr(),
             nh,
             nkv,
             hd,
@@ -308,93 +300,3 @@ def _agrees_with_torch(kernel: SkinnyKernel) -> bool:
         torch.allclose(kernel.linear(x, weight), F.linear(x, weight.float()), rtol=1e-4, atol=1e-4)
         for weight in (w, half)
     )
-
-
-class Projection(nn.Module):
-    """`x @ W^T` (no bias) for serving, with W kept in the layout of the path that runs it.
-
-    With the kernel: W (N, K) row-major in the kernel's weight dtype, the kernel for
-    up to MAX_ROWS rows and F.linear above (bf16 weights widened for the call).
-    Without (or for shapes it does not take): W^T stored transposed, which MKL's
-    sgemm reads about 30% faster than F.linear's for a few rows. An fp32 weight
-    may be a shared Parameter (a tied embedding stays tied).
-    """
-
-    def __init__(self, weight: torch.Tensor, kernel: SkinnyKernel | None) -> None:
-        super().__init__()
-        self.out_features, self.in_features = weight.shape
-        self.kernel = kernel if kernel is not None and kernel.supports(weight) else None
-        if self.kernel is not None:
-            stored = weight.detach().to(self.kernel.weight_dtype).contiguous()
-            if not (isinstance(weight, nn.Parameter) and stored.data_ptr() == weight.data_ptr()):
-                weight = nn.Parameter(stored, requires_grad=False)
-            self.weight: torch.Tensor | None = weight
-            self.weight_t: torch.Tensor | None = None
-        else:
-            self.weight = None
-            self.weight_t = nn.Parameter(weight.detach().t().contiguous(), requires_grad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.weight_t is not None:
-            return x @ self.weight_t
-        assert self.kernel is not None and self.weight is not None
-        rows = x.numel() // self.in_features
-        if rows > MAX_ROWS or x.dtype != torch.float32:
-            return F.linear(x, self.weight.to(x.dtype))
-        out = self.kernel.linear(x.reshape(rows, self.in_features), self.weight)
-        return out.view(*x.shape[:-1], self.out_features)
-
-
-def fuse_attention_inputs(model: nn.Module, kernel: SkinnyKernel | None) -> int:
-    """Give every bias-free attention one product for q, k and v; returns how many.
-
-    A decode step is bound by its count of ops as much as by weight bytes: one
-    product instead of three, and q and k rotated together.
-    """
-    fused = 0
-    for module in model.modules():
-        if isinstance(module, Attention) and module.q_proj.bias is None:
-            module.fuse_qkv(lambda weight: Projection(weight, kernel))
-            fused += 1
-    return fused
-
-
-def use_decode_attention(model: nn.Module, kernel: SkinnyKernel) -> int:
-    """Give every attention the kernel can run its decode step in one native call.
-
-    Call after `fuse_attention_inputs` and `use_projections`: q/k/v and o must be
-    kernel Projections. Returns how many attentions run fused.
-    """
-    fused = 0
-    for module in model.modules():
-        if not isinstance(module, Attention):
-            continue
-        qkv, o = module.qkv_proj, module.o_proj
-        if (
-            isinstance(qkv, Projection)
-            and isinstance(o, Projection)
-            and qkv.weight is not None
-            and o.weight is not None
-            and qkv.weight.dtype == o.weight.dtype
-            and module.head_dim % kernel.vector_width == 0
-            and module.num_heads % module.num_kv_heads == 0
-            and module.sliding_window is None
-        ):
-            module.decode_step = functools.partial(kernel.attention, module)
-            fused += 1
-    return fused
-
-
-def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:
-    """Swap the model's bias-free nn.Linear layers the kernel takes for Projections.
-
-    Weights stay shared (a tied lm_head keeps the embedding's tensor). Returns how
-    many were swapped. For serving only: Projection has no training path.
-    """
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child.bias is None and kernel.supports(child.weight):
-                setattr(parent, name, Projection(child.weight, kernel))
-                swapped += 1
-    return swapped

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
+from moe_svc.engine.projections import Projection
 from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
-from moe_svc.engine.skinny import MAX_ROWS, Projection, SkinnyKernel, load_kernel
+from moe_svc.engine.skinny import MAX_ROWS, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
 from moe_svc.modeling import CausalLM, ModelConfig
 from tests.helpers.tiny_llm import make_tiny_llm
