@@ -21,6 +21,7 @@ from moe_svc.chat_template import ChatTemplate
 from moe_svc.engine.projections import (
     fuse_attention_inputs,
     use_decode_attention,
+    use_decode_norms,
     use_projections,
 )
 from moe_svc.engine.shared_experts import convert_experts
@@ -124,6 +125,7 @@ def load_model(
     if kernel is not None:
         use_projections(model, kernel)
         use_decode_attention(model, kernel)
+        use_decode_norms(model, kernel)
     tokenizer = TextTokenizer(path / "tokenizer.json")
     loaded = LoadedModel(
         name=name or path.name,

@@ -1,8 +1,9 @@
 """Serving modules over the native decode kernels (moe_svc.engine.skinny).
 
 `Projection` is x @ W^T with W kept in the layout of the path that runs it;
-`fuse_attention_inputs`, `use_projections` and `use_decode_attention` turn a loaded
-model into its serving form (moe_svc.loader calls them in that order).
+`fuse_attention_inputs`, `use_projections`, `use_decode_attention` and
+`use_decode_norms` turn a loaded model into its serving form (moe_svc.loader calls
+them in that order).
 """
 
 from __future__ import annotations
@@ -16,9 +17,15 @@ from torch import nn
 from moe_svc.engine import skinny
 from moe_svc.engine.skinny import SkinnyKernel
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
-from moe_svc.modeling.layers import Attention
+from moe_svc.modeling.layers import Attention, RMSNorm
 
-__all__ = ["Projection", "fuse_attention_inputs", "use_decode_attention", "use_projections"]
+__all__ = [
+    "Projection",
+    "fuse_attention_inputs",
+    "use_decode_attention",
+    "use_decode_norms",
+    "use_projections",
+]
 
 
 class Projection(nn.Module):
@@ -97,6 +104,17 @@ def use_decode_attention(model: nn.Module, kernel: SkinnyKernel) -> int:
             )
             fused += 1
     return fused
+
+
+def use_decode_norms(model: nn.Module, kernel: SkinnyKernel) -> int:
+    """Give every fp32 RMSNorm a native path for decode rows; returns how many."""
+    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    for norm in norms:
+        if norm.weight.dtype == torch.float32:
+            norm.decode_norm = functools.partial(
+                kernel.rms_norm, weight=norm.weight.detach(), eps=norm.variance_epsilon
+            )
+    return len(norms)
 
 
 def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:

@@ -79,6 +79,9 @@ class SkinnyKernel:
             fn.argtypes = [p, n, n, p, p, n, n, n, p, p, p, p, n, n]
             fn.argtypes += [p, p, n, n, p, p, ctypes.c_int]
             fn.restype = None
+        self._rms_norm = lib.skinny_rms_norm
+        self._rms_norm.argtypes = [p, n, n, p, ctypes.c_float, p]
+        self._rms_norm.restype = None
         self._moe_fns = {torch.float32: lib.skinny_moe, torch.bfloat16: lib.skinny_moe_bf16}
         for fn in self._moe_fns.values():
             # x M C gate E k gu I gu_a gu_bt r_gu dn dn_a dn_bt r_dn
@@ -106,6 +109,14 @@ class SkinnyKernel:
         threads = torch.get_num_threads()
         fn = self._fns[weight.dtype]
         fn(x.data_ptr(), M, K, weight.data_ptr(), N, out.data_ptr(), threads)
+        return out
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """RMSNorm over the last dim of fp32 x with fp32 weight (C,): one call, not ~10 ops."""
+        x = x.contiguous()
+        C = x.shape[-1]
+        out = torch.empty_like(x)
+        self._rms_norm(x.data_ptr(), x.numel() // C, C, weight.data_ptr(), eps, out.data_ptr())
         return out
 
     def moe(

@@ -28,13 +28,26 @@ __all__ = [
 ]
 
 
+# x (B, 1, C), rope, plan, cache -> attention output (B, 1, C)
+DecodeStep = Callable[
+    [torch.Tensor, tuple[torch.Tensor, torch.Tensor], AttentionPlan, KVCache], torch.Tensor
+]
+DECODE_STEP_MAX_ROWS = 16  # larger batches: torch's ops (the native step is tuned for few rows)
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.variance_epsilon = eps
+        # serving: the norm of a decode step's rows in one native call
+        # (moe_svc.engine.projections.use_decode_norms)
+        self.decode_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        decode = x.dtype == torch.float32 and x.numel() // x.shape[-1] <= DECODE_STEP_MAX_ROWS
+        if self.decode_norm is not None and decode:  # a decode step: one native call
+            return self.decode_norm(x)
         if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
             # one op, bitwise equal to the lines below in fp32 (decoding is op-bound)
             return F.rms_norm(x, (x.shape[-1],), self.weight, self.variance_epsilon)
@@ -103,13 +116,6 @@ def apply_rotary_pos_emb(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hd): broadcast over heads
     return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-
-
-# x (B, 1, C), rope, plan, cache -> attention output (B, 1, C)
-DecodeStep = Callable[
-    [torch.Tensor, tuple[torch.Tensor, torch.Tensor], AttentionPlan, KVCache], torch.Tensor
-]
-DECODE_STEP_MAX_ROWS = 16  # larger batches: torch's ops (the native step is tuned for few rows)
 
 
 class Attention(nn.Module):

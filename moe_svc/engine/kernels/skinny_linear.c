@@ -312,3 +312,16 @@ DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32)
 
 DEFINE_ATTENTION(skinny_attention, skinny_linear, float)
 DEFINE_ATTENTION(skinny_attention_bf16, skinny_linear_bf16, uint16_t)
+
+/* RMSNorm of M rows of C (as RMSNorm.forward in fp32): out = w * (x / sqrt(mean(x^2) + eps)).
+ * torch's rms_norm is ~10 ops; a decode step has two per layer. */
+void skinny_rms_norm(const float *x, int64_t M, int64_t C, const float *w, float eps,
+                     float *out) {
+    for (int64_t m = 0; m < M; ++m) {
+        const float *r = x + m * C;
+        float squares = 0.f;
+        for (int64_t c = 0; c < C; ++c) squares += r[c] * r[c];
+        float scale = 1.f / sqrtf(squares / (float)C + eps);
+        for (int64_t c = 0; c < C; ++c) out[m * C + c] = w[c] * (r[c] * scale);
+    }
+}

@@ -14,11 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
-from moe_svc.engine.projections import Projection
+from moe_svc.engine.projections import Projection, use_decode_norms
 from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
 from moe_svc.engine.skinny import MAX_ROWS, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
 from moe_svc.modeling import CausalLM, ModelConfig
+from moe_svc.modeling.layers import RMSNorm
 from tests.helpers.tiny_llm import make_tiny_llm
 
 
@@ -252,3 +253,15 @@ async def test_native_decode_gives_the_same_tokens_alone_and_batched(
     alone = [run([prompt])[0] for prompt in prompts]
     assert all(len(ids) == 16 for ids in alone)
     assert run(prompts) == alone
+
+
+def test_the_native_rms_norm_equals_the_module(kernel: SkinnyKernel) -> None:
+    norm = RMSNorm(96, eps=1e-5)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(4, 3, 96) * 5
+    expected = norm(x)
+    use_decode_norms(norm, kernel)
+    assert norm.decode_norm is not None
+    torch.testing.assert_close(norm(x), expected, rtol=1e-5, atol=1e-5)
+    many = torch.randn(1, 40, 96)  # more rows than a decode step: torch's op
+    torch.testing.assert_close(norm(many), F.rms_norm(many, (96,), norm.weight, 1e-5))
