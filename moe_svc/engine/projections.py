@@ -16,7 +16,6 @@ from torch import nn
 
 from moe_svc.engine import skinny
 from moe_svc.engine.skinny import SkinnyKernel
-from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 from moe_svc.modeling.layers import Attention, RMSNorm
 
 __all__ = [
@@ -98,9 +97,12 @@ def use_decode_attention(model: nn.Module, kernel: SkinnyKernel) -> int:
             and module.num_heads % module.num_kv_heads == 0
             and module.sliding_window is None
         ):
-            heads = (module.num_heads, module.num_kv_heads, module.head_dim)
             module.decode_step = functools.partial(
-                _decode_step, kernel, module.layer_idx, heads, qkv.weight, o.weight
+                kernel.attention,
+                layer_idx=module.layer_idx,
+                heads=(module.num_heads, module.num_kv_heads, module.head_dim),
+                qkv_weight=qkv.weight,
+                o_weight=o.weight,
             )
             fused += 1
     return fused
@@ -108,12 +110,13 @@ def use_decode_attention(model: nn.Module, kernel: SkinnyKernel) -> int:
 
 def use_decode_norms(model: nn.Module, kernel: SkinnyKernel) -> int:
     """Give every fp32 RMSNorm a native path for decode rows; returns how many."""
-    norms = [m for m in model.modules() if isinstance(m, RMSNorm)]
+    norms = [
+        m for m in model.modules() if isinstance(m, RMSNorm) and m.weight.dtype == torch.float32
+    ]
     for norm in norms:
-        if norm.weight.dtype == torch.float32:
-            norm.decode_norm = functools.partial(
-                kernel.rms_norm, weight=norm.weight.detach(), eps=norm.variance_epsilon
-            )
+        norm.decode_norm = functools.partial(
+            kernel.rms_norm, weight=norm.weight.detach(), eps=norm.variance_epsilon
+        )
     return len(norms)
 
 
@@ -130,17 +133,3 @@ def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:
                 setattr(parent, name, Projection(child.weight, kernel))
                 swapped += 1
     return swapped
-
-
-def _decode_step(
-    kernel: SkinnyKernel,
-    layer_idx: int,
-    heads: tuple[int, int, int],
-    qkv_weight: torch.Tensor,
-    o_weight: torch.Tensor,
-    x: torch.Tensor,
-    rope: tuple[torch.Tensor, torch.Tensor],
-    plan: AttentionPlan,
-    cache: KVCache,
-) -> torch.Tensor:
-    return kernel.attention(x, rope, plan, cache, layer_idx, heads, qkv_weight, o_weight)

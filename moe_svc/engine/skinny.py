@@ -36,14 +36,16 @@ import torch
 import torch.nn.functional as F
 
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
+from moe_svc.modeling.layers import DECODE_STEP_MAX_ROWS
 
 __all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel"]
 
 logger = logging.getLogger("moe_svc.engine.skinny")
 
 SOURCE = Path(__file__).with_name("kernels") / "skinny_linear.c"
-# rows up to which the kernel beats MKL; above (prompt prefill) sgemm's blocking wins
-MAX_ROWS = 16
+# rows up to which the kernels beat MKL (measured); above (prompt prefill) sgemm's
+# blocking wins. One bound for every native path: the model's layers read it too.
+MAX_ROWS = DECODE_STEP_MAX_ROWS
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 

@@ -32,7 +32,9 @@ __all__ = [
 DecodeStep = Callable[
     [torch.Tensor, tuple[torch.Tensor, torch.Tensor], AttentionPlan, KVCache], torch.Tensor
 ]
-DECODE_STEP_MAX_ROWS = 16  # larger batches: torch's ops (the native step is tuned for few rows)
+# rows of a decode step that go to the native kernels (moe_svc.engine.skinny.MAX_ROWS);
+# more rows (prompt prefill) go to torch's ops, faster there
+DECODE_STEP_MAX_ROWS = 16
 
 
 class RMSNorm(nn.Module):
@@ -138,7 +140,7 @@ class Attention(nn.Module):
         # serving: q, k and v as one product over their stacked weights (fuse_qkv)
         self.qkv_proj: nn.Module | None = None
         # serving: a whole decode step (T = 1 with a cache) in one call, set by
-        # moe_svc.engine.skinny.use_decode_attention
+        # moe_svc.engine.projections.use_decode_attention
         self.decode_step: DecodeStep | None = None
 
     def fuse_qkv(self, projection: Callable[[torch.Tensor], nn.Module]) -> None:
