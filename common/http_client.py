@@ -21,6 +21,7 @@ import httpx
 
 from common.aiohttp_transport import AiohttpTransport
 from common.breaker import CircuitBreaker
+from common.caller import caller_var
 from common.errors import (
     CircuitOpen,
     ServiceError,
@@ -118,6 +119,11 @@ class ServiceClient:
     def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
         merged = dict(headers or {})
         merged[REQUEST_ID_HEADER] = current_request_id() or new_request_id()
+        # The caller travels with the call (a caller named explicitly in `headers` wins).
+        caller = caller_var.get()
+        if caller is not None:
+            for name, value in caller.headers().items():
+                merged.setdefault(name, value)
         return merged
 
     def _count(self, outcome: str) -> None:

@@ -1,4 +1,8 @@
-"""Structured JSON logging; every record carries the service and request id."""
+"""Structured JSON logging; every record carries the service, request id and caller.
+
+A record made while a request is served also names the caller's tenant and
+key id (`common.caller`) and, at the gateway, the client's own request id.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ import sys
 import time
 from typing import Any
 
-from common.request_context import current_request_id
+from common.caller import caller_var
+from common.request_context import client_request_id_var, current_request_id
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -47,6 +52,13 @@ class JsonFormatter(logging.Formatter):
             "request_id": getattr(record, "request_id", None) or current_request_id(),
             "msg": record.getMessage(),
         }
+        caller = caller_var.get()
+        if caller is not None:
+            payload["tenant"] = caller.tenant
+            payload["key_id"] = caller.key_id
+        client_request_id = client_request_id_var.get()
+        if client_request_id is not None:
+            payload["client_request_id"] = client_request_id
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and key not in payload:
                 payload[key] = _redact(key, value)
@@ -59,6 +71,9 @@ class _PlainFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         rid = current_request_id()
         base = super().format(record)
+        caller = caller_var.get()
+        if caller is not None:
+            base = f"{base} [tenant={caller.tenant} key={caller.key_id}]"
         return f"{base} [rid={rid}]" if rid else base
 
 

@@ -1,4 +1,4 @@
-"""ASGI middleware: request id, access log, metrics, last-resort 500.
+"""ASGI middleware: request id, caller, access log, metrics, last-resort 500.
 
 Written as plain ASGI (not `BaseHTTPMiddleware`) so that streamed responses
 pass through untouched and the request id stays in the context of the
@@ -14,9 +14,16 @@ from typing import Any
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common.errors import internal_error_response
+from common.caller import InvalidCaller, caller_from_headers, caller_var
+from common.errors import BadRequest, error_response, internal_error_response
 from common.metrics import ServiceMetrics
-from common.request_context import REQUEST_ID_HEADER, request_id_var, sanitize_request_id
+from common.request_context import (
+    REQUEST_ID_HEADER,
+    client_request_id_var,
+    new_request_id,
+    request_id_var,
+    sanitize_request_id,
+)
 
 __all__ = ["RequestContextMiddleware"]
 
@@ -42,19 +49,53 @@ def _route_template(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp, service: str, metrics: ServiceMetrics) -> None:
+    """Sets the request id and the caller of each request, then logs and counts it.
+
+    `edge=True` is the public entry (the gateway): it generates every request
+    id itself (a client's `X-Request-ID` is kept as `client_request_id`) and
+    never takes a caller from headers; its authentication sets the caller.
+    Internal services keep the request id they are given and take the caller
+    from the caller headers (`common.caller`).
+    """
+
+    def __init__(
+        self, app: ASGIApp, service: str, metrics: ServiceMetrics, edge: bool = False
+    ) -> None:
         self.app = app
         self.service = service
         self.metrics = metrics
+        self.edge = edge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        raw = dict(scope.get("headers") or []).get(REQUEST_ID_HEADER.lower().encode())
-        request_id = sanitize_request_id(raw.decode("latin-1") if raw else None)
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []
+        }
+        sent_id = headers.get(REQUEST_ID_HEADER.lower())
+        client_token = None
+        if self.edge:
+            request_id = new_request_id()
+            if sent_id:
+                client_token = client_request_id_var.set(sanitize_request_id(sent_id))
+        else:
+            request_id = sanitize_request_id(sent_id)
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
+        caller_token = None
+        if not self.edge:
+            try:
+                caller_token = caller_var.set(caller_from_headers(headers))
+            except InvalidCaller as exc:
+                detail = BadRequest(str(exc), code="invalid_caller").detail(
+                    self.service, request_id
+                )
+                response = error_response(detail, 400)
+                response.headers[REQUEST_ID_HEADER] = request_id
+                await response(scope, receive, send)
+                request_id_var.reset(token)
+                return
         method = scope["method"]
         started = time.perf_counter()
         status = 500
@@ -92,3 +133,7 @@ class RequestContextMiddleware:
                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
                 )
             request_id_var.reset(token)
+            if caller_token is not None:
+                caller_var.reset(caller_token)
+            if client_token is not None:
+                client_request_id_var.reset(client_token)

@@ -6,7 +6,13 @@ import re
 import uuid
 from contextvars import ContextVar
 
-__all__ = ["REQUEST_ID_HEADER", "current_request_id", "new_request_id", "sanitize_request_id"]
+__all__ = [
+    "REQUEST_ID_HEADER",
+    "client_request_id_var",
+    "current_request_id",
+    "new_request_id",
+    "sanitize_request_id",
+]
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
@@ -14,6 +20,9 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+# At the public entry the platform makes its own request ids; what a client sent as
+# `X-Request-ID` is kept here (and in the logs) so that the client can still find it.
+client_request_id_var: ContextVar[str | None] = ContextVar("client_request_id", default=None)
 
 
 def new_request_id() -> str:

@@ -27,13 +27,15 @@ def create_service_app(
     version: str = "0.1.0",
     lifespan: Lifespan | None = None,
     readyz: bool = True,
+    edge: bool = False,
 ) -> FastAPI:
     """Build a service's FastAPI app with everything services share.
 
     On start-up `app.state.upstreams` holds a client per upstream (closed on
     shutdown) and `app.state.readiness_checks` an optional check per
     upstream; the service's own `lifespan` runs inside that and may append
-    its own (required) checks, e.g. a loaded model or Redis.
+    its own (required) checks, e.g. a loaded model or Redis. `edge` marks the
+    public entry (see `RequestContextMiddleware`).
     """
     service = settings.service_name
     metrics = ServiceMetrics(service)
@@ -57,6 +59,6 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app, service)
-    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, edge=edge)
     install_health_routes(app, service, metrics, readyz=readyz)
     return app

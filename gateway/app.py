@@ -49,6 +49,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         description="Public entry of the platform: OpenAI-compatible API and web UI.",
         lifespan=lifespan,
         readyz=False,
+        edge=True,
     )
     # Inside the shared request-context middleware (the list runs outermost first), so
     # that a 413 carries the request id; CORS outermost, so that errors carry its headers.
