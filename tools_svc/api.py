@@ -1,9 +1,10 @@
-"""tools_svc's routes (DESIGN.md, tools_svc): list the tools, invoke one."""
+"""tools_svc's routes: list the tools the caller may use, invoke one."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from common.caller import current_caller
 from common.contracts.tools import InvokeRequest, InvokeResponse, ToolList
 from tools_svc.deps import RegistryDep
 
@@ -14,9 +15,9 @@ router = APIRouter(prefix="/v1/tools", tags=["tools"])
 
 @router.get("", response_model=ToolList)
 async def list_tools(registry: RegistryDep) -> ToolList:
-    return ToolList(data=registry.specs())
+    return ToolList(data=registry.specs(current_caller()))
 
 
 @router.post("/{name}/invoke", response_model=InvokeResponse)
 async def invoke_tool(name: str, body: InvokeRequest, registry: RegistryDep) -> InvokeResponse:
-    return await registry.invoke(name, body.arguments)
+    return await registry.invoke(name, body.arguments, current_caller())

@@ -1,6 +1,7 @@
 """The audit log of tool calls: one JSON record per call, without the arguments.
 
-Each record names the tool, a keyed digest of the arguments (equal arguments
+Each record names the caller (tenant and API key id; a null key id is the
+platform itself), the tool, a keyed digest of the arguments (equal arguments
 give equal digests within a run, but the text cannot be recovered or guessed
 from it), the outcome, the status, the duration and the request id. Error
 messages are left out: they may quote arguments. Records go to the
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from common.caller import Caller
 from common.request_context import current_request_id
 
 __all__ = ["AuditLog"]
@@ -42,6 +44,7 @@ class AuditLog:
     def record(
         self,
         *,
+        caller: Caller,
         tool: str,
         arguments: Any,
         outcome: str,
@@ -52,6 +55,8 @@ class AuditLog:
         entry = {
             "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "event": "tool_call",
+            "tenant": caller.tenant,
+            "key_id": caller.key_id,
             "tool": tool,
             "args_digest": self.digest(arguments),
             "outcome": outcome,

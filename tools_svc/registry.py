@@ -1,10 +1,12 @@
-"""The tool registry: specs, argument validation, timeouts, output caps, audit.
+"""The tool registry: specs, scopes, argument validation, timeouts, output caps, audit.
 
 A tool is a `Tool` subclass: a name, a description, a pydantic model of its
-arguments (whose JSON Schema is the spec's `parameters`) and `run`. The
-registry validates arguments against that model (400 naming the field),
-runs the tool under its timeout, cuts long strings in the output with a
-marker, and records every call in the audit log.
+arguments (whose JSON Schema is the spec's `parameters`), the key scope it
+needs (if any) and `run`. The registry lists to a caller only the tools its
+scopes allow and refuses the others (403 naming the scope), validates
+arguments against the model (400 naming the field), runs the tool under its
+timeout, cuts long strings in the output with a marker, and records every
+call, refused ones included, in the audit log.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from common.caller import Caller
 from common.contracts.tools import InvokeResponse, ToolFunction, ToolSpec
-from common.errors import BadRequest, NotFound, ServiceError
+from common.errors import BadRequest, Forbidden, NotFound, ServiceError
 from tools_svc.audit import AuditLog
 
 __all__ = ["Tool", "ToolArguments", "ToolRegistry", "ToolResult", "truncate_output"]
@@ -46,6 +49,8 @@ class Tool(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     arguments: ClassVar[type[ToolArguments]]
+    # The key scope a caller needs to see and run the tool; None: every caller.
+    scope: ClassVar[str | None] = None
     timeout_s: float = 10.0
 
     @abstractmethod
@@ -99,14 +104,19 @@ def _argument_error(exc: ValidationError) -> BadRequest:
     return BadRequest(message, param=param, code="invalid_arguments")
 
 
+def _allows(caller: Caller, tool: Tool) -> bool:
+    return tool.scope is None or caller.allows(tool.scope)
+
+
 class ToolRegistry:
     def __init__(self, tools: Iterable[Tool], audit: AuditLog, *, max_output_chars: int) -> None:
         self._tools = {tool.name: tool for tool in tools}
         self.audit = audit
         self.max_output_chars = max_output_chars
 
-    def specs(self) -> list[ToolSpec]:
-        return [tool.spec() for tool in self._tools.values()]
+    def specs(self, caller: Caller) -> list[ToolSpec]:
+        """The tools `caller`'s scopes allow."""
+        return [tool.spec() for tool in self._tools.values() if _allows(caller, tool)]
 
     def get(self, name: str) -> Tool:
         try:
@@ -117,11 +127,17 @@ class ToolRegistry:
                 f"No tool named {name!r}; the tools are: {known}.", code="tool_not_found"
             ) from None
 
-    async def invoke(self, name: str, arguments: dict[str, Any]) -> InvokeResponse:
+    async def invoke(self, name: str, arguments: dict[str, Any], caller: Caller) -> InvokeResponse:
         started = time.perf_counter()
         outcome, status, error_code = "failed", 500, None
         try:
             tool = self.get(name)
+            if not _allows(caller, tool):
+                raise Forbidden(
+                    f"This API key lacks the '{tool.scope}' scope, which the {name} tool "
+                    "needs; an admin can grant it to the key.",
+                    code="missing_scope",
+                )
             try:
                 parsed = tool.arguments.model_validate(arguments)
             except ValidationError as exc:
@@ -148,6 +164,7 @@ class ToolRegistry:
             raise
         finally:
             self.audit.record(
+                caller=caller,
                 tool=name,
                 arguments=arguments,
                 outcome=outcome,

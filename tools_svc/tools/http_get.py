@@ -241,6 +241,7 @@ class HttpGetTool(Tool):
         "private, loopback and metadata addresses are refused."
     )
     arguments = HttpGetArguments
+    scope = "tools:http"
 
     def __init__(self, fetcher: SafeFetcher) -> None:
         self.fetcher = fetcher

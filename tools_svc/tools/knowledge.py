@@ -55,6 +55,7 @@ class KnowledgeSearchTool(Tool):
         "return the best passages with their document ids and scores."
     )
     arguments = KnowledgeArguments
+    scope = "documents:read"
 
     def __init__(
         self, client: Callable[[], ServiceClient], *, default_collection: str, timeout_s: float

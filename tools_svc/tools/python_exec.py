@@ -32,6 +32,7 @@ class PythonTool(Tool):
         "directory) and return its stdout, stderr and exit status."
     )
     arguments = PythonArguments
+    scope = "tools:python"
 
     def __init__(self, sandbox: PythonSandbox) -> None:
         self.sandbox = sandbox

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from common.caller import INTERNAL_CALLER
 from common.contracts.tools import ToolList
 from tests.unit.tools_svc.fakes import AppFactory
 from tools_svc.audit import AuditLog
@@ -134,7 +135,7 @@ class Echo(Tool):
 
 async def test_long_strings_are_cut_with_a_marker(tmp_path: Path) -> None:
     registry = ToolRegistry([Echo()], AuditLog(), max_output_chars=100)
-    response = await registry.invoke("echo", {"text": "y" * 250})
+    response = await registry.invoke("echo", {"text": "y" * 250}, INTERNAL_CALLER)
 
     assert response.truncated is True
     for text in (response.output["text"], response.output["items"][0]):
@@ -143,7 +144,7 @@ async def test_long_strings_are_cut_with_a_marker(tmp_path: Path) -> None:
 
 async def test_a_slow_tool_times_out_with_an_error(tmp_path: Path) -> None:
     registry = ToolRegistry([Echo()], AuditLog(), max_output_chars=100)
-    response = await registry.invoke("echo", {"text": "t", "sleep_s": 5})
+    response = await registry.invoke("echo", {"text": "t", "sleep_s": 5}, INTERNAL_CALLER)
 
     assert response.output is None
     assert response.error == "timed out after 0.2 s"
