@@ -14,6 +14,10 @@ question already waited for the router:
    false, who is) -> `self_consistency`;
 5. short with no reasoning cue -> `direct`; anything else (plans,
    comparisons, explanations) -> `cot`.
+
+Only the question's own words count, not code it shows in a fenced block:
+a snippet that says `execute` or holds numbers is no request to run a
+program ("explain this" with code is answered by `cot`, no tool runs).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ _TOOL = re.compile(
     r"search (?:the|our) (?:index|documents|knowledge)|knowledge base|"
     r"gpu[- ]hours?|h100|a100|training (?:run|cost|budget))"
 )
+_FENCED = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 _NUMBER = re.compile(r"(?<![\w.])-?\$?\d[\d,]*(?:\.\d+)?%?")
 _QUANTITY = re.compile(
     r"(?i)\b(how (?:many|much|long|far|old)|total|sum|product|percent|average|cost|price|"
@@ -53,6 +58,7 @@ _REASONING_CUE = re.compile(
 
 def choose_strategy(question: str) -> tuple[Strategy, str]:
     """(strategy, the reason in words)."""
+    question = _FENCED.sub(" ", question)
     if _TOOL.search(question):
         return "react", "it needs a tool (time, conversion, a URL, code, the index or a budget)"
     if _SEARCH.search(question):

@@ -4,7 +4,8 @@ The answer is the last line the program prints. A program that fails (no
 code block, a non-zero exit, an exception, nothing printed) is shown to the
 model with its error for another attempt, up to `pal_attempts` programs; if
 none runs, the run answers with what the model's text states and reports
-`stop_reason: "program_failed"`.
+`stop_reason: "program_failed"`. A key without the `tools:python` scope runs
+no program: the question is answered step by step (`cot`) instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 from reasoning_svc.answers import extract_answer
 from reasoning_svc.prompts import pal_messages
 from reasoning_svc.run import Outcome, Run
+from reasoning_svc.strategies.sampling import cot
+from reasoning_svc.tools_client import missing_scope, tool_allowed
 
 __all__ = ["extract_code", "program_aided"]
 
@@ -32,6 +35,9 @@ def extract_code(text: str) -> str | None:
 
 
 async def program_aided(question: str, run: Run) -> Outcome:
+    if not tool_allowed("python"):
+        run.event("choice", f"cot: {missing_scope('python')}, so no program runs", strategy="cot")
+        return await cot(question, run)
     failed: list[tuple[str, str]] = []
     text = ""
     error: str | None
