@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from common.caller import TENANT_PATTERN, current_caller
 from common.contracts.memory import (
     ID_PATTERN,
     AppendMessagesRequest,
@@ -35,6 +36,7 @@ from common.contracts.memory import (
 )
 from common.errors import BadRequest
 from memory_svc.deps import ComponentsDep
+from memory_svc.feedback import listed_tenant
 from memory_svc.intake import prepare
 from memory_svc.schemas import Deleted, ErasureReport, MessageList
 from memory_svc.user_state import StateDocument, parse_etags
@@ -270,12 +272,25 @@ async def list_feedback(
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     rating: Annotated[int | None, Query(description="1 or -1")] = None,
+    tenant: Annotated[
+        str | None,
+        Query(
+            pattern=TENANT_PATTERN,
+            description="Only this tenant's feedback; another tenant's is for admin keys only "
+            "(403). Without it a member lists its own tenant, an admin every tenant.",
+        ),
+    ] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> FeedbackPage:
     if rating not in (None, 1, -1):
         raise BadRequest("rating must be 1 or -1.", param="rating", code="invalid_value")
     items, has_more, counts = await c.feedback.page(
-        session_id=session_id, user_id=user_id, rating=rating, limit=limit, offset=offset
+        tenant=listed_tenant(current_caller(), tenant),
+        session_id=session_id,
+        user_id=user_id,
+        rating=rating,
+        limit=limit,
+        offset=offset,
     )
     return FeedbackPage(data=items, has_more=has_more, counts=counts)

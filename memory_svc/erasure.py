@@ -2,9 +2,10 @@
 
 Every key that holds a user's data is added to the user's index set in the
 same atomic step that writes it (see `keys`), so erasure is one Lua script
-that deletes the indexed keys and takes the user's feedback out of the global
-feedback index and counters. Being one script, no append or write of the user
-can interleave with it.
+that deletes the indexed keys and takes the user's feedback out of the
+tenant's feedback index and counters. A user id names a user of the caller's
+tenant only: erasure never reaches the same id in another tenant. Being one
+script, no append or write of the user can interleave with it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from memory_svc.schemas import ErasureReport
 
 __all__ = ["Eraser"]
 
-# KEYS: index, user fb zset, user fb counts, all fb zset, all fb counts, then user-scoped
+# KEYS: index, user fb zset, user fb counts, tenant fb zset, tenant fb counts, then user
 # keys that must go even if missing from the index. Returns
 # {keys deleted, sessions, messages, memories, state, feedback}.
 ERASE = """
@@ -24,7 +25,11 @@ local index, ufb, ufbn, all, alln = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fids = redis.call('ZRANGE', ufb, 0, -1)
 for _, fid in ipairs(fids) do redis.call('ZREM', all, fid) end
 local counts = redis.call('HGETALL', ufbn)
-for i = 1, #counts, 2 do redis.call('HINCRBY', alln, counts[i], -tonumber(counts[i + 1])) end
+for i = 1, #counts, 2 do
+  -- A zero would be sent as '-0', which HINCRBY refuses as not an integer.
+  local n = tonumber(counts[i + 1])
+  if n ~= 0 then redis.call('HINCRBY', alln, counts[i], -n) end
+end
 local sessions, messages, memories, state, deleted = 0, 0, 0, 0, 0
 local members = redis.call('SMEMBERS', index)
 for i = 6, #KEYS do members[#members + 1] = KEYS[i] end
@@ -48,14 +53,15 @@ class Eraser:
         self._erase = redis.register_script(ERASE)
 
     async def erase(self, uid: str) -> ErasureReport:
-        uk = keys.user(uid)
+        space = keys.current()
+        uk = space.user(uid)
         reply = await self._erase(
             keys=[
                 uk.index,
                 uk.fb,
                 uk.fb_counts,
-                keys.FEEDBACK_ALL,
-                keys.FEEDBACK_COUNTS,
+                space.feedback_all,
+                space.feedback_counts,
                 uk.state,
                 uk.mem,
                 uk.mvec,

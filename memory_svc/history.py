@@ -21,8 +21,8 @@ from memory_svc.redis_conn import decode, decode_map
 
 __all__ = ["History", "message_from_json", "session_info"]
 
-# KEYS: meta, msgs, ids, summary. ARGV: sid, uid ('' if none), default ttl_s, user key
-# prefix, then per message: id, role, body (JSON object text without seq/created_at).
+# KEYS: meta, msgs, ids, summary. ARGV: sid, uid ('' if none), default ttl_s, the tenant's
+# user key prefix, then per message: id, role, body (JSON object text without seq/created_at).
 # The user's keys are derived in the script: the owner may only be known from meta.
 APPEND = """
 local meta, msgs, ids, summary = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -83,7 +83,8 @@ end
 return 1
 """
 
-# KEYS: meta, msgs, ids, summary. ARGV: sid, user key prefix. Returns messages deleted, or -1.
+# KEYS: meta, msgs, ids, summary. ARGV: sid, the tenant's user key prefix. Returns messages
+# deleted, or -1.
 DELETE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local owner = redis.call('HGET', KEYS[1], 'user_id')
@@ -96,11 +97,13 @@ end
 return count
 """
 
-# KEYS: user sessions zset, user key index. ARGV: sids whose meta was missing when listed.
-# A session that expired leaves its id in the user's indexes; this drops those entries.
+# KEYS: user sessions zset, user key index. ARGV: the tenant's session key prefix, then sids
+# whose meta was missing when listed. A session that expired leaves its id in the user's
+# indexes; this drops those entries.
 FORGET_EXPIRED = """
-for _, sid in ipairs(ARGV) do
-  local base = 'mem:s:' .. sid .. ':'
+for i = 2, #ARGV do
+  local sid = ARGV[i]
+  local base = ARGV[1] .. sid .. ':'
   if redis.call('EXISTS', base .. 'meta') == 0 then
     redis.call('ZREM', KEYS[1], sid)
     redis.call('SREM', KEYS[2], base .. 'meta', base .. 'msgs', base .. 'ids', base .. 'summary')
@@ -156,7 +159,8 @@ class History:
         Messages whose ids are all stored already are a retry: the stored ones
         come back (created False) when they say the same, else 409.
         """
-        argv: list[Any] = [sid, user_id or "", self._default_ttl_s, "mem:u:"]
+        space = keys.current()
+        argv: list[Any] = [sid, user_id or "", self._default_ttl_s, space.user_prefix]
         for message, tokens in zip(messages, token_counts, strict=True):
             mid = message.id or f"msg_{uuid.uuid4().hex}"
             body = {
@@ -170,7 +174,7 @@ class History:
                 "metadata": message.metadata,
             }
             argv += [mid, message.role, json.dumps(body, ensure_ascii=False)]
-        k = keys.session(sid)
+        k = space.session(sid)
         reply = await self._append(keys=k.all(), args=argv)
         status = _text(reply[0])
         if status == "USER":
@@ -203,7 +207,7 @@ class History:
         return stored, True
 
     async def info(self, sid: str) -> SessionInfo:
-        meta = await self._redis.hgetall(keys.session(sid).meta)
+        meta = await self._redis.hgetall(keys.current().session(sid).meta)
         if not meta:
             raise NotFound(f"No session {sid!r} (never written, deleted or expired).", param="sid")
         return session_info(sid, meta)
@@ -217,7 +221,7 @@ class History:
         if top < 1:
             return [], False, None
         first = max(1, top - limit + 1)
-        raw = await self._redis.lrange(keys.session(sid).msgs, first - 1, top - 1)
+        raw = await self._redis.lrange(keys.current().session(sid).msgs, first - 1, top - 1)
         page = [message_from_json(r) for r in reversed(raw)]
         has_more = first > 1
         return page, has_more, first if has_more else None
@@ -226,24 +230,27 @@ class History:
         """Messages with seq in [first_seq, last_seq], oldest first."""
         if last_seq < first_seq:
             return []
-        raw = await self._redis.lrange(keys.session(sid).msgs, first_seq - 1, last_seq - 1)
+        raw = await self._redis.lrange(
+            keys.current().session(sid).msgs, first_seq - 1, last_seq - 1
+        )
         return [message_from_json(r) for r in raw]
 
     async def by_seqs(self, sid: str, seqs: Sequence[int]) -> list[Message]:
         if not seqs:
             return []
+        msgs = keys.current().session(sid).msgs
         async with self._redis.pipeline(transaction=False) as pipe:
             for seq in seqs:
-                pipe.lindex(keys.session(sid).msgs, seq - 1)
+                pipe.lindex(msgs, seq - 1)
             raw = await pipe.execute()
         return [message_from_json(r) for r in raw if r is not None]
 
     async def system_seqs(self, sid: str) -> list[int]:
-        sys = _text(await self._redis.hget(keys.session(sid).meta, "sys")) or ""
+        sys = _text(await self._redis.hget(keys.current().session(sid).meta, "sys")) or ""
         return [int(s) for s in sys.split(",") if s]
 
     async def find(self, sid: str, message_id: str) -> Message:
-        k = keys.session(sid)
+        k = keys.current().session(sid)
         seq = await self._redis.hget(k.ids, message_id)
         raw = await self._redis.lindex(k.msgs, int(seq) - 1) if seq is not None else None
         if raw is None:
@@ -252,16 +259,19 @@ class History:
         return message_from_json(raw)
 
     async def all_messages(self, sid: str) -> list[Message]:
-        raw = await self._redis.lrange(keys.session(sid).msgs, 0, -1)
+        raw = await self._redis.lrange(keys.current().session(sid).msgs, 0, -1)
         return [message_from_json(r) for r in raw]
 
     async def set_ttl(self, sid: str, ttl_s: int) -> SessionInfo:
-        if not await self._set_ttl(keys=keys.session(sid).all(), args=[ttl_s]):
+        if not await self._set_ttl(keys=keys.current().session(sid).all(), args=[ttl_s]):
             raise NotFound(f"No session {sid!r}.", param="sid")
         return await self.info(sid)
 
     async def delete(self, sid: str) -> int:
-        count = int(await self._delete(keys=keys.session(sid).all(), args=[sid, "mem:u:"]))
+        space = keys.current()
+        count = int(
+            await self._delete(keys=space.session(sid).all(), args=[sid, space.user_prefix])
+        )
         if count < 0:
             raise NotFound(f"No session {sid!r}.", param="sid")
         return count
@@ -270,16 +280,19 @@ class History:
         self, uid: str, *, limit: int, offset: int
     ) -> tuple[list[SessionInfo], bool]:
         """The user's sessions, most recently active first."""
-        uk = keys.user(uid)
+        space = keys.current()
+        uk = space.user(uid)
         members: list[Any] = await self._redis.zrevrange(uk.sessions, offset, offset + limit)
         sids = [decode(s) for s in members]
         async with self._redis.pipeline(transaction=False) as pipe:
             for sid in sids:
-                pipe.hgetall(keys.session(sid).meta)
+                pipe.hgetall(space.session(sid).meta)
             metas = await pipe.execute()
         found = [session_info(sid, meta) for sid, meta in zip(sids, metas, strict=True) if meta]
         expired = [sid for sid, meta in zip(sids, metas, strict=True) if not meta]
         if expired:
-            await self._forget_expired(keys=[uk.sessions, uk.index], args=expired)
+            await self._forget_expired(
+                keys=[uk.sessions, uk.index], args=[space.session_prefix, *expired]
+            )
         has_more = len(sids) > limit
         return found[:limit], has_more

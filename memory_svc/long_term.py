@@ -77,13 +77,13 @@ class LongTermMemory:
     ) -> tuple[Memory, str, float | None]:
         """Store a fact, or merge it into its near-duplicate: (memory, event, similarity)."""
         vector = (await self._embedder.embed([text]))[0]
-        async with self._locks(uid):
+        async with self._locks(keys.current().user(uid).mem):
             return await self._add(uid, text, metadata, vector)
 
     async def _add(
         self, uid: str, text: str, metadata: dict[str, Any], vector: Vectors
     ) -> tuple[Memory, str, float | None]:
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         for _ in range(MAX_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -129,7 +129,7 @@ class LongTermMemory:
     async def search(
         self, uid: str, query: str, k: int, min_score: float | None
     ) -> list[MemorySearchResult]:
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         if not await self._redis.hlen(uk.mvec):
             return []  # nothing to compare with: no need for rag_svc
         vector = (await self._embedder.embed([query]))[0]
@@ -153,14 +153,14 @@ class LongTermMemory:
         ]
 
     async def get(self, uid: str, mid: str) -> Memory:
-        raw = await self._redis.hget(keys.user(uid).mem, mid)
+        raw = await self._redis.hget(keys.current().user(uid).mem, mid)
         if raw is None:
             raise NotFound(f"No memory {mid!r} for user {uid!r}.", param="mid")
         return Memory.model_validate_json(raw)
 
     async def page(self, uid: str, *, limit: int, offset: int) -> tuple[list[Memory], int]:
         """Newest first, and how many the user has."""
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zrevrange(uk.midx, offset, offset + limit - 1)
             pipe.zcard(uk.midx)
@@ -174,7 +174,7 @@ class LongTermMemory:
         self, uid: str, mid: str, text: str | None, metadata: dict[str, Any] | None
     ) -> Memory:
         vector = (await self._embedder.embed([text]))[0] if text is not None else None
-        async with self._locks(uid):
+        async with self._locks(keys.current().user(uid).mem):
             return await self._update(uid, mid, text, metadata, vector)
 
     async def _update(
@@ -185,7 +185,7 @@ class LongTermMemory:
         metadata: dict[str, Any] | None,
         vector: Vectors | None,
     ) -> Memory:
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         for _ in range(MAX_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:
@@ -210,7 +210,7 @@ class LongTermMemory:
         raise Conflict(f"Memory {mid!r} changed too often to update; retry.")
 
     async def delete(self, uid: str, mid: str) -> None:
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hdel(uk.mem, mid)
             pipe.hdel(uk.mvec, mid)

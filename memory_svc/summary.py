@@ -105,10 +105,11 @@ class SummaryCache:
         self._redis = redis
         self._summarizer = summarizer
         self._store = redis.register_script(STORE)
+        # Keyed by the summary's key name (tenant included) and the seq it will cover.
         self._inflight: dict[tuple[str, int], asyncio.Task[ContextSummary]] = {}
 
     async def get(self, sid: str) -> ContextSummary | None:
-        raw = await self._redis.hgetall(keys.session(sid).summary)
+        raw = await self._redis.hgetall(keys.current().session(sid).summary)
         if not raw:
             return None
         fields = decode_map(raw)
@@ -133,10 +134,12 @@ class SummaryCache:
         running (and is cached) when this caller stops waiting after `wait_s`.
         """
         upto = messages[-1].seq
-        key = (sid, upto)
+        # The keys are the caller's: taken here, not inside the task that may outlive the call.
+        session_keys = keys.current().session(sid)
+        key = (session_keys.summary, upto)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.create_task(self._build(sid, previous, messages, max_tokens))
+            task = asyncio.create_task(self._build(session_keys, previous, messages, max_tokens))
             self._inflight[key] = task
             task.add_done_callback(lambda done: self._finished(key, done))
         try:
@@ -151,11 +154,11 @@ class SummaryCache:
         self._inflight.pop(key, None)
         # Read the outcome so that a refresh nobody waited for does not log as unretrieved.
         if not task.cancelled() and (exc := task.exception()) is not None:
-            logger.info("summary refresh failed", extra={"session_id": key[0], "error": str(exc)})
+            logger.info("summary refresh failed", extra={"summary_key": key[0], "error": str(exc)})
 
     async def _build(
         self,
-        sid: str,
+        k: keys.SessionKeys,
         previous: ContextSummary | None,
         messages: Sequence[Message],
         max_tokens: int,
@@ -164,6 +167,5 @@ class SummaryCache:
             previous.text if previous else None, messages, max_tokens
         )
         upto = messages[-1].seq
-        k = keys.session(sid)
         await self._store(keys=[k.summary, k.meta], args=[text, upto, model])
         return ContextSummary(text=text, upto_seq=upto, status="refreshed", model=model)

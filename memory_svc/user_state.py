@@ -57,7 +57,7 @@ class UserState:
         self._locks = KeyedLocks()
 
     async def get(self, uid: str) -> StateDocument:
-        doc, etag = await self._redis.hmget(keys.user(uid).state, ["doc", "etag"])
+        doc, etag = await self._redis.hmget(keys.current().user(uid).state, ["doc", "etag"])
         if doc is None or etag is None:
             raise NotFound(f"User {uid!r} has no state yet (PUT or PATCH creates it).", param="uid")
         return StateDocument(json.loads(doc), decode(etag))
@@ -91,7 +91,8 @@ class UserState:
         if_match: list[str] | None,
         if_none_match: list[str] | None,
     ) -> tuple[StateDocument, bool]:
-        async with self._locks(uid):
+        # One lock per state key: the same user id in two tenants is two users.
+        async with self._locks(keys.current().user(uid).state):
             return await self._transaction(uid, change, if_match, if_none_match)
 
     async def _transaction(
@@ -101,7 +102,7 @@ class UserState:
         if_match: list[str] | None,
         if_none_match: list[str] | None,
     ) -> tuple[StateDocument, bool]:
-        uk = keys.user(uid)
+        uk = keys.current().user(uid)
         for _ in range(MAX_ATTEMPTS):
             async with self._redis.pipeline(transaction=True) as pipe:
                 try:

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from common.caller import DEFAULT_TENANT
+
 __all__ = [
     "ID_PATTERN",
     "AppendMessagesRequest",
@@ -242,6 +244,8 @@ class FeedbackRequest(BaseModel):
 
 class Feedback(BaseModel):
     id: str
+    # The tenant that owns it: an admin's listing spans tenants.
+    tenant: str = DEFAULT_TENANT
     session_id: str
     message_id: str
     rating: Literal[1, -1]

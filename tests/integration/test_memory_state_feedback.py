@@ -176,3 +176,22 @@ def test_feedback_is_one_rating_per_message_listable_and_countable(
     assert client.get("/v1/feedback", params={"rating": 3}).status_code == 400
     after = client.get("/v1/feedback", params={"session_id": sid}).json()["counts"]
     assert after == {"total": 2, "positive": 1, "negative": 1}
+
+
+def test_a_user_whose_rating_changed_is_erased_with_its_counts(
+    client: httpx.Client, uid: str
+) -> None:
+    sid = f"s-{uid}"
+    sent = client.post(
+        f"/v1/sessions/{sid}/messages",
+        json={"role": "assistant", "content": "Hello!", "user_id": uid},
+    ).json()
+    before = client.get("/v1/feedback").json()["counts"]
+    for rating in (1, -1):  # the user's positive count goes back to 0
+        client.post(
+            "/v1/feedback", json={"session_id": sid, "message_id": sent["id"], "rating": rating}
+        ).raise_for_status()
+
+    erased = client.delete(f"/v1/users/{uid}")
+    assert erased.status_code == 200 and erased.json()["feedback"] == 1
+    assert client.get("/v1/feedback").json()["counts"] == before
