@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from common.caller import current_caller
 from common.contracts.memory import ContextMessage
 from common.contracts.router import (
     AssistantMessage,
@@ -49,6 +50,7 @@ from router_svc.steps import StepLog
 __all__ = ["Dispatcher", "Emit", "Prepared"]
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
+PYTHON_SCOPE = "tools:python"
 UNSOURCED_NOTE = (
     "(Not from the document base: retrieval was unavailable, so this answer has no sources.)"
 )
@@ -304,11 +306,17 @@ class _Job:
         return await self.model_answer("describe", context)
 
     async def tool(self) -> str:
-        step = next((s for s in self.p.route.plan.steps if s.name == "tools.invoke"), None)
+        planned = {s.name: s for s in self.p.route.plan.steps}
+        if "moe.answer" in planned:
+            # Code to explain, review or fix, not to run: the model answers.
+            return await self.model_answer("chat", await self.memory_branch())
+        step = planned.get("tools.invoke")
         if step is None:
             answer = await self.reason("react", await self.memory_branch(), optional=False)
             return answer or ""
         call = DirectCall(step.arguments["tool"], step.arguments["arguments"])
+        if call.tool == "python" and not current_caller().allows(PYTHON_SCOPE):
+            return await self.refuse_python()
         memory = asyncio.create_task(self.memory_branch())
         result = await self.log.run(
             "tools.invoke",
@@ -330,6 +338,18 @@ class _Job:
         why = result.error if result is not None else "the call failed"
         self.notes.append(f"The direct {call.tool} call did not work ({why}); the agent took over.")
         return await self.reason("react", context, optional=False) or ""
+
+    async def refuse_python(self) -> str:
+        """The answer to a request to run code from a key that may not run any."""
+        await self.log.skip("tools.invoke", "tools_svc", f"the key lacks the {PYTHON_SCOPE} scope")
+        await self.memory_branch()
+        answer = (
+            f"This API key does not have the '{PYTHON_SCOPE}' scope, so the code was not run. "
+            "An admin can grant the scope to the key; I can explain the code instead if you ask."
+        )
+        self.notes.append(f"Code was not run: the key lacks the '{PYTHON_SCOPE}' scope.")
+        await self.say(answer)
+        return answer
 
     async def run(self) -> DispatchResponse:
         started = time.perf_counter()

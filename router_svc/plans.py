@@ -11,7 +11,8 @@ a fallback after it (`when: "<step> failed"`). The intent decides the rest:
 - creative: pictures go to creative_svc's ideation (ideas, images, critique),
   words to moe_svc with a creative instruction;
 - tool: one tools_svc call when the request names it, else reasoning_svc's
-  ReAct agent with tools_svc;
+  ReAct agent with tools_svc; code shown without a request to run it goes to
+  moe_svc (an explanation, nothing runs);
 - chat: moe_svc with the conversation.
 
 Below the confidence threshold the safe plan runs whatever the intent:
@@ -24,7 +25,7 @@ from __future__ import annotations
 import re
 
 from common.contracts.router import Intent, Plan, PlanStep
-from router_svc.direct_tools import detect_direct_call
+from router_svc.direct_tools import asks_about_code, detect_direct_call
 
 __all__ = ["is_visual", "make_plan"]
 
@@ -159,6 +160,9 @@ def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None
                 _write_back("tools.invoke"),
             ]
             description = f"One direct tools_svc call ({call.tool})."
+        elif asks_about_code(text):
+            steps += [_moe_answer(["memory.context"], mode="chat"), _write_back("moe.answer")]
+            description = "Code shown without a request to run it: moe_svc answers, nothing runs."
         else:
             steps += [_reason("react", ["memory.context"]), _write_back("reasoning.reason")]
             description = "reasoning_svc's ReAct agent uses tools_svc."
