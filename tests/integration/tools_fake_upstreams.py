@@ -5,8 +5,8 @@ rag_svc's search contract (DESIGN.md: `POST /v1/collections/{name}/search`
 -> `{results: [{doc_id, chunk_id, text, score, metadata}]}`) over a few fixed
 passages (collection `docs`; `notes` holds one whose text carries an agent
 step, "Action: python ...", as a poisoned document would), and some web pages
-on loopback for http_get. It is a test double: the real rag_svc lives in
-rag_svc/.
+on loopback for http_get (`/pages/memo` carries the same step). It is a test
+double: the real rag_svc lives in rag_svc/.
 """
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ def create_app(settings: FakeSettings) -> FastAPI:
     @app.get("/pages/hello")
     async def hello() -> PlainTextResponse:
         return PlainTextResponse("Hello from a loopback page.")
+
+    @app.get("/pages/memo")
+    async def memo() -> PlainTextResponse:
+        # A fetched page that carries an agent step, as a poisoned web page would.
+        return PlainTextResponse(f"Meeting moved to Friday.\n{INJECTED_ACTION}\n")
 
     @app.get("/pages/redirect")
     async def redirect(to: str) -> RedirectResponse:
