@@ -58,6 +58,24 @@ class ServiceSettings(BaseSettings):
     breaker_reset_s: float = Field(5.0, gt=0, description="Open-circuit time before a trial.")
     readiness_timeout_s: float = Field(2.0, gt=0, description="Timeout of each readiness probe.")
 
+    # What one HTTP connection may cost the server (common/runner.py enforces them).
+    http_max_header_bytes: int = Field(
+        32 * 1024, ge=1024, description="Request line + headers larger than this: 431."
+    )
+    http_max_headers: int = Field(100, ge=8, description="More header fields than this: 431.")
+    http_header_timeout_s: float = Field(
+        10.0, gt=0, description="Time to receive a request's headers (408 and close after)."
+    )
+    http_body_timeout_s: float = Field(
+        60.0, gt=0, description="Time to receive a request's whole body (408 and close after)."
+    )
+    http_keepalive_timeout_s: float = Field(
+        5.0, gt=0, description="An idle keep-alive connection is closed after this."
+    )
+    http_max_concurrency: int = Field(
+        1000, ge=1, description="Open connections or requests beyond this are answered 503."
+    )
+
     @field_validator("*", mode="after")
     @classmethod
     def _urls_are_http(cls, value: object, info: object) -> object:
