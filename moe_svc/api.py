@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.responses import StreamingResponse
+from starlette.responses import Response
 
 from common.contracts.openai import (
     ChatCompletionRequest,
@@ -15,6 +15,7 @@ from common.contracts.openai import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from common.disconnect import cancel_on_disconnect
 from moe_svc.deps import ServerDep
 from moe_svc.engine import balance
 from moe_svc.schemas import ExpertStatsResponse, LayerBalance
@@ -27,15 +28,15 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 @router.post("/chat/completions", response_model=None)
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, server: ServerDep
-) -> ChatCompletionResponse | StreamingResponse:
-    return await server.chat(body, request)
+) -> ChatCompletionResponse | Response:
+    return await cancel_on_disconnect(request, server.chat(body))
 
 
 @router.post("/completions", response_model=None)
 async def completions(
     body: CompletionRequest, request: Request, server: ServerDep
-) -> CompletionResponse | StreamingResponse:
-    return await server.completion(body, request)
+) -> CompletionResponse | Response:
+    return await cancel_on_disconnect(request, server.completion(body))
 
 
 @router.get("/models")

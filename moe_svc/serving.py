@@ -3,7 +3,8 @@
 A request becomes `n` engine requests sharing one output queue. Non-streamed,
 the deltas are collected into one response; streamed, each delta becomes a
 server-sent event as soon as it arrives. Either way, a client that goes away
-aborts its sequences so that their batch rows serve others.
+aborts its sequences so that their batch rows serve others (the routes cancel
+a non-streamed request whose client left; see `common.disconnect`).
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from fastapi import Request
 from pydantic import BaseModel
+from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from common.contracts.openai import (
@@ -43,7 +44,6 @@ from moe_svc.loader import LoadedModel
 __all__ = ["ModelServer"]
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16  # as OpenAI's legacy completions
-DISCONNECT_POLL_S = 0.5
 
 
 @dataclass
@@ -154,23 +154,18 @@ class ModelServer:
             ) from None
         return requests
 
-    async def _collect(self, requests: list[GenerationRequest], http: Request) -> _Outputs:
+    def _abort(self, requests: list[GenerationRequest]) -> None:
+        for request in requests:
+            self.engine.abort(request)
+
+    async def _collect(self, requests: list[GenerationRequest]) -> _Outputs:
         n = len(requests)
         out = _Outputs([""] * n, [None] * n, [0] * n, [None] * n, [[] for _ in range(n)])
         queue = requests[0].queue
         pending = n
-        next_check = time.monotonic() + DISCONNECT_POLL_S
         try:
             while pending:
-                # on a clock, not on a quiet queue: tokens may arrive without pause
-                if time.monotonic() >= next_check:
-                    if await http.is_disconnected():
-                        return out  # nobody to answer; `finally` frees the rows
-                    next_check = time.monotonic() + DISCONNECT_POLL_S
-                try:
-                    delta = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
-                except TimeoutError:
-                    continue
+                delta = await queue.get()
                 _raise_engine_error(delta)
                 i = delta.index
                 out.texts[i] += delta.text
@@ -181,8 +176,8 @@ class ModelServer:
                     out.completion_tokens[i] = delta.completion_tokens
                     out.experts[i] = delta.experts
         finally:
-            for request in requests:
-                self.engine.abort(request)
+            # also when the route cancels this because the client left
+            self._abort(requests)
         return out
 
     async def _stream(
@@ -216,14 +211,23 @@ class ModelServer:
             yield "data: [DONE]\n\n"
         finally:
             # also on client disconnect: Starlette cancels this generator
-            for request in requests:
-                self.engine.abort(request)
+            self._abort(requests)
+
+    def _streaming_response(
+        self, requests: list[GenerationRequest], events: AsyncIterator[str]
+    ) -> StreamingResponse:
+        # A generator cancelled while it waits on the client is not closed at once, so
+        # its `finally` may come late: the response's end aborts the rows as well.
+        return StreamingResponse(
+            events,
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+            background=BackgroundTask(self._abort, requests),
+        )
 
     # ---- chat completions ----
 
-    async def chat(
-        self, body: ChatCompletionRequest, http: Request
-    ) -> ChatCompletionResponse | StreamingResponse:
+    async def chat(self, body: ChatCompletionRequest) -> ChatCompletionResponse | StreamingResponse:
         self.check_model(body.model)
         _refuse_logprobs(bool(body.logprobs))
         prompt = self.chat_prompt(body)
@@ -258,8 +262,8 @@ class ModelServer:
                     experts=experts,
                 )
 
-            return _streaming_response(self._stream(requests, first, piece, usage))
-        out = await self._collect(requests, http)
+            return self._streaming_response(requests, self._stream(requests, first, piece, usage))
+        out = await self._collect(requests)
         choices = [
             ChatChoice(
                 index=i,
@@ -278,9 +282,7 @@ class ModelServer:
 
     # ---- text completions ----
 
-    async def completion(
-        self, body: CompletionRequest, http: Request
-    ) -> CompletionResponse | StreamingResponse:
+    async def completion(self, body: CompletionRequest) -> CompletionResponse | StreamingResponse:
         self.check_model(body.model)
         _refuse_logprobs(body.logprobs is not None)
         tokenizer = self.loaded.tokenizer
@@ -324,8 +326,8 @@ class ModelServer:
                     experts=experts,
                 )
 
-            return _streaming_response(self._stream(requests, first, piece, usage))
-        out = await self._collect(requests, http)
+            return self._streaming_response(requests, self._stream(requests, first, piece, usage))
+        out = await self._collect(requests)
         choices = [
             CompletionChoice(
                 index=i,
@@ -391,7 +393,3 @@ def _json_dumps(data: object) -> str:
 def _error_json(message: str) -> str:
     error = {"message": message, "type": "server_error", "code": "engine_error"}
     return _json_dumps({"error": {**error, "param": None, "service": "moe_svc"}})
-
-
-def _streaming_response(events: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)

@@ -123,9 +123,11 @@ class Engine:
 
     def abort(self, request: GenerationRequest) -> None:
         """Stop generating for a request (client gone); its row frees at the next step."""
-        if request.finished:
+        if request.finished or request.aborted:
             return
         request.aborted = True
+        if self.metrics:
+            self.metrics.aborted.inc()
         with self._lock:
             if request in self._waiting:
                 self._waiting.remove(request)

@@ -39,6 +39,12 @@ class EngineMetrics:
         self.waiting = Gauge(
             "moe_queue_size", "Requests waiting for a batch slot.", ["model"], registry=registry
         ).labels(**labels)
+        self.aborted = Counter(
+            "moe_requests_aborted_total",
+            "Requests aborted before they finished (their client went away).",
+            ["model"],
+            registry=registry,
+        ).labels(**labels)
         self._finished = Counter(
             "moe_requests_finished_total",
             "Finished generation requests, by finish reason.",
