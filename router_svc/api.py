@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
-from starlette.responses import StreamingResponse
+from fastapi import APIRouter, Request
+from starlette.responses import Response
 
 from common.contracts.router import (
     DispatchRequest,
@@ -13,6 +13,7 @@ from common.contracts.router import (
     RouteRequest,
     RouteResponse,
 )
+from common.disconnect import cancel_on_disconnect
 from router_svc.deps import DispatcherDep, RouterDep
 from router_svc.routing import check_sizes
 from router_svc.streaming import stream_response
@@ -36,9 +37,10 @@ async def route(body: RouteRequest, intent_router: RouterDep) -> RouteResponse:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def dispatch(
-    body: DispatchRequest, dispatcher: DispatcherDep
-) -> DispatchResponse | StreamingResponse:
+    body: DispatchRequest, request: Request, dispatcher: DispatcherDep
+) -> DispatchResponse | Response:
     prepared = await dispatcher.prepare(body)
     if body.stream:
         return stream_response(dispatcher, prepared)
-    return await dispatcher.execute(prepared)
+    # A caller that leaves stops the plan: its upstream calls close, and so on down the line.
+    return await cancel_on_disconnect(request, dispatcher.execute(prepared))

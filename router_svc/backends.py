@@ -24,6 +24,8 @@ from common.upstreams import Upstreams
 __all__ = ["Backends"]
 
 Message = dict[str, str]
+# rag_svc's `AnswerRequest.max_tokens` range.
+RAG_MIN_MAX_TOKENS, RAG_MAX_MAX_TOKENS = 16, 4096
 
 
 def _malformed(upstream: str, exc: Exception) -> UpstreamError:
@@ -83,11 +85,14 @@ class Backends:
     # --- rag_svc ---------------------------------------------------------------------------
 
     async def rag_answer(
-        self, collection: str, question: str, k: int, timeout_s: float
+        self, collection: str, question: str, k: int, timeout_s: float, max_tokens: int | None
     ) -> AnswerResponse:
+        payload: dict[str, Any] = {"question": question, "k": k}
+        if max_tokens is not None:
+            payload["max_tokens"] = min(max(max_tokens, RAG_MIN_MAX_TOKENS), RAG_MAX_MAX_TOKENS)
         body = await self.upstreams["rag_svc"].post_json(
             f"/v1/collections/{collection}/answer",
-            {"question": question, "k": k},
+            payload,
             timeout_s=timeout_s,
             idempotent=True,
         )

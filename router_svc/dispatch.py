@@ -208,7 +208,11 @@ class _Job:
             "rag.answer",
             "rag_svc",
             self.backends.rag_answer(
-                collection, self.conversation.text, options.k or self.s.rag_k, self.s.rag_timeout_s
+                collection,
+                self.conversation.text,
+                options.k or self.s.rag_k,
+                self.s.rag_timeout_s,
+                options.max_tokens,
             ),
             optional=True,
             timeout_s=self.s.rag_timeout_s,
@@ -241,6 +245,9 @@ class _Job:
         }
         if self.request.options.model:
             payload["model"] = self.request.options.model
+        if self.request.options.max_tokens:
+            # The caller's bound on the answer bounds every token the strategy writes.
+            payload["max_total_tokens"] = self.request.options.max_tokens
         result = await self.log.run(
             "reasoning.reason",
             "reasoning_svc",

@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
 from common.errors import INTERNAL_ERROR_MESSAGE, ServiceError
@@ -23,7 +24,7 @@ from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS
 from router_svc.dispatch import Dispatcher, Prepared
 
-__all__ = ["dispatch_events", "sse"]
+__all__ = ["DispatchStream", "sse", "stream_response"]
 
 logger = logging.getLogger("router_svc.streaming")
 SERVICE = "router_svc"
@@ -34,20 +35,26 @@ def sse(event: dict[str, Any] | str) -> str:
     return f"data: {data}\n\n"
 
 
-async def dispatch_events(dispatcher: Dispatcher, prepared: Prepared) -> AsyncIterator[str]:
-    queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+class DispatchStream:
+    """The plan's task and its events; `stop` cancels the task (the caller went away)."""
 
-    async def emit(event: dict[str, Any]) -> None:
-        await queue.put(event)
+    def __init__(self, dispatcher: Dispatcher, prepared: Prepared) -> None:
+        self.dispatcher = dispatcher
+        self.prepared = prepared
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
 
-    async def work() -> None:
+    async def _emit(self, event: dict[str, Any]) -> None:
+        await self.queue.put(event)
+
+    async def _work(self) -> None:
         try:
-            response = await dispatcher.execute(prepared, emit)
-            await queue.put({"type": "done", **response.model_dump(mode="json")})
+            response = await self.dispatcher.execute(self.prepared, self._emit)
+            await self.queue.put({"type": "done", **response.model_dump(mode="json")})
         except ServiceError as exc:
             detail = exc.detail(SERVICE, current_request_id())
             error = {"type": "error", "error": detail.model_dump(), "status": exc.status_code}
-            await queue.put(error)
+            await self.queue.put(error)
         except Exception:
             logger.exception("dispatch failed while streaming")
             error = {
@@ -57,21 +64,31 @@ async def dispatch_events(dispatcher: Dispatcher, prepared: Prepared) -> AsyncIt
                 "service": SERVICE,
                 "request_id": current_request_id(),
             }
-            await queue.put({"type": "error", "error": error, "status": 500})
+            await self.queue.put({"type": "error", "error": error, "status": 500})
         finally:
-            await queue.put(None)
+            await self.queue.put(None)
 
-    task = asyncio.create_task(work())
-    try:
-        while (event := await queue.get()) is not None:
-            yield sse(event)
-        yield sse("[DONE]")
-    finally:
-        if not task.done():
-            task.cancel()
+    async def events(self) -> AsyncIterator[str]:
+        self.task = asyncio.create_task(self._work())
+        try:
+            while (event := await self.queue.get()) is not None:
+                yield sse(event)
+            yield sse("[DONE]")
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
 
 
 def stream_response(dispatcher: Dispatcher, prepared: Prepared) -> StreamingResponse:
+    stream = DispatchStream(dispatcher, prepared)
+    # Starlette cancels the events when the caller leaves; a generator cancelled while it
+    # waits on the caller is closed late, so the response's end stops the plan as well.
     return StreamingResponse(
-        dispatch_events(dispatcher, prepared), media_type="text/event-stream", headers=SSE_HEADERS
+        stream.events(),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=BackgroundTask(stream.stop),
     )
