@@ -1,14 +1,20 @@
-"""`POST /v1/reason`'s logic: check the request against the limits, pick and run a strategy."""
+"""`POST /v1/reason`'s logic: check the request against the limits, pick and run a strategy.
+
+A run stops early, with its best answer so far and `finished: false`, when its
+wall-clock budget (`strategy_timeout_s`, stop_reason `timeout`) or its tokens
+(`max_total_tokens`, stop_reason `token_budget`) run out.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from common.chat import ChatClient
-from common.contracts.reasoning import ReasonRequest, ReasonResponse
+from common.contracts.reasoning import ReasonRequest, ReasonResponse, Strategy
 from common.errors import BadRequest, PayloadTooLarge
 from reasoning_svc.llm import ChatModel, Message
-from reasoning_svc.run import Params, Run
+from reasoning_svc.run import Outcome, Params, Run, TokenBudgetSpent
 from reasoning_svc.settings import ReasoningSettings
 from reasoning_svc.strategies import STRATEGY_RUNNERS
 from reasoning_svc.strategies.auto import choose_strategy
@@ -73,6 +79,7 @@ class Reasoner:
                 s.sample_temperature if request.temperature is None else request.temperature
             ),
             max_tokens=request.max_tokens or s.max_tokens,
+            max_total_tokens=request.max_total_tokens,
             samples=request.samples or s.samples,
             max_steps=request.max_steps or s.max_steps,
             beam_width=request.beam_width or s.beam_width,
@@ -109,7 +116,7 @@ class Reasoner:
         if strategy == "auto":
             strategy, why = choose_strategy(request.question)
             run.event("choice", f"{strategy}: {why}", strategy=strategy)
-        outcome = await STRATEGY_RUNNERS[strategy](request.question, run)
+        outcome = await self._run_strategy(strategy, request.question, run)
         model_name = getattr(run.model, "name", "") or "unknown"
         return ReasonResponse(
             answer=outcome.answer,
@@ -124,3 +131,19 @@ class Reasoner:
             model=model_name,
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
+
+    async def _run_strategy(self, strategy: Strategy, question: str, run: Run) -> Outcome:
+        try:
+            async with asyncio.timeout(self.settings.strategy_timeout_s):
+                return await STRATEGY_RUNNERS[strategy](question, run)
+        except TimeoutError:
+            why = f"the run took longer than {self.settings.strategy_timeout_s:g}s"
+            return self._stopped(run, "timeout", why)
+        except TokenBudgetSpent as exc:
+            return self._stopped(run, "token_budget", str(exc))
+
+    @staticmethod
+    def _stopped(run: Run, reason: str, why: str) -> Outcome:
+        answer = run.best_answer()
+        run.event("answer", answer, stopped=reason, why=why)
+        return Outcome(answer, finished=False, stop_reason=reason)

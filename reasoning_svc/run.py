@@ -5,6 +5,10 @@ completion in the trace and counts calls and tokens; every tool call goes
 through `Run.call_tool`, which records it. Strategies add their own events
 (thoughts, votes, evaluations) with `Run.event`, so the trace is complete by
 construction.
+
+A run may have a budget of completion tokens (`Params.max_total_tokens`):
+each call reserves what it may write, at most what is left, and gives back
+what it did not use; a call that finds nothing left raises `TokenBudgetSpent`.
 """
 
 from __future__ import annotations
@@ -23,9 +27,13 @@ from common.contracts.reasoning import (
 from reasoning_svc.llm import ChatModel, Message
 from reasoning_svc.tools_client import Observation, ToolRunner
 
-__all__ = ["Outcome", "Params", "Run"]
+__all__ = ["Outcome", "Params", "Run", "TokenBudgetSpent"]
 
 T = TypeVar("T")
+
+
+class TokenBudgetSpent(Exception):
+    """The run's completion tokens are spent: no further model call may start."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +43,8 @@ class Params:
     temperature: float = 0.0
     sample_temperature: float = 0.7
     max_tokens: int = 384
+    # Completion tokens of all model calls together (None: no bound but max_tokens each).
+    max_total_tokens: int | None = None
     samples: int = 5
     max_steps: int = 6
     beam_width: int = 2
@@ -69,6 +79,31 @@ class Run:
 
     def __post_init__(self) -> None:
         self._slots = asyncio.Semaphore(self.parallel_calls)
+        self._tokens_left = self.params.max_total_tokens
+
+    def _reserve(self, wanted: int) -> int:
+        if self._tokens_left is None:
+            return wanted
+        if self._tokens_left <= 0:
+            raise TokenBudgetSpent(f"the run's {self.params.max_total_tokens} tokens are spent")
+        granted = min(wanted, self._tokens_left)
+        self._tokens_left -= granted
+        return granted
+
+    def _give_back(self, tokens: int) -> None:
+        if self._tokens_left is not None:
+            self._tokens_left += max(0, tokens)
+
+    def best_answer(self) -> str:
+        """The last answer the run stated (a final one, else a sample's), or ""."""
+        for event in reversed(self.trace):
+            if event.kind == "answer" and event.content.strip():
+                return event.content
+        for event in reversed(self.trace):
+            answer = event.data.get("answer")
+            if isinstance(answer, str) and answer.strip():
+                return answer
+        return ""
 
     def event(
         self, kind: TraceKind, content: str, step: int | None = None, **data: Any
@@ -93,6 +128,7 @@ class Run:
         full = [*head, *self.context, *messages[len(head) :]]
         temperature = self.params.temperature if temperature is None else temperature
         async with self._slots:
+            granted = self._reserve(max_tokens or self.params.max_tokens)
             prompt = self.event(
                 "prompt",
                 full[-1]["content"],
@@ -101,12 +137,14 @@ class Run:
                 messages=full,
                 temperature=temperature,
             )
-            completion = await self.model.complete(
-                full,
-                temperature=temperature,
-                max_tokens=max_tokens or self.params.max_tokens,
-                stop=stop,
-            )
+            try:
+                completion = await self.model.complete(
+                    full, temperature=temperature, max_tokens=granted, stop=stop
+                )
+            except BaseException:
+                self._give_back(granted)
+                raise
+            self._give_back(granted - completion.completion_tokens)
         self.usage.model_calls += 1
         self.usage.prompt_tokens += completion.prompt_tokens
         self.usage.completion_tokens += completion.completion_tokens
@@ -139,5 +177,15 @@ class Run:
         return observation
 
     async def gather(self, calls: list[Awaitable[T]]) -> list[T]:
-        """Await independent calls concurrently (`ask` bounds how many reach the model)."""
-        return list(await asyncio.gather(*calls))
+        """Await independent calls concurrently (`ask` bounds how many reach the model).
+
+        When one fails, the others are cancelled: nothing runs on after the strategy ends.
+        """
+        tasks = [asyncio.ensure_future(call) for call in calls]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except Exception:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise

@@ -24,6 +24,12 @@ class ReasoningSettings(ServiceSettings):
     model: str = Field("", description="moe_svc model (empty: the first model it lists).")
     model_timeout_s: float = Field(120.0, gt=0, description="Timeout of one model call.")
     tool_timeout_s: float = Field(60.0, gt=0, description="Timeout of one tools_svc call.")
+    strategy_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Wall-clock budget of one strategy run: past it, the run stops with its "
+        "best answer so far (stop_reason 'timeout').",
+    )
     parallel_calls: int = Field(
         4, ge=1, le=64, description="Model calls in flight at once (samples, ToT evaluations)."
     )

@@ -76,6 +76,9 @@ class ReasonRequest(BaseModel):
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
     # Per model call.
     max_tokens: Annotated[int, Field(ge=1)] | None = None
+    # Completion tokens of the whole run, all model calls together (the caller's own
+    # max_tokens): once spent, the run stops with its best answer so far.
+    max_total_tokens: Annotated[int, Field(ge=1)] | None = None
     # self_consistency: chains sampled and voted on.
     samples: Annotated[int, Field(ge=1)] | None = None
     # react: Thought/Action/Observation iterations.
@@ -124,7 +127,7 @@ class ReasonResponse(BaseModel):
     requested_strategy: Strategy
     # False when the run stopped without an answer it trusts (react: iteration limit).
     finished: bool
-    # answer | max_steps | no_answer | program_failed | goal_not_met
+    # answer | max_steps | no_answer | program_failed | goal_not_met | token_budget | timeout
     stop_reason: str
     trace: list[TraceEvent]
     tool_calls: list[ToolCallRecord]
