@@ -3,9 +3,17 @@
 For `auto`, router_svc's dispatch result (or its SSE events) becomes an
 OpenAI `chat.completion` (or `chat.completion.chunk`s) whose final answer is
 formatted and verified by the response generator and which carries the
-`pipeline` extension. Other models pass straight to moe_svc, streams byte for
-byte. Leaving a stream early closes the upstream connection, which cancels
-the upstream's work.
+`pipeline` extension. Other models pass straight to moe_svc, streams event by
+event.
+
+A client that leaves cancels the work: a stream's end closes the upstream
+connection, and a non-streamed request is cancelled by `cancel_on_disconnect`;
+either way the upstream sees its client leave and stops in turn.
+
+Every answer token is charged to the caller once the answer is out: the
+completion tokens of a finished answer, or an estimate of what was sent of a
+stream cut short. moe_svc is always asked for a stream's usage; its usage
+chunk reaches the client only when the client asked for it.
 """
 
 from __future__ import annotations
@@ -15,17 +23,20 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from typing import Any
 
+import httpx
 from fastapi import Request
 from starlette.background import BackgroundTask
-from starlette.responses import JSONResponse, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from common.errors import BadRequest
+from common.disconnect import cancel_on_disconnect
+from common.errors import BadRequest, UpstreamUnavailable
 from common.http_client import ServiceClient
-from common.streaming import SSE_HEADERS, sse_passthrough
+from common.request_context import current_request_id
+from common.streaming import SSE_HEADERS
 from gateway.edge import upstream_timer
 from gateway.response_generator import format_answer, sources_markdown, verify_citations
 from gateway.schemas import AUTO_MODEL, GatewayChatRequest
@@ -112,6 +123,44 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {text}\n\n"
 
 
+class _Meter:
+    """What a stream sent, so that its tokens are charged however it ends."""
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+        # The answer's own count, once its end says it (moe_svc's usage, the router's done).
+        self.completion_tokens: int | None = None
+
+    def sent(self, content: str) -> None:
+        if content:
+            self.pieces.append(content)
+
+    def tokens(self) -> int:
+        if self.completion_tokens is not None:
+            return self.completion_tokens
+        if not self.pieces:
+            return 0
+        # Cut short: each piece holds a token or more; text is about 4 characters a token.
+        return max(len(self.pieces), estimate_tokens("".join(self.pieces)))
+
+
+def _end_of_stream(request: Request, stack: AsyncExitStack, meter: _Meter) -> BackgroundTask:
+    """Runs when the response ends, the client gone or not: close the upstream, charge."""
+
+    async def end() -> None:
+        await stack.aclose()
+        await charge_completion(request, meter.tokens())
+
+    return BackgroundTask(end)
+
+
+def _broken_stream(upstream: str) -> str:
+    error = UpstreamUnavailable(
+        f"{upstream}'s stream broke off before its end.", code="upstream_stream_broken"
+    )
+    return _sse({"error": error.detail("gateway", current_request_id()).model_dump()})
+
+
 class _ChunkWriter:
     def __init__(self, completion_id: str) -> None:
         self.head = {
@@ -145,54 +194,56 @@ async def _auto_stream(
             )
         )
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    meter = _Meter()
 
     async def events() -> AsyncIterator[str]:
         async with stack:
             writer = _ChunkWriter(f"chatcmpl-{uuid.uuid4().hex[:24]}")
             yield writer.chunk({"role": "assistant", "content": ""})
-            streamed = ""
-            async for line in upstream.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
-                event = json.loads(data)
-                kind = event.get("type")
-                if kind == "delta" and event.get("content"):
-                    streamed += event["content"]
-                    yield writer.chunk({"content": event["content"]})
-                elif kind in ("route", "step"):
-                    # Progress of the pipeline, for the UI; OpenAI clients ignore it.
-                    yield writer.chunk({}, pipeline_event=event)
-                elif kind == "done":
-                    final = _finish(request, body, writer, event, streamed, include_usage)
-                    async for piece in final:
-                        yield piece
-                elif kind == "error":
-                    yield _sse({"error": event.get("error") or {"message": "dispatch failed"}})
+            try:
+                async for line in upstream.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[5:].strip()
+                    if data == "[DONE]":
+                        break
+                    event = json.loads(data)
+                    kind = event.get("type")
+                    if kind == "delta" and event.get("content"):
+                        meter.sent(event["content"])
+                        yield writer.chunk({"content": event["content"]})
+                    elif kind in ("route", "step"):
+                        # Progress of the pipeline, for the UI; OpenAI clients ignore it.
+                        yield writer.chunk({}, pipeline_event=event)
+                    elif kind == "done":
+                        async for piece in _finish(body, writer, event, meter, include_usage):
+                            yield piece
+                    elif kind == "error":
+                        yield _sse({"error": event.get("error") or {"message": "dispatch failed"}})
+            except httpx.HTTPError:
+                yield _broken_stream("router_svc")
             yield _sse("[DONE]")
 
-    # Also closes the upstream when the client left before the stream's first byte.
+    # The end also closes the upstream when the client left before the stream's first byte.
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
-        background=BackgroundTask(stack.aclose),
+        background=_end_of_stream(request, stack, meter),
     )
 
 
 async def _finish(
-    request: Request,
     body: GatewayChatRequest,
     writer: _ChunkWriter,
     event: dict[str, Any],
-    streamed: str,
+    meter: _Meter,
     include_usage: bool,
 ) -> AsyncIterator[str]:
     content = str((event.get("message") or {}).get("content") or "")
     pipeline = dict(event.get("pipeline") or {})
     sources = list(pipeline.get("sources") or [])
+    streamed = "".join(meter.pieces)
     if not streamed:
         # Nothing was streamed yet: the whole answer can still be cleaned.
         cleaned, report = verify_citations(content, sources, pipeline.get("citations") or [])
@@ -204,11 +255,12 @@ async def _finish(
     pipeline["verification"] = report
     tail = rest + sources_markdown(sources)
     if tail:
+        meter.sent(tail)
         yield writer.chunk({"content": tail})
     dispatch_id = str(event.get("id") or "")
     _, message_id = _ids(dispatch_id)
     usage = _usage(body, streamed + tail, pipeline)
-    await charge_completion(request, usage["completion_tokens"])
+    meter.completion_tokens = usage["completion_tokens"]
     yield writer.chunk(
         {},
         "stop",
@@ -220,32 +272,70 @@ async def _finish(
         yield writer.usage(usage)
 
 
-_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+def _relay_event(data: str, meter: _Meter, include_usage: bool) -> str | None:
+    """One of moe_svc's stream events for the client (None: not for the client)."""
+    if data == "[DONE]":
+        return _sse(data)
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return _sse(data)
+    if not isinstance(chunk, dict):
+        return _sse(data)
+    for choice in chunk.get("choices") or []:
+        meter.sent(str((choice.get("delta") or {}).get("content") or ""))
+    usage = chunk.get("usage")
+    if not usage:
+        return _sse(data)
+    meter.completion_tokens = int(usage.get("completion_tokens") or 0)
+    if include_usage:
+        return _sse(data)
+    # Strict OpenAI clients do not expect the usage chunk they did not ask for.
+    del chunk["usage"]
+    if not chunk.get("choices") and not chunk.get("experts"):
+        return None
+    return _sse(chunk)
 
 
-async def _charging_usage(request: Request, chunks: AsyncIterable[Any]) -> AsyncIterator[Any]:
-    """Relay moe_svc's stream unchanged; charge the usage chunk's tokens at its end."""
-    tail = b""
-    async for chunk in chunks:
-        yield chunk
-        data = chunk if isinstance(chunk, bytes) else str(chunk).encode()
-        tail = (tail + data)[-4096:]  # the usage chunk comes last
-    counts = _COMPLETION_TOKENS.findall(tail)
-    if counts:
-        await charge_completion(request, int(counts[-1]))
-
-
-async def _moe(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:
+async def _moe_stream(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:
     settings: GatewaySettings = request.app.state.settings
     moe: ServiceClient = request.app.state.upstreams["moe_svc"]
-    raw.pop("session_id", None)
-    if body.stream:
-        async with upstream_timer():
-            response = await sse_passthrough(
-                moe, "POST", "/v1/chat/completions", json=raw, timeout_s=settings.chat_timeout_s
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    options = raw.get("stream_options")
+    asked = options if isinstance(options, dict) else {}
+    payload = {**raw, "stream_options": {**asked, "include_usage": True}}
+    stack = AsyncExitStack()
+    async with upstream_timer():
+        # Opened before the response starts: moe_svc's 4xx/5xx reach the caller as is.
+        upstream = await stack.enter_async_context(
+            moe.stream(
+                "POST", "/v1/chat/completions", json=payload, timeout_s=settings.chat_timeout_s
             )
-        response.body_iterator = _charging_usage(request, response.body_iterator)
-        return response
+        )
+    meter = _Meter()
+
+    async def events() -> AsyncIterator[str]:
+        async with stack:
+            try:
+                async for line in upstream.aiter_lines():
+                    if line.startswith("data:"):
+                        event = _relay_event(line[5:].strip(), meter, include_usage)
+                        if event is not None:
+                            yield event
+            except httpx.HTTPError:
+                yield _broken_stream("moe_svc")
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
+        background=_end_of_stream(request, stack, meter),
+    )
+
+
+async def _moe(request: Request, raw: dict[str, Any]) -> Response:
+    settings: GatewaySettings = request.app.state.settings
+    moe: ServiceClient = request.app.state.upstreams["moe_svc"]
     async with upstream_timer():
         result = await moe.post_json("/v1/chat/completions", raw, timeout_s=settings.chat_timeout_s)
     tokens = int((result.get("usage") or {}).get("completion_tokens", 0))
@@ -255,10 +345,13 @@ async def _moe(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) 
 async def chat_completion(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:
     """Answer one chat completion request (see the module docstring)."""
     if body.model != AUTO_MODEL:
-        return await _moe(request, body, raw)
+        raw.pop("session_id", None)
+        if body.stream:
+            return await _moe_stream(request, body, raw)
+        return await cancel_on_disconnect(request, _moe(request, raw))
     if body.n != 1:
         raise BadRequest("Model 'auto' answers with one choice (n=1).", param="n", code="invalid_n")
     router: ServiceClient = request.app.state.upstreams["router_svc"]
     if body.stream:
         return await _auto_stream(request, body, router)
-    return await _auto(request, body, router)
+    return await cancel_on_disconnect(request, _auto(request, body, router))
