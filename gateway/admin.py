@@ -1,10 +1,17 @@
-"""`python -m gateway.admin create|revoke|list|local`: manage the gateway's API keys.
+"""`python -m gateway.admin create|revoke|list|local|generate`: manage the gateway's API keys.
 
 Keys live in the gateway's Redis (`GATEWAY_REDIS_URL`, or `--redis-url`);
-`create` prints the new key once: only its hash is stored. `local` is what
-`make up` runs: it keeps one key for the local user in a file (mode 0600,
-under the data dir), creating it when the file is missing or its key was
-revoked, and prints it.
+`create` prints the new key once: only its hash is stored. A key belongs to
+a tenant (default `default`), has a role (`member` by default, or `admin`)
+and scopes (default: every scope but `tools:python` and `tools:http`,
+which an admin grants by name; `--scopes all` grants every one).
+
+`local` is what `make up` runs: it keeps one admin key of tenant `default`
+with every scope for the local user in a file (mode 0600, under the data
+dir), creating it when the file is missing, its key was revoked, or the key
+is not such an admin (a first-version key: that one is then revoked), and
+prints it. `generate` prints a fresh key string without storing it, for
+`GATEWAY_BOOTSTRAP_KEY(_FILE)`.
 """
 
 from __future__ import annotations
@@ -19,36 +26,98 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from gateway.keys import KeyStore
+from common.caller import (
+    ALL_SCOPES,
+    DEFAULT_MEMBER_SCOPES,
+    DEFAULT_TENANT,
+    ROLES,
+    TENANT_PATTERN,
+    InvalidCaller,
+    parse_scopes,
+    valid_tenant,
+)
+from gateway.keys import ApiKey, KeyStore, new_key
 from gateway.settings import GatewaySettings
 
 __all__ = ["ensure_local_key", "main"]
 
 
+def _tenant(value: str) -> str:
+    if not valid_tenant(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid tenant name {value!r}: it must match {TENANT_PATTERN} "
+            "(lower-case letters, digits, '_' and '-', starting with a letter or digit)"
+        )
+    return value
+
+
+def _scopes(value: str) -> frozenset[str]:
+    if value.strip() == "all":
+        return frozenset(ALL_SCOPES)
+    try:
+        scopes = parse_scopes(value)
+    except InvalidCaller as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not scopes:
+        raise argparse.ArgumentTypeError("name at least one scope (or 'all')")
+    return scopes
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m gateway.admin", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.admin",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--redis-url", help="Redis URL (default: the gateway's setting)")
     commands = parser.add_subparsers(dest="command", required=True)
     create = commands.add_parser("create", help="create a key and print it")
+    create.add_argument("--tenant", type=_tenant, default=DEFAULT_TENANT, help="default: default")
+    create.add_argument("--role", choices=ROLES, default="member", help="default: member")
+    create.add_argument(
+        "--scopes",
+        type=_scopes,
+        default=frozenset(DEFAULT_MEMBER_SCOPES),
+        help=f"comma-separated, or 'all'; known: {','.join(ALL_SCOPES)} "
+        f"(default: {','.join(DEFAULT_MEMBER_SCOPES)})",
+    )
     create.add_argument("--name", default="", help="a label for the key")
     create.add_argument("--rpm", type=int, help="requests per minute (default: the gateway's)")
     create.add_argument("--tpm", type=int, help="tokens per minute (default: the gateway's)")
     create.add_argument("--json", action="store_true", help="print the key and its record")
     revoke = commands.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
-    commands.add_parser("list", help="list keys (ids, names, revoked), never the keys")
-    local = commands.add_parser("local", help="print the local key, creating it when needed")
+    commands.add_parser(
+        "list", help="list keys (id, name, tenant, role, scopes, revoked), never the keys"
+    )
+    local = commands.add_parser("local", help="print the local admin key, creating it when needed")
     local.add_argument("--file", type=Path, default=Path("var/gateway/local_api_key"))
+    commands.add_parser("generate", help="print a new key string; store nothing")
     return parser
 
 
+def _is_local_admin(record: ApiKey) -> bool:
+    return (
+        record.role == "admin"
+        and record.tenant == DEFAULT_TENANT
+        and record.scopes == frozenset(ALL_SCOPES)
+    )
+
+
 async def ensure_local_key(store: KeyStore, path: Path) -> str:
-    """The key stored in `path` when Redis knows it and it is live; else a new one, saved."""
+    """The key stored in `path` when it is a live admin of tenant default with every scope;
+    else a new such key, saved (a saved key that is live but less than that is revoked:
+    only this file knew it)."""
     saved = _read_key(path)
     record = await store.lookup(saved) if saved else None
     if saved and record is not None and not record.revoked:
-        return saved
-    key, _ = await store.create("local")
+        if _is_local_admin(record):
+            return saved
+        await store.revoke(record.id)
+        print(
+            f"replaced the local key {record.id} (not an admin key) with a new one", file=sys.stderr
+        )
+    key, _ = await store.create("local", tenant=DEFAULT_TENANT, role="admin", scopes=ALL_SCOPES)
     _write_key(path, key)
     return key
 
@@ -67,12 +136,22 @@ def _write_key(path: Path, key: str) -> None:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.command == "generate":
+        print(new_key())
+        return 0
     url = args.redis_url or GatewaySettings().redis_url
     redis = aioredis.from_url(url, socket_connect_timeout=5)
     try:
         store = KeyStore(redis)
         if args.command == "create":
-            key, record = await store.create(args.name, args.rpm, args.tpm)
+            key, record = await store.create(
+                args.name,
+                args.rpm,
+                args.tpm,
+                tenant=args.tenant,
+                role=args.role,
+                scopes=args.scopes,
+            )
             print(json.dumps({"key": key, **record.public()}) if args.json else key)
             return 0
         if args.command == "revoke":

@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from common.contracts.health import GatewayReadiness
 from gateway.chat import chat_completion
-from gateway.passthrough import forward_documents, forward_json, list_models, read_json
+from gateway.passthrough import (
+    forward_documents,
+    forward_json,
+    list_models,
+    read_json,
+    read_query,
+)
 from gateway.readiness import platform_readiness
-from gateway.schemas import GatewayChatRequest
+from gateway.schemas import FeedbackQuery, GatewayChatRequest
 from gateway.security import authorize
 
 __all__ = ["STATIC_DIR", "router", "v1"]
@@ -22,8 +28,8 @@ __all__ = ["STATIC_DIR", "router", "v1"]
 STATIC_DIR = Path(__file__).parent / "static"
 
 router = APIRouter()
-# Every /v1 route: API key (when auth is on) and rate limits first.
-v1 = APIRouter(prefix="/v1", dependencies=[Depends(authorize)])
+# Every /v1 route names its scope with `authorize`: key, scope and rate limits before the body.
+v1 = APIRouter(prefix="/v1")
 
 
 @router.get("/readyz", response_model=GatewayReadiness, tags=["health"])
@@ -41,12 +47,17 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@v1.get("/models", tags=["openai"])
+@v1.get("/models", tags=["openai"], dependencies=[authorize(None)])
 async def models(request: Request) -> dict[str, Any]:
     return await list_models(request)
 
 
-@v1.post("/chat/completions", tags=["openai"], response_model=None)
+@v1.post(
+    "/chat/completions",
+    tags=["openai"],
+    response_model=None,
+    dependencies=[authorize("chat", prompt_tokens=True)],
+)
 async def chat_completions(request: Request) -> Any:
     raw = await read_json(request)
     try:
@@ -56,30 +67,33 @@ async def chat_completions(request: Request) -> Any:
     return await chat_completion(request, body, raw)
 
 
-@v1.post("/embeddings", tags=["openai"])
+@v1.post("/embeddings", tags=["openai"], dependencies=[authorize("embeddings", prompt_tokens=True)])
 async def embeddings(request: Request) -> Response:
     timeout = request.app.state.settings.passthrough_timeout_s
     return await forward_json(request, "rag_svc", "/v1/embeddings", timeout)
 
 
-@v1.post("/images/generations", tags=["openai"])
+@v1.post("/images/generations", tags=["openai"], dependencies=[authorize("images")])
 async def images(request: Request) -> Response:
     timeout = request.app.state.settings.images_timeout_s
     return await forward_json(request, "creative_svc", "/v1/images/generations", timeout)
 
 
-@v1.post("/collections/{name}/documents", tags=["rag"])
+@v1.post("/collections/{name}/documents", tags=["rag"], dependencies=[authorize("documents:write")])
 async def documents(name: str, request: Request) -> Response:
     return await forward_documents(request, name)
 
 
-@v1.post("/feedback", tags=["feedback"])
+@v1.post("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
 async def post_feedback(request: Request) -> Response:
     timeout = request.app.state.settings.passthrough_timeout_s
     return await forward_json(request, "memory_svc", "/v1/feedback", timeout)
 
 
-@v1.get("/feedback", tags=["feedback"])
+@v1.get("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
 async def get_feedback(request: Request) -> Response:
+    query = read_query(request, FeedbackQuery)
     timeout = request.app.state.settings.passthrough_timeout_s
-    return await forward_json(request, "memory_svc", "/v1/feedback", timeout, method="GET")
+    return await forward_json(
+        request, "memory_svc", "/v1/feedback", timeout, method="GET", query=query
+    )

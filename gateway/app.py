@@ -3,23 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from redis.exceptions import RedisError
 from starlette.middleware import Middleware
 
 from common.http_client import ServiceClient
 from common.service import create_service_app
 from gateway import api
 from gateway.edge import EdgeMiddleware
-from gateway.security import Gatekeeper
+from gateway.keys import KeyStore
+from gateway.security import Gatekeeper, prepare_key_store
 from gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]
+
+logger = logging.getLogger("gateway.app")
+
+_KEY_STORE_RETRY_S = 2.0
+
+
+async def _prepare_keys_when_redis_answers(store: KeyStore, settings: GatewaySettings) -> None:
+    # Until then /v1 answers 503 (Redis unavailable): nothing is served without the store.
+    while True:
+        await asyncio.sleep(_KEY_STORE_RETRY_S)
+        try:
+            await prepare_key_store(store, settings)
+            return
+        except RedisError as exc:
+            logger.warning("key store still unavailable", extra={"error": repr(exc)})
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
@@ -32,6 +50,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
         app.state.gatekeeper = Gatekeeper(app.state.redis)
+        retry: asyncio.Task[None] | None = None
+        try:
+            await prepare_key_store(app.state.gatekeeper.store, settings)
+        except RedisError as exc:
+            logger.warning(
+                "key store unavailable at start; migration and bootstrap key will follow",
+                extra={"error": repr(exc)},
+            )
+            retry = asyncio.create_task(
+                _prepare_keys_when_redis_answers(app.state.gatekeeper.store, settings)
+            )
         # Probe-only clients: readiness must not trip the call clients' breakers.
         app.state.probe_clients = {
             name: ServiceClient(name, url, connect_timeout_s=timeout)
@@ -40,6 +69,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
+            if retry is not None:
+                retry.cancel()
+                with suppress(asyncio.CancelledError):
+                    await retry
             await asyncio.gather(*(c.aclose() for c in app.state.probe_clients.values()))
             await app.state.redis.aclose()
 

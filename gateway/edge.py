@@ -1,13 +1,19 @@
-"""The gateway's edge: body size limit, rate-limit headers, `x-gateway-overhead-ms`.
+"""The gateway's edge: body size limit, rate-limit headers, `x-gateway-overhead-ms`, audit.
 
 Plain ASGI, placed inside the shared request-context middleware so that a
 413 carries the request id. The overhead is the time from the request's
 arrival to the response's start minus the time spent waiting on upstreams
 (`upstream_timer`), i.e. what the gateway itself costs a caller.
+
+Every `/v1` call made with a verified key (`common.caller.caller_var` set by
+`gateway.security`) leaves one line on the `gateway.audit` logger: method,
+route template, status, duration, key id, tenant and role (the log
+formatter adds the request id and the client's own request id).
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +22,7 @@ from contextvars import ContextVar
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common.caller import caller_var
 from common.contracts.errors import ErrorDetail
 from common.errors import PayloadTooLarge, error_response
 from common.request_context import current_request_id
@@ -23,6 +30,8 @@ from common.request_context import current_request_id
 __all__ = ["OVERHEAD_HEADER", "EdgeMiddleware", "upstream_timer"]
 
 OVERHEAD_HEADER = "x-gateway-overhead-ms"
+
+audit_logger = logging.getLogger("gateway.audit")
 
 # Seconds spent waiting on upstreams by the current request (a one-item list so
 # that tasks of the request add to the same total).
@@ -80,8 +89,12 @@ class EdgeMiddleware:
                     raise _too_large(limit)
             return message
 
+        status = 500  # unless a response starts
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = MutableHeaders(scope=message)
                 overhead_ms = (time.perf_counter() - started - waited[0]) * 1000
                 headers[OVERHEAD_HEADER] = f"{max(0.0, overhead_ms):.2f}"
@@ -94,3 +107,29 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         finally:
             _upstream_wait.reset(token)
+            _audit(scope, status, time.perf_counter() - started)
+
+
+def _audit(scope: Scope, status: int, elapsed_s: float) -> None:
+    # Set by the key check in this request's task: None for calls made without a valid key.
+    caller = caller_var.get()
+    if caller is None or not str(scope.get("path", "")).startswith("/v1/"):
+        return
+    route = getattr(scope.get("route"), "path", None) or "unmatched"
+    audit_logger.info(
+        "%s %s %d key=%s tenant=%s",
+        scope["method"],
+        route,
+        status,
+        caller.key_id,
+        caller.tenant,
+        extra={
+            "method": scope["method"],
+            "route": route,
+            "status": status,
+            "duration_ms": round(elapsed_s * 1000, 2),
+            "key_id": caller.key_id,
+            "tenant": caller.tenant,
+            "role": caller.role,
+        },
+    )

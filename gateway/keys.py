@@ -1,9 +1,13 @@
-"""API keys, stored hashed in Redis.
+"""API keys, stored hashed in Redis: who a key is (tenant, role, scopes) and its limits.
 
 A key is `sk-gw-<id>-<secret>`; Redis holds only its SHA-256 (a leaked dump
 does not leak keys) under `gateway:key:<sha256>`, a hash of the key's record,
 and `gateway:key_ids` maps each id to its hash so it can be revoked by id.
 Revoked keys stay (marked) so that their callers get 403, not 401.
+
+Records of the first version have no tenant, role or scopes: they read as
+tenant `default`, role `member`, `DEFAULT_MEMBER_SCOPES`, and `migrate`
+writes those fields once (the gateway runs it on start).
 """
 
 from __future__ import annotations
@@ -12,19 +16,65 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
 
-__all__ = ["KEY_PREFIX", "ApiKey", "KeyStore", "hash_key", "key_id"]
+from common.caller import (
+    ALL_SCOPES,
+    DEFAULT_MEMBER_SCOPES,
+    DEFAULT_TENANT,
+    ROLES,
+    Caller,
+    Role,
+    valid_tenant,
+)
+
+__all__ = [
+    "BOOTSTRAP_SECRET_MIN_CHARS",
+    "KEY_PREFIX",
+    "ApiKey",
+    "InvalidKeySpec",
+    "KeyStore",
+    "hash_key",
+    "key_id",
+    "new_key",
+]
 
 KEY_PREFIX = "sk-gw-"
 # What `KeyStore.create` makes: the prefix, a hex id, a URL-safe secret.
-_KEY_FORMAT = re.compile(r"^" + re.escape(KEY_PREFIX) + r"([0-9a-f]{1,32})-[A-Za-z0-9_-]{1,128}$")
+_KEY_FORMAT = re.compile(r"^" + re.escape(KEY_PREFIX) + r"([0-9a-f]{1,32})-([A-Za-z0-9_-]{1,128})$")
+# A key chosen by an operator (the bootstrap key) must be at least as strong as ours.
+BOOTSTRAP_SECRET_MIN_CHARS = 32
 _RECORD = "gateway:key:"
 _IDS = "gateway:key_ids"
+
+# Fills in the fields a first-version record lacks, once: a record that has them, or
+# that is gone, is left alone. KEYS: the records; ARGV: tenant, role, scopes.
+_MIGRATE_SCRIPT = """
+local migrated = 0
+for _, record in ipairs(KEYS) do
+  if redis.call('EXISTS', record) == 1 and redis.call('HEXISTS', record, 'scopes') == 0 then
+    redis.call('HSET', record, 'tenant', ARGV[1], 'role', ARGV[2], 'scopes', ARGV[3])
+    migrated = migrated + 1
+  end
+end
+return migrated
+"""
+
+# Stores a new record unless its id is taken, atomically. KEYS[1] the ids hash, KEYS[2] the
+# record; ARGV[1] the id, ARGV[2] the key's hash, then the record's fields and values.
+_REGISTER_SCRIPT = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], unpack(ARGV, 3))
+return 1
+"""
+
+
+class InvalidKeySpec(ValueError):
+    """A key's tenant, role, scopes or format outside what the gateway accepts."""
 
 
 def _text(value: bytes | str) -> str:
@@ -41,6 +91,16 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def new_key() -> str:
+    """A fresh key string (stored nowhere): a random 8-hex id and a 32-character secret."""
+    return f"{KEY_PREFIX}{secrets.token_hex(4)}-{secrets.token_urlsafe(24)}"
+
+
+def scopes_text(scopes: Iterable[str]) -> str:
+    """Scopes as a record stores them (and the Lua authorizer reads them): sorted, spaced."""
+    return " ".join(sorted(scopes))
+
+
 @dataclass
 class ApiKey:
     id: str
@@ -50,10 +110,27 @@ class ApiKey:
     # Per-key limits; None: the gateway's defaults.
     rpm_limit: int | None = None
     tpm_limit: int | None = None
+    tenant: str = DEFAULT_TENANT
+    role: Role = "member"
+    scopes: frozenset[str] = field(default_factory=lambda: frozenset(DEFAULT_MEMBER_SCOPES))
+
+    def __post_init__(self) -> None:
+        if not valid_tenant(self.tenant):
+            raise InvalidKeySpec(
+                f"tenant {self.tenant!r} is not a valid name: lower-case letters, digits, "
+                "'_' and '-', starting with a letter or digit, at most 63 characters"
+            )
+        if self.role not in ROLES:
+            raise InvalidKeySpec(f"role must be one of {list(ROLES)}, not {self.role!r}")
+        unknown = sorted(set(self.scopes) - set(ALL_SCOPES))
+        if unknown:
+            raise InvalidKeySpec(f"unknown scope(s) {unknown}; known: {list(ALL_SCOPES)}")
 
     @classmethod
     def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> ApiKey:
         fields = {_text(k): _text(v) for k, v in raw.items()}
+        # A field a first-version record lacks reads as its default (see `migrate`).
+        scopes = fields.get("scopes")
         return cls(
             id=fields["id"],
             name=fields.get("name", ""),
@@ -61,40 +138,93 @@ class ApiKey:
             revoked=fields.get("revoked") == "1",
             rpm_limit=int(fields["rpm_limit"]) if fields.get("rpm_limit") else None,
             tpm_limit=int(fields["tpm_limit"]) if fields.get("tpm_limit") else None,
+            tenant=fields.get("tenant") or DEFAULT_TENANT,
+            role=cast("Role", fields.get("role") or "member"),
+            # Scopes of a later version that this one does not know grant nothing here.
+            scopes=frozenset(DEFAULT_MEMBER_SCOPES if scopes is None else scopes.split())
+            & frozenset(ALL_SCOPES),
         )
 
     def to_redis(self) -> dict[str, str]:
         record = asdict(self)
         record["revoked"] = "1" if self.revoked else "0"
+        record["scopes"] = scopes_text(self.scopes)
         return {k: "" if v is None else str(v) for k, v in record.items()}
 
     def public(self) -> dict[str, Any]:
-        return asdict(self)
+        """The record as `list` and `create --json` show it (never the key)."""
+        return {**asdict(self), "scopes": sorted(self.scopes)}
+
+    def caller(self) -> Caller:
+        """The identity a request made with this key runs under."""
+        return Caller(tenant=self.tenant, key_id=self.id, role=self.role, scopes=self.scopes)
 
 
 class KeyStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        self._migrate = redis.register_script(_MIGRATE_SCRIPT)
+        self._register = redis.register_script(_REGISTER_SCRIPT)
 
     async def create(
-        self, name: str = "", rpm_limit: int | None = None, tpm_limit: int | None = None
+        self,
+        name: str = "",
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        role: Role = "member",
+        scopes: Iterable[str] = DEFAULT_MEMBER_SCOPES,
     ) -> tuple[str, ApiKey]:
         """A new key and its record; the key itself is shown once and never stored."""
-        key_id = secrets.token_hex(4)
-        key = f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(24)}"
-        record = ApiKey(key_id, name, time.time(), rpm_limit=rpm_limit, tpm_limit=tpm_limit)
-        digest = hash_key(key)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            # redis-py's mapping type is invariant in its (wide) key type.
-            pipe.hset(_RECORD + digest, mapping=cast("dict[Any, Any]", record.to_redis()))
-            pipe.hset(_IDS, key_id, digest)
-            await pipe.execute()
+        key = new_key()
+        record = await self.register(
+            key, name, rpm_limit, tpm_limit, tenant=tenant, role=role, scopes=scopes
+        )
         return key, record
+
+    async def register(
+        self,
+        key: str,
+        name: str = "",
+        rpm_limit: int | None = None,
+        tpm_limit: int | None = None,
+        *,
+        tenant: str = DEFAULT_TENANT,
+        role: Role = "member",
+        scopes: Iterable[str] = DEFAULT_MEMBER_SCOPES,
+    ) -> ApiKey:
+        """Store the record of a given key (its hash only); refuses an id already in use."""
+        ident = key_id(key)
+        if ident is None:
+            raise InvalidKeySpec(f"a key has the form {KEY_PREFIX}<hex id>-<secret>")
+        record = ApiKey(
+            ident,
+            name,
+            time.time(),
+            rpm_limit=rpm_limit,
+            tpm_limit=tpm_limit,
+            tenant=tenant,
+            role=role,
+            scopes=frozenset(scopes),
+        )
+        digest = hash_key(key)
+        fields = [item for pair in record.to_redis().items() for item in pair]
+        stored = await self._register(keys=[_IDS, _RECORD + digest], args=[ident, digest, *fields])
+        # The id names the key's rate-limit counters and its revocation: one key per id.
+        if not stored:
+            raise InvalidKeySpec(f"a key with id {ident} exists already")
+        return record
 
     @staticmethod
     def record_key(key: str) -> str:
         """The Redis hash that holds the record of `key` (by its SHA-256)."""
         return _RECORD + hash_key(key)
+
+    @staticmethod
+    def ids_key() -> str:
+        """The Redis hash from key ids to their hashes (its length: how many keys exist)."""
+        return _IDS
 
     async def lookup(self, key: str) -> ApiKey | None:
         raw = await self.redis.hgetall(self.record_key(key))
@@ -116,5 +246,15 @@ class KeyStore:
                 keys.append(ApiKey.from_redis(raw))
         return sorted(keys, key=lambda k: k.created_at)
 
-    async def any_keys(self) -> bool:
-        return bool(await self.redis.hlen(_IDS))
+    async def count(self) -> int:
+        """How many keys exist, revoked ones included."""
+        return int(await self.redis.hlen(_IDS))
+
+    async def migrate(self) -> int:
+        """Write tenant `default`, role `member` and the default scopes into first-version
+        records (those without scopes); returns how many were migrated. Idempotent."""
+        records = [_RECORD + _text(d) for d in await self.redis.hvals(_IDS)]
+        if not records:
+            return 0
+        args = [DEFAULT_TENANT, "member", scopes_text(DEFAULT_MEMBER_SCOPES)]
+        return int(await self._migrate(keys=records, args=args))

@@ -1,26 +1,79 @@
-"""Routes the gateway passes to one service: models, embeddings, images, documents, feedback."""
+"""Routes the gateway passes to one service: models, embeddings, images, documents, feedback.
+
+Names taken from the request path are checked against one pattern
+(`COLLECTION_NAME_PATTERN`) and URL-encoded before they go into an upstream
+path; query parameters pass only when the route documents them.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
+from common.contracts.rag import COLLECTION_NAME_PATTERN
 from common.errors import BadRequest, ServiceError
 from common.http_client import ServiceClient
 from gateway.edge import upstream_timer
 from gateway.schemas import AUTO_MODEL
 from gateway.settings import GatewaySettings
 
-__all__ = ["forward_documents", "forward_json", "list_models", "read_json"]
+__all__ = [
+    "forward_documents",
+    "forward_json",
+    "list_models",
+    "read_json",
+    "read_query",
+    "upstream_path",
+]
 
 logger = logging.getLogger("gateway.passthrough")
 
 _STARTED = int(time.time())
+
+_PATH_NAME = re.compile(COLLECTION_NAME_PATTERN)
+
+QueryT = TypeVar("QueryT", bound=BaseModel)
+
+
+def upstream_path(template: str, **names: str) -> str:
+    """`template` with each `{param}` filled in: checked against the one pattern of path
+    names (400 `invalid_<param>_name` otherwise), then URL-encoded."""
+    for param, value in names.items():
+        if not _PATH_NAME.fullmatch(value):
+            raise BadRequest(
+                f"Invalid {param} name {value[:80]!r}: use 1 to 64 letters, digits, '_' or '-', "
+                "starting with a letter or digit.",
+                param=param,
+                code=f"invalid_{param}_name",
+            )
+    return template.format(**{param: quote(value, safe="") for param, value in names.items()})
+
+
+def read_query(request: Request, model: type[QueryT]) -> QueryT:
+    """The request's query parameters as `model` (400 for an unknown, repeated or bad one)."""
+    params = request.query_params
+    repeated = sorted({name for name in params if len(params.getlist(name)) > 1})
+    if repeated:
+        raise BadRequest(
+            f"Query parameter '{repeated[0]}' is given more than once.",
+            param=repeated[0],
+            code="invalid_query",
+        )
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+        ) from None
 
 
 def _unsupported_media_type(expected: str) -> ServiceError:
@@ -60,14 +113,14 @@ async def forward_json(
     path: str,
     timeout_s: float,
     method: str = "POST",
+    query: BaseModel | None = None,
 ) -> Response:
-    """Send the caller's JSON (or query) to `service` and answer with its response."""
+    """Send the caller's JSON (POST) or its checked `query` (GET) to `service`; relay the answer."""
     client: ServiceClient = request.app.state.upstreams[service]
     body = await read_json(request) if method == "POST" else None
+    params = query.model_dump(exclude_none=True) if query is not None else None
     async with upstream_timer():
-        upstream = await client.request(
-            method, path, json=body, params=dict(request.query_params), timeout_s=timeout_s
-        )
+        upstream = await client.request(method, path, json=body, params=params, timeout_s=timeout_s)
     return _relay(upstream)
 
 
@@ -75,7 +128,7 @@ async def forward_documents(request: Request, collection: str) -> Response:
     """rag_svc document upload: a JSON body or a multipart file, passed on as it came."""
     settings: GatewaySettings = request.app.state.settings
     client: ServiceClient = request.app.state.upstreams["rag_svc"]
-    path = f"/v1/collections/{collection}/documents"
+    path = upstream_path("/v1/collections/{collection}/documents", collection=collection)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
         form = await request.form()

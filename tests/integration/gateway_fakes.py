@@ -12,7 +12,9 @@ serves on `FAKE_PORT`, in one process, what the gateway calls:
 - rag_svc `POST /v1/embeddings`, `POST /v1/collections/{name}/documents` (JSON or multipart).
 - creative_svc `POST /v1/images/generations` (a 1x1 PNG).
 - memory_svc `POST|GET /v1/feedback`.
-- `GET /requests` lists `{path, body}` of the calls, `GET /state` counters.
+- `GET /requests` lists `{path, body}` of the calls, `GET /state` counters,
+  `GET /seen` every call as it arrived: method, raw path, query string and the
+  caller headers (`X-Tenant-ID`, `X-Key-ID`, `X-Key-Role`, `X-Key-Scopes`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from common.caller import KEY_ID_HEADER, ROLE_HEADER, SCOPES_HEADER, TENANT_HEADER
 
 MODEL = "fake-moe"
 PNG_1X1 = (
@@ -39,6 +44,8 @@ app = FastAPI()
 requests: list[dict[str, Any]] = []
 feedback: list[dict[str, Any]] = []
 state = {"slow_started": 0, "slow_cancelled": 0, "slow_finished": 0}
+seen: list[dict[str, Any]] = []
+_OWN_PATHS = ("/healthz", "/readyz", "/requests", "/state", "/seen")
 
 
 def _pipeline() -> dict[str, Any]:
@@ -75,6 +82,33 @@ def _pipeline() -> dict[str, Any]:
 
 def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n"
+
+
+class RecordArrivals:
+    """Plain ASGI (streams pass untouched): notes each call before the app sees it."""
+
+    def __init__(self, inner: ASGIApp) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in _OWN_PATHS:
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1")
+                       for k, v in scope["headers"]}  # fmt: skip
+            caller = {h: headers.get(h.lower()) for h in (TENANT_HEADER, KEY_ID_HEADER,
+                                                           ROLE_HEADER, SCOPES_HEADER)}  # fmt: skip
+            seen.append({"method": scope["method"],
+                         "raw_path": scope.get("raw_path", b"").decode("latin-1"),
+                         "query": scope.get("query_string", b"").decode("latin-1"),
+                         "caller": caller})  # fmt: skip
+        await self.inner(scope, receive, send)
+
+
+app.add_middleware(RecordArrivals)
+
+
+@app.get("/seen")
+async def arrivals() -> list[dict[str, Any]]:
+    return seen
 
 
 @app.get("/healthz")

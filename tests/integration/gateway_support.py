@@ -1,4 +1,9 @@
-"""Start the gateway in front of `gateway_fakes` (every upstream) and a real Redis."""
+"""Start the gateway in front of `gateway_fakes` (every upstream) and a real Redis.
+
+`gateway_stack` runs the gateway with `GATEWAY_AUTH_REQUIRED=false` (calls without a key
+run as tenant default, role member) unless `env` says otherwise: the tests of keys and
+auth pass `"GATEWAY_AUTH_REQUIRED": "true"`.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +46,12 @@ def gateway_stack(
             "gateway",
             log_dir,
             upstreams={name: fake.url for name in UPSTREAMS},
-            env={"GATEWAY_REDIS_URL": redis.url, "GATEWAY_LOG_JSON": "false", **(env or {})},
+            env={
+                "GATEWAY_REDIS_URL": redis.url,
+                "GATEWAY_LOG_JSON": "false",
+                "GATEWAY_AUTH_REQUIRED": "false",
+                **(env or {}),
+            },
         )
         yield gateway, fake, redis
     finally:

@@ -14,10 +14,16 @@ import httpx
 import openai
 import pytest
 
+from gateway.keys import new_key
 from tests.helpers.servers import RunningServer, start_service
 from tests.integration.pipeline_stack import BELL, PipelineStack, pipeline_stack
 
 pytestmark = pytest.mark.integration
+
+# The gateway registers it on start as an admin key with every scope (the reasoning path
+# runs python, which only keys with `tools:python` may).
+KEY = new_key()
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 @dataclass
@@ -46,7 +52,11 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             "gateway",
             root,
             upstreams=stack.services,
-            env={"GATEWAY_REDIS_URL": stack.redis.url, "GATEWAY_LOG_JSON": "false"},
+            env={
+                "GATEWAY_REDIS_URL": stack.redis.url,
+                "GATEWAY_LOG_JSON": "false",
+                "GATEWAY_BOOTSTRAP_KEY": KEY,
+            },
         )
         try:
             yield Platform(stack, gateway)
@@ -57,7 +67,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 @pytest.fixture(scope="module")
 def client(platform: Platform) -> openai.OpenAI:
     return openai.OpenAI(
-        base_url=f"{platform.gateway.url}/v1", api_key="local", max_retries=0, timeout=120
+        base_url=f"{platform.gateway.url}/v1", api_key=KEY, max_retries=0, timeout=120
     )
 
 
@@ -65,7 +75,10 @@ def client(platform: Platform) -> openai.OpenAI:
 def ingested(platform: Platform) -> None:
     documents = {"documents": [{"id": "bell", "text": BELL, "metadata": {"title": "Telephone"}}]}
     response = httpx.post(
-        f"{platform.gateway.url}/v1/collections/docs/documents", json=documents, timeout=120
+        f"{platform.gateway.url}/v1/collections/docs/documents",
+        json=documents,
+        headers=AUTH,
+        timeout=120,
     )
     assert response.status_code == 200, response.text
     assert response.json()["ids"] == ["bell"]
@@ -122,17 +135,24 @@ def test_streamed_answer_and_feedback_reach_memory(
     assert extra["pipeline"]["intent"] == "chat"
     assert chunks[-1].usage is not None
     rating = {"session_id": "gw-stream", "message_id": extra["message_id"], "rating": 1}
-    stored = httpx.post(f"{platform.gateway.url}/v1/feedback", json=rating, timeout=10)
+    stored = httpx.post(
+        f"{platform.gateway.url}/v1/feedback", json=rating, headers=AUTH, timeout=10
+    )
     assert stored.status_code == 201, stored.text
     listed = httpx.get(
-        f"{platform.gateway.url}/v1/feedback", params={"session_id": "gw-stream"}, timeout=10
+        f"{platform.gateway.url}/v1/feedback",
+        params={"session_id": "gw-stream"},
+        headers=AUTH,
+        timeout=10,
     ).json()
     assert [f["message_content"] for f in listed["data"]] == [text.strip()]
 
 
 def test_feedback_on_an_unknown_message_is_a_404(platform: Platform) -> None:
     rating = {"session_id": "gw-none", "message_id": "nope", "rating": -1}
-    response = httpx.post(f"{platform.gateway.url}/v1/feedback", json=rating, timeout=10)
+    response = httpx.post(
+        f"{platform.gateway.url}/v1/feedback", json=rating, headers=AUTH, timeout=10
+    )
     assert response.status_code == 404
     assert response.json()["error"]["service"] == "memory_svc"
 

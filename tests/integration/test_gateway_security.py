@@ -1,14 +1,19 @@
-"""The gateway's keys, rate limits and input limits, against a real Redis."""
+"""The gateway's keys, scopes, rate limits and input limits, against a real Redis."""
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
+from gateway.api import v1
 from tests.helpers.servers import RunningRedis, RunningServer
 from tests.integration.gateway_support import admin, gateway_stack
 
@@ -20,6 +25,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[RunningServer, RunningServer, RunningRedis]]:
     env = {
+        "GATEWAY_AUTH_REQUIRED": "true",
+        "GATEWAY_LOG_JSON": "true",
         "GATEWAY_MAX_BODY_BYTES": "4096",
         "GATEWAY_CORS_ORIGINS": '["http://ui.example"]',
         "GATEWAY_TPM_LIMIT": "100000",
@@ -39,9 +46,25 @@ def redis(stack: tuple[RunningServer, RunningServer, RunningRedis]) -> RunningRe
 
 
 @pytest.fixture(scope="module")
+def fake(stack: tuple[RunningServer, RunningServer, RunningRedis]) -> str:
+    return stack[1].url
+
+
+@pytest.fixture(scope="module")
 def key(gateway: str, redis: RunningRedis) -> str:
-    # Before any key exists, auth is off (GATEWAY_AUTH_REQUIRED unset): the first key turns it on.
-    assert httpx.get(f"{gateway}/v1/models").status_code == 200
+    # An empty key store never means "open": every /v1 call is refused with the way out.
+    for response in (
+        httpx.get(f"{gateway}/v1/models"),
+        httpx.post(f"{gateway}/v1/chat/completions", json=CHAT),
+        httpx.get(f"{gateway}/v1/models", headers=_auth("sk-gw-abc-" + "x" * 32)),
+    ):
+        error = _error(response, 503)
+        assert error["code"] == "no_api_keys"
+        assert "python -m gateway.admin create --role admin" in str(error["message"])
+        assert "GATEWAY_BOOTSTRAP_KEY" in str(error["message"])
+    # The probes still answer.
+    assert httpx.get(f"{gateway}/healthz").status_code == 200
+    assert "status" in httpx.get(f"{gateway}/readyz").json()
     created = admin(redis, "create", "--name", "tests")
     assert created.startswith("sk-gw-")
     return created
@@ -202,3 +225,137 @@ def test_streamed_answer_tokens_are_charged(gateway: str, redis: RunningRedis) -
     after = httpx.get(f"{gateway}/v1/models", headers=_auth(limited))
     # The stub's usage chunk says 2 completion tokens: charged once the stream ended.
     assert int(after.headers["x-ratelimit-remaining-tokens"]) == remaining - 2
+
+
+def _seen(fake: str) -> list[dict[str, Any]]:
+    return list(httpx.get(f"{fake}/seen").json())
+
+
+def test_a_key_without_a_scope_is_refused_that_route(
+    gateway: str, fake: str, redis: RunningRedis
+) -> None:
+    chat_only = admin(redis, "create", "--tenant", "acme", "--scopes", "chat")
+    before = len(_seen(fake))
+    image = {"prompt": "a red square", "size": "64x64"}
+    response = httpx.post(f"{gateway}/v1/images/generations", json=image, headers=_auth(chat_only))
+    error = _error(response, 403)
+    assert error["type"] == "permission_error"
+    assert error["code"] == "insufficient_scope"
+    assert "'images'" in str(error["message"])
+    for path, body in (("/v1/embeddings", {"input": "hi", "model": "m"}), ("/v1/feedback", {})):
+        refused = httpx.post(f"{gateway}{path}", json=body, headers=_auth(chat_only))
+        assert _error(refused, 403)["code"] == "insufficient_scope"
+    assert len(_seen(fake)) == before  # nothing went upstream
+    # The same key chats, and the upstream hears who is calling.
+    chat = httpx.post(f"{gateway}/v1/chat/completions", json=CHAT, headers=_auth(chat_only))
+    assert chat.status_code == 200, chat.text
+    caller = _seen(fake)[-1]["caller"]
+    assert caller["X-Tenant-ID"] == "acme"
+    assert caller["X-Key-ID"] == chat_only.split("-")[2]
+    assert caller["X-Key-Role"] == "member"
+    assert caller["X-Key-Scopes"] == "chat"
+
+
+def _raw_request(gateway: str, head: str) -> bytes:
+    """Send only a request's head (a body it announces never follows); the whole answer."""
+    host, port = gateway.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head.encode())
+        reader = conn.makefile("rb")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\n"):
+            line = reader.readline()
+            if not line:
+                return answer
+            answer += line
+        length = re.search(rb"content-length: (\d+)", answer.lower())
+        return answer + (reader.read(int(length[1])) if length else b"")
+
+
+def test_a_missing_key_is_refused_before_the_body_is_read(gateway: str, key: str) -> None:
+    # The body is announced but never sent: a gateway that read it first would hang here.
+    for framing in ("Content-Length: 4000", "Transfer-Encoding: chunked"):
+        for authorization in ("", "Authorization: Bearer sk-gw-0bad-" + "x" * 32 + "\r\n"):
+            answer = _raw_request(
+                gateway,
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\n"
+                f"Content-Type: application/json\r\n{authorization}{framing}\r\n\r\n",
+            )
+            assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+
+
+def test_path_names_are_checked_and_never_reach_the_upstream(
+    gateway: str, fake: str, key: str
+) -> None:
+    document = {"documents": [{"text": "hello"}]}
+    before = len(_seen(fake))
+    statuses: dict[str, str] = {}
+    for name in (".%23", "%00", "a%0D%0Ab", "%2E%2E", "..", "a.b", "x" * 65, "wiki%2Fx"):
+        # Raw paths, as a hostile client sends them (httpx would normalise `..`).
+        answer = _raw_request(
+            gateway,
+            f"POST /v1/collections/{name}/documents HTTP/1.1\r\nHost: gateway\r\n"
+            f"Authorization: Bearer {key}\r\nContent-Length: 0\r\n\r\n",
+        )
+        statuses[name] = answer.split(b" ", 2)[1].decode()
+        if statuses[name] == "400":
+            assert b'"code":"invalid_collection_name"' in answer, answer
+    # A '/' in a name (encoded or not) matches no route at all.
+    assert statuses.pop("wiki%2Fx") == "404"
+    assert set(statuses.values()) == {"400"}, statuses
+    assert len(_seen(fake)) == before
+    ok = httpx.post(f"{gateway}/v1/collections/my-docs_1/documents", json=document,
+                    headers=_auth(key))  # fmt: skip
+    assert ok.status_code == 200, ok.text
+    assert _seen(fake)[-1]["raw_path"] == "/v1/collections/my-docs_1/documents"
+
+
+def test_feedback_queries_pass_only_documented_parameters(
+    gateway: str, fake: str, key: str
+) -> None:
+    url = f"{gateway}/v1/feedback"
+    listed = httpx.get(url, params={"session_id": "s-1", "rating": "-1", "limit": "5"},
+                       headers=_auth(key))  # fmt: skip
+    assert listed.status_code == 200, listed.text
+    assert _seen(fake)[-1]["query"] == "session_id=s-1&rating=-1&limit=5"
+    before = len(_seen(fake))
+    for params in ({"admin": "1"}, {"rating": "2"}, {"session_id": "a b"}, {"limit": "0"},
+                   {"tenant": "Other/One"}):  # fmt: skip
+        error = _error(httpx.get(url, params=params, headers=_auth(key)), 400)
+        assert error["type"] == "invalid_request_error"
+    repeated = httpx.get(f"{url}?session_id=a&session_id=b", headers=_auth(key))
+    assert _error(repeated, 400)["param"] == "session_id"
+    assert len(_seen(fake)) == before
+
+
+def test_the_gateway_makes_its_own_request_ids_and_audits_each_call(
+    stack: tuple[RunningServer, RunningServer, RunningRedis], key: str
+) -> None:
+    gateway = stack[0]
+    sent = "client-chosen-id-123"
+    response = httpx.get(f"{gateway.url}/v1/models", headers={**_auth(key), "X-Request-ID": sent})
+    assert response.status_code == 200
+    request_id = response.headers["x-request-id"]
+    assert request_id != sent
+    refused = httpx.get(f"{gateway.url}/v1/models", headers={"X-Request-ID": sent})
+    assert refused.headers["x-request-id"] not in (sent, request_id)
+    # Lines are written as the responses end: wait for the refused call's access line.
+    gateway.wait_for_log(refused.headers["x-request-id"])
+    records = [json.loads(line) for line in gateway.logs().splitlines() if line.startswith("{")]
+    audit = [r for r in records if r.get("logger") == "gateway.audit"]
+    [line] = [r for r in audit if r["request_id"] == request_id]
+    assert line["method"] == "GET" and line["route"] == "/v1/models" and line["status"] == 200
+    assert line["key_id"] == key.split("-")[2] and line["tenant"] == "default"
+    assert line["client_request_id"] == sent
+    # A call without a valid key is not attributed to anyone.
+    assert not [r for r in audit if r["request_id"] == refused.headers["x-request-id"]]
+
+
+def test_every_v1_route_needs_a_key(gateway: str, key: str) -> None:
+    routes = [route for route in v1.routes if isinstance(route, APIRoute)]
+    assert len(routes) >= 7
+    for route in routes:
+        path = route.path.replace("{name}", "docs")
+        for method in route.methods or ():
+            response = httpx.request(method, f"{gateway}{path}", json={})
+            assert _error(response, 401)["code"] == "missing_api_key", (method, path)
