@@ -161,4 +161,4 @@ def caller_from_headers(headers: Mapping[str, str]) -> Caller | None:
         raise InvalidCaller(f"{KEY_ID_HEADER} must be a hex key id")
     # A named tenant without a scopes header gets none: scopes are never assumed.
     scopes = parse_scopes(lowered.get(SCOPES_HEADER.lower(), ""))
-    return Caller(tenant=tenant, key_id=key_id, role=role, scopes=scopes)  # type: ignore[arg-type]
+    return Caller(tenant=tenant, key_id=key_id, role=role, scopes=scopes)
