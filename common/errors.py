@@ -17,6 +17,9 @@ Exception tree::
     ├── ServiceUnavailable            503 service_unavailable
     └── UpstreamTimeout               504 upstream_timeout
 
+    HTTPException (FastAPI's)
+    └── MalformedBody                 400 invalid_request_error (raised as a body is read)
+
 Every error leaves a service as
 `{"error": {"message", "type", "param", "code", "service", "request_id"}}`
 with the HTTP status on the response (DESIGN.md).
@@ -28,9 +31,10 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from common.contracts.errors import ErrorDetail, ErrorResponse
 from common.request_context import REQUEST_ID_HEADER, current_request_id
@@ -40,6 +44,7 @@ __all__ = [
     "CircuitOpen",
     "Conflict",
     "Forbidden",
+    "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
     "PreconditionFailed",
@@ -100,6 +105,19 @@ class ServiceError(Exception):
 class BadRequest(ServiceError):
     status_code = 400
     error_type = "invalid_request_error"
+
+
+class MalformedBody(HTTPException):
+    """A request body refused while the app reads it (common/input_guard.py).
+
+    An `HTTPException`, not a `ServiceError`: FastAPI's body parsing lets
+    HTTP exceptions through unchanged, where it would replace any other error
+    with a generic "error parsing the body". Rendered with its `code`.
+    """
+
+    def __init__(self, message: str, *, code: str) -> None:
+        super().__init__(status_code=400, detail=message)
+        self.code = code
 
 
 class Unauthorized(ServiceError):
@@ -263,8 +281,9 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
 
     Service errors keep their status; HTTP exceptions (unknown route: 404,
     wrong method: 405) get a typed body; request validation answers 400 with
-    the failing field in `param` (a malformed JSON body too); anything else
-    answers a generic 500 and logs the stack trace.
+    the failing field in `param` (a malformed JSON body too); a client gone
+    mid-body and input nested past Python's recursion limit answer 400;
+    anything else answers a generic 500 and logs the stack trace.
     """
 
     async def on_service_error(request: Request, exc: Exception) -> JSONResponse:
@@ -288,6 +307,7 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
         detail = ErrorDetail(
             message=message,
             type=error_type_for_status(exc.status_code),
+            code=exc.code if isinstance(exc, MalformedBody) else None,
             service=service,
             request_id=current_request_id(),
         )
@@ -306,6 +326,30 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
         )
         return error_response(detail, 400)
 
+    async def on_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
+        # The client left (or was cut off by the body deadline) mid-body: nobody reads this.
+        logger.info("client disconnected before its request body was read")
+        detail = ErrorDetail(
+            message="The client disconnected before sending its whole body.",
+            type="invalid_request_error",
+            code="client_disconnected",
+            service=service,
+            request_id=current_request_id(),
+        )
+        return error_response(detail, 400)
+
+    async def on_recursion_error(request: Request, exc: Exception) -> JSONResponse:
+        # Only nested input recurses without bound here (JSON outside the guarded types).
+        logger.info("input nested too deeply", exc_info=exc)
+        detail = ErrorDetail(
+            message="The request's input is nested too deeply.",
+            type="invalid_request_error",
+            code="input_too_deep",
+            service=service,
+            request_id=current_request_id(),
+        )
+        return error_response(detail, 400)
+
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled exception", exc_info=exc)
         return internal_error_response(service, current_request_id())
@@ -313,4 +357,6 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
     app.add_exception_handler(ServiceError, on_service_error)
     app.add_exception_handler(StarletteHTTPException, on_http_exception)
     app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
+    app.add_exception_handler(RecursionError, on_recursion_error)
     app.add_exception_handler(Exception, on_unhandled)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from common.errors import install_error_handlers
 from common.health import ReadinessCheck, install_health_routes, upstream_check
+from common.input_guard import InputGuardMiddleware
 from common.metrics import ServiceMetrics
 from common.middleware import RequestContextMiddleware
 from common.settings import ServiceSettings
@@ -59,6 +60,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     install_error_handlers(app, service)
+    # Inside the request context, so its 400s carry the request id and are logged.
+    app.add_middleware(InputGuardMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, edge=edge)
     install_health_routes(app, service, metrics, readyz=readyz)
     return app
