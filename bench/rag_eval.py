@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from common.contracts.rag import DocumentIn, SearchMode, SearchRequest
 from rag_svc.engine import RagEngine
+from rag_svc.layout import CollectionRef
 from rag_svc.settings import RagSettings
 
-COLLECTION = "bbc"
+COLLECTION = CollectionRef("bbc", "default")
 DEPTH = 20  # chunks fetched per query: the reranker's window
 CUTOFF = 10
 

@@ -24,6 +24,7 @@ from common.contracts.rag import (
     SearchResult,
 )
 from rag_svc.engine import RagEngine
+from rag_svc.layout import CollectionRef
 from rag_svc.prompts import (
     answer_messages,
     decompose_messages,
@@ -101,9 +102,9 @@ class Answerer:
         )
         return completion.text.strip()
 
-    async def answer(self, name: str, request: AnswerRequest) -> AnswerResponse:
+    async def answer(self, ref: CollectionRef, request: AnswerRequest) -> AnswerResponse:
         engine, s = self.engine, self.settings
-        collection = engine.collection(name)
+        collection = engine.collection(ref)
         models = engine.require_models()
         question = request.question.strip()
         max_tokens = request.max_tokens or s.answer_max_tokens
@@ -115,7 +116,9 @@ class Answerer:
                     models.retriever.best_similarity, collection, question
                 )
                 if best < s.self_rag_min_similarity:
-                    reason = f"nothing in {name!r} resembles the question (best cosine {best:.2f})"
+                    reason = (
+                        f"nothing in {ref.name!r} resembles the question (best cosine {best:.2f})"
+                    )
             if reason is not None:
                 return await self._answer_directly(question, reason, request, max_tokens)
 
@@ -137,7 +140,7 @@ class Answerer:
             *(
                 asyncio.to_thread(
                     engine.search,
-                    name,
+                    ref,
                     SearchRequest(
                         query=query,
                         k=request.k,
@@ -179,7 +182,7 @@ class Answerer:
         logger.info(
             "answered",
             extra={
-                "collection": name,
+                "collection": ref.name,
                 "sources": len(sources),
                 "citations": len(citations),
                 "verified": verified,

@@ -1,4 +1,4 @@
-"""rag_svc's routes: thin handlers over the engine (DESIGN.md, "rag_svc")."""
+"""rag_svc's routes: thin handlers over the engine; `rag_svc.access` decides who reaches what."""
 
 from __future__ import annotations
 
@@ -24,7 +24,16 @@ from common.contracts.rag import (
     SearchResponse,
 )
 from common.errors import BadRequest, PayloadTooLarge, ServiceError
-from rag_svc.deps import AnswererDep, EngineDep, SettingsDep
+from rag_svc import access
+from rag_svc.deps import (
+    AnswererDep,
+    CallerDep,
+    DocumentIdDep,
+    EngineDep,
+    ReadableDep,
+    SettingsDep,
+    WritableDep,
+)
 from rag_svc.extraction import (
     ExtractionError,
     UnsupportedFileType,
@@ -32,7 +41,14 @@ from rag_svc.extraction import (
     extract_text,
 )
 from rag_svc.openai_embeddings import create_embeddings
-from rag_svc.schemas import CollectionCreate, CollectionInfo, CollectionList, Deleted, DocumentOut
+from rag_svc.schemas import (
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    CollectionUpdate,
+    Deleted,
+    DocumentOut,
+)
 from rag_svc.settings import RagSettings
 
 __all__ = ["router"]
@@ -85,25 +101,38 @@ async def embeddings(
     status_code=status.HTTP_201_CREATED,
     tags=["collections"],
 )
-async def create_collection(body: CollectionCreate, engine: EngineDep) -> dict[str, Any]:
-    return await asyncio.to_thread(engine.create_collection, body.name, body.metadata)
+async def create_collection(
+    body: CollectionCreate, engine: EngineDep, caller: CallerDep
+) -> dict[str, Any]:
+    """A new collection of the caller's tenant; `shared: true` (admins): readable by all."""
+    ref = access.collection_to_create(engine, caller, body.name, body.shared)
+    return await asyncio.to_thread(engine.create_collection, ref, body.metadata)
 
 
 @router.get("/collections", response_model=CollectionList, tags=["collections"])
-async def list_collections(engine: EngineDep) -> CollectionList:
-    infos = [CollectionInfo.model_validate(i) for i in engine.list_collections()]
-    return CollectionList(data=infos)
+async def list_collections(engine: EngineDep, caller: CallerDep) -> CollectionList:
+    """The caller's tenant's collections and the shared ones."""
+    infos = await asyncio.to_thread(access.list_collections, engine, caller)
+    return CollectionList(data=[CollectionInfo.model_validate(i) for i in infos])
 
 
 @router.get("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
-async def get_collection(name: str, engine: EngineDep) -> dict[str, Any]:
-    return engine.collection(name).info()
+async def get_collection(ref: ReadableDep, engine: EngineDep) -> dict[str, Any]:
+    return engine.info(ref)
+
+
+@router.patch("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
+async def update_collection(
+    name: str, body: CollectionUpdate, engine: EngineDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Share a collection of the admin's tenant with every tenant, or take a shared one back."""
+    return await asyncio.to_thread(access.set_shared, engine, caller, name, body.shared)
 
 
 @router.delete("/collections/{name}", response_model=Deleted, tags=["collections"])
-async def delete_collection(name: str, engine: EngineDep) -> Deleted:
-    await asyncio.to_thread(engine.delete_collection, name)
-    return Deleted(id=name, object="collection")
+async def delete_collection(ref: WritableDep, engine: EngineDep) -> Deleted:
+    await asyncio.to_thread(engine.delete_collection, ref)
+    return Deleted(id=ref.name, object="collection")
 
 
 @router.post(
@@ -113,10 +142,10 @@ async def delete_collection(name: str, engine: EngineDep) -> Deleted:
     openapi_extra=_INGEST_BODY_DOC,
 )
 async def ingest_documents(
-    name: str, request: Request, engine: EngineDep, settings: SettingsDep
+    ref: WritableDep, request: Request, engine: EngineDep, settings: SettingsDep
 ) -> IngestResponse:
     """JSON `{documents: [...]}`, or a multipart upload with a `file` (txt, md, html, pdf)."""
-    engine.collection(name)  # an unknown collection is a 404 before the body is read
+    # The collection was resolved (404, 403) before the body is read.
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media_type == "multipart/form-data":
         documents, redact = await _documents_from_upload(request, settings)
@@ -128,30 +157,32 @@ async def ingest_documents(
             f"not {media_type}.",
             code="unsupported_media_type",
         )
-    return await asyncio.to_thread(engine.ingest, name, documents, redact)
+    return await asyncio.to_thread(engine.ingest, ref, documents, redact)
 
 
 @router.get(
     "/collections/{name}/documents/{doc_id}", response_model=DocumentOut, tags=["documents"]
 )
-async def get_document(name: str, doc_id: str, engine: EngineDep) -> dict[str, Any]:
-    return engine.get_document(name, doc_id)
+async def get_document(
+    ref: ReadableDep, doc_id: DocumentIdDep, engine: EngineDep
+) -> dict[str, Any]:
+    return engine.get_document(ref, doc_id)
 
 
 @router.delete("/collections/{name}/documents/{doc_id}", response_model=Deleted, tags=["documents"])
-async def delete_document(name: str, doc_id: str, engine: EngineDep) -> Deleted:
-    await asyncio.to_thread(engine.delete_document, name, doc_id)
+async def delete_document(ref: WritableDep, doc_id: DocumentIdDep, engine: EngineDep) -> Deleted:
+    await asyncio.to_thread(engine.delete_document, ref, doc_id)
     return Deleted(id=doc_id, object="document")
 
 
 @router.post("/collections/{name}/search", response_model=SearchResponse, tags=["search"])
-async def search(name: str, body: SearchRequest, engine: EngineDep) -> SearchResponse:
-    return await asyncio.to_thread(engine.search, name, body)
+async def search(ref: ReadableDep, body: SearchRequest, engine: EngineDep) -> SearchResponse:
+    return await asyncio.to_thread(engine.search, ref, body)
 
 
 @router.post("/collections/{name}/answer", response_model=AnswerResponse, tags=["search"])
-async def answer(name: str, body: AnswerRequest, answerer: AnswererDep) -> AnswerResponse:
-    return await answerer.answer(name, body)
+async def answer(ref: ReadableDep, body: AnswerRequest, answerer: AnswererDep) -> AnswerResponse:
+    return await answerer.answer(ref, body)
 
 
 # --- request bodies -------------------------------------------------------------------

@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from common.caller import DEFAULT_TENANT
 from common.chat import ChatClient
 from common.health import ReadinessCheck
 from common.service import create_service_app
@@ -17,6 +18,7 @@ from rag_svc.answering import Answerer
 from rag_svc.api import router
 from rag_svc.engine import RagEngine
 from rag_svc.knowledge_base import WikiKnowledgeBase
+from rag_svc.layout import CollectionRef
 from rag_svc.settings import RagSettings
 
 __all__ = ["create_app"]
@@ -54,9 +56,8 @@ def create_app(settings: RagSettings) -> FastAPI:
             stage = "models"
             try:
                 await asyncio.to_thread(engine.load)
-                for name in settings.default_collections:
-                    if not engine.has_collection(name):
-                        engine.create_collection(name, {"created_by": "rag_svc default"})
+                # The platform's own; every other tenant gets its own on first use.
+                engine.ensure_default_collections(DEFAULT_TENANT)
                 if wiki is not None:
                     stage = "wiki"
                     await asyncio.to_thread(wiki.ensure)
@@ -69,7 +70,11 @@ def create_app(settings: RagSettings) -> FastAPI:
                 raise RuntimeError(failures["models"])
             if engine.models is None:
                 raise RuntimeError("loading the embedding and reranking models")
-            missing = [n for n in settings.default_collections if not engine.has_collection(n)]
+            missing = [
+                name
+                for name in settings.default_collections
+                if not engine.has_collection(CollectionRef(name, DEFAULT_TENANT))
+            ]
             if missing:
                 raise RuntimeError(f"creating the default collections {missing}")
 

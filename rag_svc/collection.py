@@ -151,6 +151,19 @@ class Collection:
             dict(manifest.get("metadata", {})),
         )
 
+    def move(self, target: Path) -> None:
+        """Rename the collection's directory to `target` (FileExistsError if it exists).
+
+        Taken under the write lock, so no commit writes into the old path meanwhile.
+        """
+        with self._lock:
+            self._check_alive()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                raise FileExistsError(str(target))
+            self.directory.rename(target)
+            self.directory = target
+
     def destroy(self, trash: Path) -> None:
         """Remove the collection from disk: one rename, then the slow delete."""
         with self._lock:

@@ -1,16 +1,28 @@
-"""Dependency aliases of the routes."""
+"""Dependency aliases of the routes: the services, and the collection a path names."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from common.caller import Caller, current_caller
+from rag_svc import access
 from rag_svc.answering import Answerer
 from rag_svc.engine import RagEngine
+from rag_svc.layout import CollectionRef
 from rag_svc.settings import RagSettings
 
-__all__ = ["AnswererDep", "EngineDep", "SettingsDep"]
+__all__ = [
+    "AnswererDep",
+    "CallerDep",
+    "DocumentIdDep",
+    "EngineDep",
+    "ReadableDep",
+    "SettingsDep",
+    "WritableDep",
+]
 
 
 def get_engine(request: Request) -> RagEngine:
@@ -28,6 +40,30 @@ def get_settings(request: Request) -> RagSettings:
     return settings
 
 
+async def get_caller() -> Caller:
+    return current_caller()
+
+
 EngineDep = Annotated[RagEngine, Depends(get_engine)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 SettingsDep = Annotated[RagSettings, Depends(get_settings)]
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+# A thread: reaching a tenant's default collection the first time creates it on disk.
+async def readable_collection(name: str, engine: EngineDep, caller: CallerDep) -> CollectionRef:
+    return await asyncio.to_thread(access.readable, engine, caller, name)
+
+
+async def writable_collection(name: str, engine: EngineDep, caller: CallerDep) -> CollectionRef:
+    return await asyncio.to_thread(access.writable, engine, caller, name)
+
+
+async def document_id(doc_id: str) -> str:
+    return access.validate_document_id(doc_id)
+
+
+# The collection `{name}` of the path means to the caller (404, 403 or 400 otherwise).
+ReadableDep = Annotated[CollectionRef, Depends(readable_collection)]
+WritableDep = Annotated[CollectionRef, Depends(writable_collection)]
+DocumentIdDep = Annotated[str, Depends(document_id)]

@@ -1,5 +1,8 @@
 """The service's core: models, the collections under the data dir, ingest and search.
 
+Collections are keyed by `CollectionRef` (name and owner); which caller may
+reach which one is decided before the engine is called (`rag_svc.access`).
+
 Every method is synchronous and thread-safe; the routes run them in worker
 threads. Models load once (`load()`, from the lifespan); until then the
 methods that need them raise `ServiceUnavailable`.
@@ -7,6 +10,7 @@ methods that need them raise `ServiceUnavailable`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import shutil
@@ -30,11 +34,12 @@ from rag_svc.collection import Collection, IndexConfig
 from rag_svc.dedup import MinHasher
 from rag_svc.filters import FilterError
 from rag_svc.ingestion import EmptyDocument, prepare_documents
+from rag_svc.layout import CollectionRef, Layout
 from rag_svc.reranker import Reranker
 from rag_svc.retrieval import Retriever, SearchOptions
 from rag_svc.settings import RagSettings
 
-__all__ = ["Models", "RagEngine", "validate_collection_name"]
+__all__ = ["Models", "RagEngine", "collection_not_found", "validate_collection_name"]
 
 logger = logging.getLogger("rag_svc.engine")
 
@@ -42,7 +47,8 @@ _NAME = re.compile(COLLECTION_NAME_PATTERN)
 
 
 def validate_collection_name(name: str) -> str:
-    if not _NAME.match(name):
+    # fullmatch: with `match`, '$' would also accept a name that ends in a newline.
+    if not _NAME.fullmatch(name):
         raise BadRequest(
             f"Invalid collection name {name!r}: 1-64 letters, digits, '_' or '-', "
             "starting with a letter or digit.",
@@ -50,6 +56,19 @@ def validate_collection_name(name: str) -> str:
             code="invalid_collection_name",
         )
     return name
+
+
+def collection_not_found(name: str) -> NotFound:
+    """The one answer for a collection that is absent or belongs to another tenant."""
+    return NotFound(
+        f"Collection {name!r} does not exist; create it with POST /v1/collections.",
+        param="name",
+        code="collection_not_found",
+    )
+
+
+def _owner(ref: CollectionRef) -> str:
+    return "shared" if ref.tenant is None else ref.tenant
 
 
 @dataclass(frozen=True)
@@ -65,9 +84,9 @@ class RagEngine:
     def __init__(self, settings: RagSettings) -> None:
         self.settings = settings
         self.root: Path = settings.data_dir / "rag"
-        self.collections_dir = self.root / "collections"
+        self.layout = Layout(self.root)
         self.models: Models | None = None
-        self._collections: dict[str, Collection] = {}
+        self._collections: dict[CollectionRef, Collection] = {}
         self._lock = threading.Lock()
         self._minhasher = MinHasher()
         self.index_config = IndexConfig(
@@ -110,18 +129,21 @@ class RagEngine:
         )
 
     def _open_collections(self) -> None:
-        self.collections_dir.mkdir(parents=True, exist_ok=True)
-        for entry in sorted(self.collections_dir.iterdir()):
-            if entry.name.startswith("."):
-                # Leftovers of an interrupted create or delete.
-                shutil.rmtree(entry, ignore_errors=True)
-                continue
-            try:
-                collection = Collection.open(entry, self.index_config)
-            except (OSError, ValueError, KeyError) as exc:
-                logger.error("collection not loaded", extra={"path": str(entry), "error": str(exc)})
-                continue
-            self._collections[collection.name] = collection
+        self.layout.migrate_first_version()
+        for tenant, namespace in self.layout.namespaces():
+            for entry in sorted(namespace.iterdir()):
+                if entry.name.startswith("."):
+                    # Leftovers of an interrupted create, delete or move.
+                    shutil.rmtree(entry, ignore_errors=True)
+                    continue
+                try:
+                    collection = Collection.open(entry, self.index_config)
+                except (OSError, ValueError, KeyError) as exc:
+                    logger.error(
+                        "collection not loaded", extra={"path": str(entry), "error": str(exc)}
+                    )
+                    continue
+                self._collections[CollectionRef(collection.name, tenant)] = collection
 
     def require_models(self) -> Models:
         if self.models is None:
@@ -134,60 +156,122 @@ class RagEngine:
 
     # --- collections ------------------------------------------------------------------
 
-    def create_collection(self, name: str, metadata: dict[str, Any]) -> dict[str, Any]:
-        validate_collection_name(name)
+    def create_collection(self, ref: CollectionRef, metadata: dict[str, Any]) -> dict[str, Any]:
+        """Create `ref`; Conflict if it exists, or if a tenant's name is taken by a shared one."""
+        validate_collection_name(ref.name)
         self.require_models()
         with self._lock:
-            if name in self._collections:
+            if ref in self._collections:
                 raise Conflict(
-                    f"Collection {name!r} already exists.", param="name", code="collection_exists"
+                    f"Collection {ref.name!r} already exists.",
+                    param="name",
+                    code="collection_exists",
                 )
+            # A tenant's new collection never hides a shared one of the same name.
+            if not ref.shared and CollectionRef(ref.name, None) in self._collections:
+                raise Conflict(
+                    f"{ref.name!r} is the name of a shared collection; choose another name.",
+                    param="name",
+                    code="collection_exists",
+                )
+            namespace = self.layout.namespace(ref.tenant)
             try:
-                collection = Collection.create(
-                    self.collections_dir, name, self.index_config, metadata
-                )
+                collection = Collection.create(namespace, ref.name, self.index_config, metadata)
             except FileExistsError:
                 raise Conflict(
-                    f"Collection {name!r} already exists.", param="name", code="collection_exists"
+                    f"Collection {ref.name!r} already exists.",
+                    param="name",
+                    code="collection_exists",
                 ) from None
-            self._collections[name] = collection
-        logger.info("collection created", extra={"collection": name})
-        return collection.info()
+            self._collections[ref] = collection
+        logger.info("collection created", extra={"collection": ref.name, "owner": _owner(ref)})
+        return self.info(ref)
 
-    def list_collections(self) -> list[dict[str, Any]]:
+    def ensure_default_collections(self, tenant: str) -> None:
+        """Create the tenant's default collections (RAG_DEFAULT_COLLECTIONS) that are missing."""
+        for name in self.settings.default_collections:
+            ref = CollectionRef(name, tenant)
+            if ref in self._collections:
+                continue
+            with contextlib.suppress(Conflict):  # created meanwhile by a concurrent call
+                self.create_collection(ref, {"created_by": "rag_svc default"})
+
+    def find(self, tenant: str, name: str) -> CollectionRef | None:
+        """What `name` means to `tenant`: its own collection first, then a shared one."""
+        for ref in (CollectionRef(name, tenant), CollectionRef(name, None)):
+            if ref in self._collections:
+                return ref
+        return None
+
+    def list_collections(self, tenant: str) -> list[dict[str, Any]]:
+        """The tenant's own collections and the shared ones its own do not hide, by name."""
         self.require_models()  # collections open with the models: an empty list would lie
         with self._lock:
-            collections = sorted(self._collections.values(), key=lambda c: c.name)
-        return [c.info() for c in collections]
+            visible = [(r, c) for r, c in self._collections.items() if r.tenant == tenant]
+            own = {r.name for r, _ in visible}
+            visible += [
+                (r, c) for r, c in self._collections.items() if r.shared and r.name not in own
+            ]
+        visible.sort(key=lambda item: item[0].name)
+        return [{**c.info(), "shared": r.shared} for r, c in visible]
 
-    def has_collection(self, name: str) -> bool:
-        return name in self._collections
+    def has_collection(self, ref: CollectionRef) -> bool:
+        return ref in self._collections
 
-    def collection(self, name: str) -> Collection:
+    def collection(self, ref: CollectionRef) -> Collection:
         self.require_models()  # until then a stored collection would read as missing
-        collection = self._collections.get(name)
+        collection = self._collections.get(ref)
         if collection is None:
-            raise NotFound(
-                f"Collection {name!r} does not exist; create it with POST /v1/collections.",
-                param="name",
-                code="collection_not_found",
-            )
+            raise collection_not_found(ref.name)
         return collection
 
-    def delete_collection(self, name: str) -> None:
+    def info(self, ref: CollectionRef) -> dict[str, Any]:
+        return {**self.collection(ref).info(), "shared": ref.shared}
+
+    def delete_collection(self, ref: CollectionRef) -> None:
         with self._lock:
-            collection = self.collection(name)
-            del self._collections[name]
-        collection.destroy(self.collections_dir)
-        logger.info("collection deleted", extra={"collection": name})
+            collection = self.collection(ref)
+            del self._collections[ref]
+        collection.destroy(self.layout.namespace(ref.tenant))
+        logger.info("collection deleted", extra={"collection": ref.name, "owner": _owner(ref)})
+
+    def move_collection(self, ref: CollectionRef, target: CollectionRef) -> dict[str, Any]:
+        """Give collection `ref` another owner (shared or a tenant), keeping its data."""
+        with self._lock:
+            collection = self.collection(ref)
+            if target in self._collections:
+                raise Conflict(
+                    f"Collection {target.name!r} already exists "
+                    f"{'as a shared collection' if target.shared else 'for this tenant'}.",
+                    param="name",
+                    code="collection_exists",
+                )
+            try:
+                collection.move(self.layout.directory(target))
+            except KeyError:
+                raise collection_not_found(ref.name) from None  # deleted meanwhile
+            except FileExistsError:
+                # A directory that did not load as a collection (logged at start) is in the way.
+                raise Conflict(
+                    f"Collection {ref.name!r} cannot move: its new place is taken on disk.",
+                    param="name",
+                    code="collection_exists",
+                ) from None
+            del self._collections[ref]
+            self._collections[target] = collection
+        logger.info(
+            "collection moved",
+            extra={"collection": ref.name, "owner": _owner(ref), "new_owner": _owner(target)},
+        )
+        return self.info(target)
 
     # --- documents --------------------------------------------------------------------
 
     def ingest(
-        self, name: str, documents: list[DocumentIn], redact: bool | None = None
+        self, ref: CollectionRef, documents: list[DocumentIn], redact: bool | None = None
     ) -> IngestResponse:
         models = self.require_models()
-        collection = self.collection(name)
+        collection = self.collection(ref)
         s = self.settings
         if len(documents) > s.max_documents_per_request:
             raise BadRequest(
@@ -230,14 +314,15 @@ class RagEngine:
             result = collection.commit(batch.documents)
         except KeyError:
             raise NotFound(
-                f"Collection {name!r} was deleted during the ingest.",
+                f"Collection {ref.name!r} was deleted during the ingest.",
                 code="collection_not_found",
             ) from None
         elapsed = max(time.perf_counter() - started, 1e-9)
         logger.info(
             "documents ingested",
             extra={
-                "collection": name,
+                "collection": ref.name,
+                "owner": _owner(ref),
                 "documents": len(result.ids),
                 "chunks": result.chunks,
                 "duplicates": len(batch.duplicates) + len(result.duplicates),
@@ -253,27 +338,27 @@ class RagEngine:
             redactions=batch.redactions,
         )
 
-    def get_document(self, name: str, document_id: str) -> dict[str, Any]:
-        snapshot = self.collection(name).snapshot
+    def get_document(self, ref: CollectionRef, document_id: str) -> dict[str, Any]:
+        snapshot = self.collection(ref).snapshot
         document = snapshot.documents.get(document_id)
         if document is None:
-            raise self._document_not_found(name, document_id)
+            raise self._document_not_found(ref.name, document_id)
         return {
             "id": document.id,
-            "collection": name,
+            "collection": ref.name,
             "text": document.text,
             "metadata": document.metadata,
             "chunks": document.chunk_count,
             "created_at": int(document.created_at),
         }
 
-    def delete_document(self, name: str, document_id: str) -> None:
+    def delete_document(self, ref: CollectionRef, document_id: str) -> None:
         try:
-            deleted = self.collection(name).delete_document(document_id)
+            deleted = self.collection(ref).delete_document(document_id)
         except KeyError:
             deleted = False
         if not deleted:
-            raise self._document_not_found(name, document_id)
+            raise self._document_not_found(ref.name, document_id)
 
     @staticmethod
     def _document_not_found(name: str, document_id: str) -> NotFound:
@@ -286,10 +371,10 @@ class RagEngine:
     # --- search -----------------------------------------------------------------------
 
     def search(
-        self, name: str, request: SearchRequest, dense_text: str | None = None
+        self, ref: CollectionRef, request: SearchRequest, dense_text: str | None = None
     ) -> SearchResponse:
         models = self.require_models()
-        collection = self.collection(name)
+        collection = self.collection(ref)
         try:
             results = models.retriever.search(
                 collection,

@@ -1,5 +1,7 @@
 """The default `wiki` collection, built on first start from gensim's Wikipedia pages.
 
+`wiki` is a shared collection: every tenant searches it; admins alone change it.
+
 The build runs after the models load, in the background; readiness reports
 `wiki` down until it is done. A marker file records a finished build, so a
 restart reuses the stored collection and a user who deletes it is not
@@ -15,6 +17,7 @@ import time
 
 from common.contracts.rag import DocumentIn
 from rag_svc.engine import RagEngine
+from rag_svc.layout import CollectionRef
 from rag_svc.store import atomic_write_bytes
 from rag_svc.wikitext import iter_wiki_pages
 
@@ -22,7 +25,8 @@ __all__ = ["WIKI_COLLECTION", "WikiKnowledgeBase"]
 
 logger = logging.getLogger("rag_svc.wiki")
 
-WIKI_COLLECTION = "wiki"
+# Shared: every tenant reads it, admins alone change it.
+WIKI_COLLECTION = CollectionRef("wiki", None)
 PAGES_PER_BATCH = 8
 
 

@@ -10,6 +10,7 @@ __all__ = [
     "CollectionCreate",
     "CollectionInfo",
     "CollectionList",
+    "CollectionUpdate",
     "Deleted",
     "DocumentOut",
 ]
@@ -18,6 +19,15 @@ __all__ = [
 class CollectionCreate(BaseModel):
     name: str = Field(min_length=1, max_length=64)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # True: readable by every tenant, writable by admins (admin keys only).
+    shared: bool = False
+
+
+class CollectionUpdate(BaseModel):
+    """`PATCH /v1/collections/{name}` (admin keys only)."""
+
+    # True: share the caller's own collection; False: make a shared one the caller's own.
+    shared: bool
 
 
 class CollectionInfo(BaseModel):
@@ -28,6 +38,8 @@ class CollectionInfo(BaseModel):
     index: Literal["flat", "hnsw"]
     created_at: int
     metadata: dict[str, Any]
+    # Readable by every tenant (else the caller's tenant's own).
+    shared: bool
 
 
 class CollectionList(BaseModel):

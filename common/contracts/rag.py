@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 __all__ = [
     "COLLECTION_NAME_PATTERN",
+    "DOCUMENT_ID_PATTERN",
     "EMBEDDING_DIMENSIONS",
     "EMBEDDING_MODEL",
     "MAX_K",
@@ -22,6 +23,7 @@ __all__ = [
     "AnswerSource",
     "Citation",
     "CollectionName",
+    "DocumentId",
     "DocumentIn",
     "DuplicateDocument",
     "EmbeddingData",
@@ -70,7 +72,9 @@ MetadataFilter = Annotated[dict[str, Any] | None, AfterValidator(_known_operator
 # 1-64 letters, digits, '_' or '-', starting with a letter or digit: safe as a directory name.
 COLLECTION_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 CollectionName = Annotated[str, Field(pattern=COLLECTION_NAME_PATTERN)]
-DocumentId = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f/]+$")]
+# 1-256 characters, no control character and no '/': safe in a URL path segment.
+DOCUMENT_ID_PATTERN = r"^[^\x00-\x1f/]{1,256}$"
+DocumentId = Annotated[str, Field(min_length=1, max_length=256, pattern=DOCUMENT_ID_PATTERN)]
 
 
 # --- embeddings (OpenAI) ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Collections survive a restart; the default `wiki` collection is built once, on first start."""
+"""Collections survive a restart, the first version's layout included; `wiki` is built once."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from common.caller import DEFAULT_MEMBER_SCOPES, Caller
 from tests.integration.rag_support import start_rag
 
 pytestmark = pytest.mark.integration
@@ -59,6 +60,7 @@ def test_collections_and_wiki_survive_a_restart(tmp_path: Path) -> None:
         with httpx.Client(base_url=first.url, timeout=60) as client:
             wiki = client.get("/v1/collections/wiki").json()
             assert wiki["documents"] == 2 and wiki["chunks"] > 2
+            assert wiki["shared"] is True  # the platform's knowledge: every tenant reads it
             top = client.post(
                 "/v1/collections/wiki/search", json={"query": "What is anarchism?", "k": 1}
             ).json()["results"][0]
@@ -76,8 +78,16 @@ def test_collections_and_wiki_survive_a_restart(tmp_path: Path) -> None:
         first.stop()
     assert "wiki built" in first.logs()
 
+    # The first version kept every collection in rag/collections/<name>: put them back there
+    # (the files are the same), so the next start must migrate them with their ownership.
+    rag_dir = data_dir / "rag"
+    first_version = rag_dir / "collections"
+    first_version.mkdir()
+    for namespace in ("tenants/default", "shared"):
+        for directory in (rag_dir / namespace).iterdir():
+            directory.rename(first_version / directory.name)
     # Leftovers of a commit interrupted by a crash must not confuse the next start.
-    notes_dir = data_dir / "rag" / "collections" / "notes"
+    notes_dir = first_version / "notes"
     (notes_dir / "gen-99999999.tmp-deadbeef").mkdir()
     (notes_dir / "gen-99999999.tmp-deadbeef" / "vectors.npy").write_bytes(b"\x93NUMPY half")
 
@@ -89,12 +99,26 @@ def test_collections_and_wiki_survive_a_restart(tmp_path: Path) -> None:
                 "kind": "bird"
             }
             assert client.get("/v1/collections/notes/documents/ostrich").status_code == 404
+        # Another tenant's member reads the migrated wiki, cannot change it, never sees notes.
+        member = Caller("acme", role="member", scopes=frozenset(DEFAULT_MEMBER_SCOPES))
+        with httpx.Client(base_url=second.url, timeout=60, headers=member.headers()) as acme:
+            body = {"query": "What is anarchism?", "k": 1}
+            assert acme.post("/v1/collections/wiki/search", json=body).status_code == 200
+            page = {"documents": [{"id": "wiki-x", "text": "Vandalism."}]}
+            assert acme.post("/v1/collections/wiki/documents", json=page).status_code == 403
+            assert acme.get("/v1/collections/notes").status_code == 404
     finally:
         second.stop()
 
     assert after == before
-    names = [c["name"] for c in after["collections"]]  # type: ignore[index]
+    collections = after["collections"]
+    assert isinstance(collections, list)
+    names = [c["name"] for c in collections]
     # docs: created empty at start (RAG_DEFAULT_COLLECTIONS)
     assert names == ["docs", "notes", "wiki"]
     assert "wiki built" not in second.logs()
-    assert not (notes_dir / "gen-99999999.tmp-deadbeef").exists()
+    # wiki stays shared; the other collections become tenant default's own.
+    assert sorted(p.name for p in (rag_dir / "tenants" / "default").iterdir()) == ["docs", "notes"]
+    assert [p.name for p in (rag_dir / "shared").iterdir()] == ["wiki"]
+    assert not first_version.exists()
+    assert not (rag_dir / "tenants/default/notes/gen-99999999.tmp-deadbeef").exists()

@@ -294,6 +294,7 @@ def test_delete_document_removes_it_from_every_index(client: httpx.Client) -> No
         "index": "flat",
         "created_at": 0,
         "metadata": {},
+        "shared": False,
     }
 
 
