@@ -32,6 +32,8 @@ __all__ = ["OVERHEAD_HEADER", "EdgeMiddleware", "upstream_timer"]
 OVERHEAD_HEADER = "x-gateway-overhead-ms"
 
 audit_logger = logging.getLogger("gateway.audit")
+# The audit trail is kept whatever GATEWAY_LOG_LEVEL says (WARNING silences access lines only).
+audit_logger.setLevel(logging.INFO)
 
 # Seconds spent waiting on upstreams by the current request (a one-item list so
 # that tasks of the request add to the same total).

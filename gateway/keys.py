@@ -83,7 +83,7 @@ def _text(value: bytes | str) -> str:
 
 def key_id(key: str) -> str | None:
     """The id a key names (not yet checked against the store); None when malformed."""
-    match = _KEY_FORMAT.match(key)
+    match = _KEY_FORMAT.fullmatch(key)
     return match.group(1) if match else None
 
 

@@ -332,27 +332,29 @@ async def prepare_key_store(store: KeyStore, settings: GatewaySettings) -> None:
             extra={"migrated_keys": migrated},
         )
     try:
-        secret = settings.bootstrap_secret()
+        bootstrap_key = settings.read_bootstrap_key()
     except OSError as exc:
         raise InvalidKeySpec(f"GATEWAY_BOOTSTRAP_KEY_FILE cannot be read: {exc}") from exc
-    if secret is not None:
-        await _register_bootstrap_key(store, secret)
+    if bootstrap_key is not None:
+        await _register_bootstrap_key(store, bootstrap_key)
     elif settings.auth_required and not await store.count():
         logger.warning(NO_KEYS_MESSAGE)
 
 
-async def _register_bootstrap_key(store: KeyStore, secret: str) -> None:
-    ident = key_id(secret)
+async def _register_bootstrap_key(store: KeyStore, key: str) -> None:
+    ident = key_id(key)
+    # `sk-gw-<id>-`, then the secret (which may itself contain '-').
+    secret_chars = len(key) - len(f"{KEY_PREFIX}{ident}-") if ident else 0
     # Never echo the value: it is a credential.
-    if ident is None or len(secret.rsplit("-", 1)[-1]) < BOOTSTRAP_SECRET_MIN_CHARS:
+    if ident is None or secret_chars < BOOTSTRAP_SECRET_MIN_CHARS:
         raise InvalidKeySpec(
             f"the bootstrap key must have the form {KEY_PREFIX}<hex id>-<secret> with a secret "
             f"of at least {BOOTSTRAP_SECRET_MIN_CHARS} characters [A-Za-z0-9_-] "
             "(`python -m gateway.admin generate` makes one)"
         )
-    known = await store.lookup(secret)
+    known = await store.lookup(key)
     if known is None:
-        await store.register(secret, "bootstrap", role="admin", scopes=ALL_SCOPES)
+        await store.register(key, "bootstrap", role="admin", scopes=ALL_SCOPES)
         logger.info(
             "registered the bootstrap admin key %s", ident, extra={"bootstrap_key_id": ident}
         )

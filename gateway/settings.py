@@ -91,7 +91,7 @@ class GatewaySettings(ServiceSettings):
             raise ValueError("set GATEWAY_BOOTSTRAP_KEY or GATEWAY_BOOTSTRAP_KEY_FILE, not both")
         return self
 
-    def bootstrap_secret(self) -> str | None:
+    def read_bootstrap_key(self) -> str | None:
         """The bootstrap key from the setting or its file (None when neither is set)."""
         if self.bootstrap_key is not None:
             return self.bootstrap_key.get_secret_value().strip()

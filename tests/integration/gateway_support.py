@@ -42,23 +42,30 @@ def gateway_stack(
     )
     gateway = None
     try:
-        gateway = start_service(
-            "gateway",
-            log_dir,
-            upstreams={name: fake.url for name in UPSTREAMS},
-            env={
-                "GATEWAY_REDIS_URL": redis.url,
-                "GATEWAY_LOG_JSON": "false",
-                "GATEWAY_AUTH_REQUIRED": "false",
-                **(env or {}),
-            },
-        )
+        gateway = start_gateway(log_dir, redis, fake, env)
         yield gateway, fake, redis
     finally:
         if gateway is not None:
             gateway.stop()
         fake.stop()
         redis.stop()
+
+
+def start_gateway(
+    log_dir: Path, redis: RunningRedis, fake: RunningServer, env: Mapping[str, str] | None = None
+) -> RunningServer:
+    """One more gateway on `redis`, every upstream the fake (auth off unless `env` says)."""
+    return start_service(
+        "gateway",
+        log_dir,
+        upstreams={name: fake.url for name in UPSTREAMS},
+        env={
+            "GATEWAY_REDIS_URL": redis.url,
+            "GATEWAY_LOG_JSON": "false",
+            "GATEWAY_AUTH_REQUIRED": "false",
+            **(env or {}),
+        },
+    )
 
 
 def admin(redis: RunningRedis, *args: str) -> str:

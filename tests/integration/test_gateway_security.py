@@ -299,7 +299,13 @@ def test_path_names_are_checked_and_never_reach_the_upstream(
         )
         statuses[name] = answer.split(b" ", 2)[1].decode()
         if statuses[name] == "400":
-            assert b'"code":"invalid_collection_name"' in answer, answer
+            # Control characters may already be refused as a bad URL, before routing.
+            codes = (
+                [b"invalid_collection_name", b"invalid_url"]
+                if "%0" in name
+                else [b"invalid_collection_name"]
+            )
+            assert any(b'"code":"' + code + b'"' in answer for code in codes), answer
     # A '/' in a name (encoded or not) matches no route at all.
     assert statuses.pop("wiki%2Fx") == "404"
     assert set(statuses.values()) == {"400"}, statuses
