@@ -6,9 +6,10 @@ arrival to the response's start minus the time spent waiting on upstreams
 (`upstream_timer`), i.e. what the gateway itself costs a caller.
 
 Every `/v1` call made with a verified key (`common.caller.caller_var` set by
-`gateway.security`) leaves one line on the `gateway.audit` logger: method,
-route template, status, duration, key id, tenant and role (the log
-formatter adds the request id and the client's own request id).
+`gateway.security`) leaves one line on the `gateway.audit` logger as its
+response starts: method, route template, status, time to the response's
+start, key id, tenant and role (the log formatter adds the request id and
+the client's own request id).
 """
 
 from __future__ import annotations
@@ -91,12 +92,15 @@ class EdgeMiddleware:
                     raise _too_large(limit)
             return message
 
-        status = 500  # unless a response starts
+        audited = False
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal status
+            nonlocal audited
             if message["type"] == "http.response.start":
-                status = message["status"]
+                # Written before the caller sees the answer: a client that leaves mid-answer
+                # (or reads the log right after it) cannot outrun its audit line.
+                audited = True
+                _audit(scope, message["status"], time.perf_counter() - started)
                 headers = MutableHeaders(scope=message)
                 overhead_ms = (time.perf_counter() - started - waited[0]) * 1000
                 headers[OVERHEAD_HEADER] = f"{max(0.0, overhead_ms):.2f}"
@@ -109,7 +113,8 @@ class EdgeMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         finally:
             _upstream_wait.reset(token)
-            _audit(scope, status, time.perf_counter() - started)
+            if not audited:  # failed before any response: the shared middleware answers 500
+                _audit(scope, 500, time.perf_counter() - started)
 
 
 def _audit(scope: Scope, status: int, elapsed_s: float) -> None:
@@ -129,7 +134,7 @@ def _audit(scope: Scope, status: int, elapsed_s: float) -> None:
             "method": scope["method"],
             "route": route,
             "status": status,
-            "duration_ms": round(elapsed_s * 1000, 2),
+            "response_start_ms": round(elapsed_s * 1000, 2),
             "key_id": caller.key_id,
             "tenant": caller.tenant,
             "role": caller.role,
