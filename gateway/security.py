@@ -88,7 +88,6 @@ class Admission:
 
     # The key's id, or "anon:<client address>" when auth is off.
     subject: str
-    key: ApiKey | None
     rpm_limit: int
     tpm_limit: int
 
@@ -222,7 +221,7 @@ class Gatekeeper:
         tpm = settings.tpm_limit if key.tpm_limit is None else key.tpm_limit
         allowed, *counts = rest[1]
         limits = [Limit("req", rpm, 1), Limit("tok", tpm, cost)]
-        return Admission(key.id, key, rpm, tpm), window.decisions(
+        return Admission(key.id, rpm, tpm), window.decisions(
             limits, bool(allowed), counts, charge_only=False
         )
 
@@ -234,7 +233,7 @@ class Gatekeeper:
         if scope is not None and not ANONYMOUS_CALLER.allows(scope):
             raise _missing_scope(ANONYMOUS_CALLER, scope)
         host = request.client.host if request.client else "unknown"
-        admission = Admission(f"anon:{host}", None, settings.rpm_limit, settings.tpm_limit)
+        admission = Admission(f"anon:{host}", settings.rpm_limit, settings.tpm_limit)
         _, decisions = await self.limiter.check(
             admission.subject,
             [Limit("req", admission.rpm_limit, 1), Limit("tok", admission.tpm_limit, cost)],
