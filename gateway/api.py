@@ -18,6 +18,7 @@ from gateway.passthrough import (
     list_models,
     read_json,
     read_query,
+    upstream_path,
 )
 from gateway.readiness import platform_readiness
 from gateway.schemas import FeedbackQuery, GatewayChatRequest
@@ -77,6 +78,42 @@ async def embeddings(request: Request) -> Response:
 async def images(request: Request) -> Response:
     timeout = request.app.state.settings.images_timeout_s
     return await forward_json(request, "creative_svc", "/v1/images/generations", timeout)
+
+
+@v1.get("/collections", tags=["rag"], dependencies=[authorize("documents:read")])
+async def list_collections(request: Request) -> Response:
+    """The collections the key's tenant reaches: its own and the shared ones."""
+    timeout = request.app.state.settings.passthrough_timeout_s
+    return await forward_json(request, "rag_svc", "/v1/collections", timeout, method="GET")
+
+
+@v1.post("/collections", tags=["rag"], dependencies=[authorize("documents:write")])
+async def create_collection(request: Request) -> Response:
+    """A new collection of the key's tenant (`shared: true` needs an admin key)."""
+    timeout = request.app.state.settings.passthrough_timeout_s
+    return await forward_json(request, "rag_svc", "/v1/collections", timeout)
+
+
+@v1.patch("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
+async def update_collection(name: str, request: Request) -> Response:
+    """Share a collection with every tenant, or take it back (admin keys)."""
+    timeout = request.app.state.settings.passthrough_timeout_s
+    path = upstream_path("/v1/collections/{collection}", collection=name)
+    return await forward_json(request, "rag_svc", path, timeout, method="PATCH")
+
+
+@v1.delete("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
+async def delete_collection(name: str, request: Request) -> Response:
+    timeout = request.app.state.settings.passthrough_timeout_s
+    path = upstream_path("/v1/collections/{collection}", collection=name)
+    return await forward_json(request, "rag_svc", path, timeout, method="DELETE")
+
+
+@v1.post("/collections/{name}/search", tags=["rag"], dependencies=[authorize("documents:read")])
+async def search_collection(name: str, request: Request) -> Response:
+    timeout = request.app.state.settings.passthrough_timeout_s
+    path = upstream_path("/v1/collections/{collection}/search", collection=name)
+    return await forward_json(request, "rag_svc", path, timeout)
 
 
 @v1.post("/collections/{name}/documents", tags=["rag"], dependencies=[authorize("documents:write")])

@@ -115,9 +115,9 @@ async def forward_json(
     method: str = "POST",
     query: BaseModel | None = None,
 ) -> Response:
-    """Send the caller's JSON (POST) or its checked `query` (GET) to `service`; relay the answer."""
+    """Send the caller's JSON (POST, PATCH) or checked `query` to `service`; relay its answer."""
     client: ServiceClient = request.app.state.upstreams[service]
-    body = await read_json(request) if method == "POST" else None
+    body = await read_json(request) if method in ("POST", "PATCH") else None
     params = query.model_dump(exclude_none=True) if query is not None else None
     async with upstream_timer():
         upstream = await client.request(method, path, json=body, params=params, timeout_s=timeout_s)
