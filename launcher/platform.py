@@ -17,9 +17,9 @@ from typing import IO
 import httpx
 
 from common.topology import start_order
-from launcher.config import LaunchConfig
+from launcher.config import LaunchConfig, redact_url
 from launcher.process import ManagedProcess, Output
-from launcher.redis_server import redis_argv, redis_ping
+from launcher.redis_server import REDIS_UMASK, local_redis, redis_ping
 
 __all__ = ["Platform", "acquire_lock", "busy_ports"]
 
@@ -90,7 +90,12 @@ class Platform:
         return ready
 
     def _process(
-        self, name: str, argv: list[str], env: dict[str, str], ready: Callable[[], Awaitable[bool]]
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        ready: Callable[[], Awaitable[bool]],
+        umask: int | None = None,
     ) -> ManagedProcess:
         process = ManagedProcess(
             name,
@@ -102,6 +107,7 @@ class Platform:
             self.config.restart_backoff_s,
             self.config.restart_backoff_max_s,
             on_start=self.write_state,
+            umask=umask,
         )
         self.processes[name] = process
         return process
@@ -117,7 +123,8 @@ class Platform:
     async def local_api_key(self) -> str | None:
         """The gateway's local API key (created on first start), as `make up` prints it."""
         key_file = self.config.var_dir / "gateway" / "local_api_key"
-        argv = [self.config.python, "-m", "gateway.admin", "--redis-url", self.config.redis_url]
+        # Redis's URL (with its password) goes in the environment, never on a command line.
+        argv = [self.config.python, "-m", "gateway.admin"]
         proc = await asyncio.create_subprocess_exec(
             *argv,
             "local",
@@ -139,15 +146,16 @@ class Platform:
         supervisors: list[asyncio.Task[None]] = []
         try:
             if config.external_redis_url:
-                self.say(f"using Redis at {config.external_redis_url} (REDIS_URL)")
+                self.say(f"using Redis at {redact_url(config.external_redis_url)} (REDIS_URL)")
             else:
-                redis_dir = config.var_dir / "redis"
-                redis_dir.mkdir(parents=True, exist_ok=True)
+                local = local_redis(config.var_dir, config.host, config.redis_port)
+                config.redis_password = local.password
                 redis = self._process(
                     "redis",
-                    redis_argv(config.host, config.redis_port, redis_dir),
+                    local.argv,
                     dict(os.environ),
-                    lambda: redis_ping("127.0.0.1", config.redis_port),
+                    lambda: redis_ping("127.0.0.1", config.redis_port, password=local.password),
+                    umask=REDIS_UMASK,
                 )
                 await self._start(redis, supervisors)
             api_key = await self.local_api_key()

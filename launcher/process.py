@@ -74,6 +74,7 @@ class ManagedProcess:
         backoff_s: float,
         backoff_max_s: float,
         on_start: Callable[[ManagedProcess], None] = lambda p: None,
+        umask: int | None = None,
     ) -> None:
         self.name = name
         self.argv = argv
@@ -84,6 +85,7 @@ class ManagedProcess:
         self.backoff_s = backoff_s
         self.backoff_max_s = backoff_max_s
         self.on_start = on_start
+        self.umask = -1 if umask is None else umask  # subprocess's "leave it as it is"
         self.proc: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self._stopping = asyncio.Event()
@@ -104,6 +106,7 @@ class ManagedProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            umask=self.umask,
         )
         self._pump = asyncio.create_task(self._pump_output(self.proc))
         self.on_start(self)

@@ -128,5 +128,12 @@ def test_sigterm_stops_everything_and_redis_keeps_its_aof(launch: Launch) -> Non
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     assert launch.output().rstrip().endswith("stopped")
-    assert (launch.var_dir / "redis" / "appendonly.aof").exists()
+    redis_dir = launch.var_dir / "redis"
+    aof = [p for p in redis_dir.rglob("appendonly.aof*") if p.is_file()]
+    assert aof, f"no AOF in {redis_dir}"
+    # Conversations live in the AOF: readable by their owner only, like the password.
+    for path in [*aof, launch.var_dir / "secrets" / "redis_password"]:
+        assert path.stat().st_mode & 0o077 == 0, f"{path} is readable by others"
+    password = (launch.var_dir / "secrets" / "redis_password").read_text().strip()
+    assert password not in launch.output()
     assert (launch.var_dir / "logs" / "gateway.log").stat().st_size > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -78,3 +79,17 @@ def test_settings_are_built_by_tests_without_the_environment() -> None:
     settings = settings_class("gateway")(port=18000, router_url="http://127.0.0.1:18001")
     assert settings.port == 18000
     assert settings.upstream_urls()["router_svc"] == "http://127.0.0.1:18001"
+
+
+def test_redis_password_file_puts_the_password_into_the_url(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "redis_password"
+    secret.write_text("s3/cr:t\n")
+    monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(secret))
+    url = settings_class("memory_svc")().redis_url  # type: ignore[attr-defined]
+    assert url == "redis://:s3%2Fcr%3At@redis:6379/0"
+    monkeypatch.setenv("REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValidationError, match="REDIS_PASSWORD_FILE"):
+        settings_class("memory_svc")()

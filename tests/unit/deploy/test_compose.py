@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -155,6 +156,84 @@ def check_redis(compose: Compose) -> list[str]:
     return problems
 
 
+REDIS_SECRET = "/run/secrets/redis_password"
+BOOTSTRAP_SECRET = "/run/secrets/gateway_bootstrap_key"
+
+
+def _words(value: Any) -> list[str]:
+    return value.split() if isinstance(value, str) else [str(w) for w in value or []]
+
+
+def check_redis_hardening(compose: Compose) -> list[str]:
+    """Redis starts with a password from a secret and without its dangerous commands."""
+    spec = (compose.get("services") or {}).get(REDIS) or {}
+    problems: list[str] = []
+    words = _words(spec.get("entrypoint")) + _words(spec.get("command"))
+    script = " ".join(words)
+    if "requirepass" not in script or REDIS_SECRET not in script:
+        problems.append(f"redis: must read requirepass from {REDIS_SECRET}")
+    if "--requirepass" in words:
+        problems.append("redis: --requirepass on the command line shows the password in ps")
+    if "redis_password" not in (spec.get("secrets") or []):
+        problems.append("redis: the redis_password secret is not mounted")
+    for command in ("CONFIG", "FLUSHALL", "DEBUG", "MODULE", "SHUTDOWN"):
+        renamed = any(
+            words[i : i + 3] == ["--rename-command", command, ""] for i in range(len(words))
+        )
+        if not renamed:
+            problems.append(f"redis: {command} must be disabled (--rename-command {command} '')")
+    health = " ".join(map(str, (spec.get("healthcheck") or {}).get("test") or []))
+    if "REDISCLI_AUTH" not in health:
+        problems.append("redis: the healthcheck must authenticate (REDISCLI_AUTH)")
+    return problems
+
+
+def check_secrets(compose: Compose) -> list[str]:
+    """Every Redis client gets the password by a secret; the gateway its bootstrap key."""
+    problems: list[str] = []
+    declared = compose.get("secrets") or {}
+    for name in ("redis_password", "gateway_bootstrap_key"):
+        if not str((declared.get(name) or {}).get("file", "")).startswith("./secrets/"):
+            problems.append(f"secret {name} must come from a file under ./secrets/")
+    services = compose.get("services") or {}
+    for name in SERVICES:
+        spec = services.get(name) or {}
+        env = environment(spec)
+        mounted = spec.get("secrets") or []
+        has_password = (
+            env.get("REDIS_PASSWORD_FILE") == REDIS_SECRET and "redis_password" in mounted
+        )
+        if "redis_url" in settings_class(name).model_fields and not has_password:
+            problems.append(f"{name}: talks to Redis without its password ({REDIS_SECRET})")
+        if name == "gateway" and (
+            env.get("GATEWAY_BOOTSTRAP_KEY_FILE") != BOOTSTRAP_SECRET
+            or "gateway_bootstrap_key" not in mounted
+        ):
+            problems.append(f"gateway: the bootstrap admin key must come from {BOOTSTRAP_SECRET}")
+    return problems
+
+
+def published_address(entry: Any) -> str | None:
+    """The host address a `ports` entry publishes on (None: every interface)."""
+    if isinstance(entry, dict):
+        return entry.get("host_ip") or None
+    parts = str(entry).rsplit(":", 2)
+    if len(parts) < 3:
+        return None
+    # "${VAR:-default}" publishes on the default unless the operator sets VAR.
+    match = re.fullmatch(r"\$\{\w+:-([^}]*)\}", parts[0])
+    return match.group(1) if match else parts[0]
+
+
+def check_published_on_loopback(compose: Compose) -> list[str]:
+    gateway = (compose.get("services") or {}).get("gateway") or {}
+    return [
+        f"gateway: publishes {entry!r} beyond 127.0.0.1 by default"
+        for entry in gateway.get("ports") or []
+        if published_address(entry) != "127.0.0.1"
+    ]
+
+
 def check_depends_on(compose: Compose) -> list[str]:
     problems: list[str] = []
     services = compose.get("services") or {}
@@ -238,6 +317,9 @@ def validate_compose(compose: Compose) -> list[str]:
         *check_services(compose),
         *check_healthchecks(compose),
         *check_redis(compose),
+        *check_redis_hardening(compose),
+        *check_secrets(compose),
+        *check_published_on_loopback(compose),
         *check_depends_on(compose),
         *check_ports(compose),
         *check_volumes(compose),
@@ -259,6 +341,24 @@ def test_compose_lists_every_service_with_build_healthcheck_and_restart(compose:
 
 def test_redis_is_the_official_image_with_aof_on_a_volume(compose: Compose) -> None:
     assert check_redis(compose) == []
+
+
+def test_redis_has_a_password_from_a_secret_and_no_dangerous_commands(
+    compose: Compose,
+) -> None:
+    assert check_redis_hardening(compose) == []
+
+
+def test_every_redis_client_gets_the_password_and_the_gateway_its_admin_key(
+    compose: Compose,
+) -> None:
+    assert check_secrets(compose) == []
+
+
+def test_the_gateway_is_published_on_loopback_only(compose: Compose) -> None:
+    assert check_published_on_loopback(compose) == []
+    assert published_address("0.0.0.0:8000:8000") == "0.0.0.0"
+    assert published_address("8000:8000") is None
 
 
 def test_depends_on_is_the_topology_graph_healthy_and_acyclic(compose: Compose) -> None:
@@ -350,6 +450,25 @@ BROKEN: list[tuple[str, Callable[[Compose], None], str]] = [
     ("url not set", _set("services/rag_svc/environment", None), "rag_svc: moe_url is not set"),
     ("redis url", _set("services/memory_svc/environment/REDIS_URL", None), "REDIS_URL"),
     ("models volume", _set("services/creative_svc/volumes", None), "creative_svc: the models"),
+    ("redis without password", _set("services/redis/command", ["redis-server"]), "requirepass"),
+    ("redis secret unmounted", _set("services/redis/secrets", None), "redis_password secret"),
+    (
+        "memory without password",
+        _set("services/memory_svc/environment/REDIS_PASSWORD_FILE", None),
+        "memory_svc: talks to Redis without its password",
+    ),
+    (
+        "gateway secret unmounted",
+        _set("services/gateway/secrets", ["redis_password"]),
+        "bootstrap admin key",
+    ),
+    ("secret not a file", _set("secrets/redis_password", {"environment": "X"}), "secret redis"),
+    ("gateway on every interface", _set("services/gateway/ports", ["8000:8000"]), "127.0.0.1"),
+    (
+        "gateway on 0.0.0.0",
+        _set("services/gateway/ports", ["${GATEWAY_PUBLISH_ADDRESS:-0.0.0.0}:8000:8000"]),
+        "beyond 127.0.0.1",
+    ),
 ]
 
 

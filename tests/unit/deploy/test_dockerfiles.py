@@ -46,6 +46,7 @@ PROVIDERS: dict[str, frozenset[str]] = {
         "starlette": "fastapi starlette",
         "anyio": "anyio fastapi httpx",
         "uvicorn": "uvicorn",
+        "h11": "h11 uvicorn",
         "httpx": "httpx",
         "aiohttp": "aiohttp",
         "pydantic": "pydantic pydantic-settings fastapi",

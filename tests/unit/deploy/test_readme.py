@@ -83,7 +83,7 @@ def render_tables() -> str:
         "|---|---|---|---|",
     ]
     for name, field in ServiceSettings.model_fields.items():
-        env = f"`<PREFIX>{name.upper()}`"
+        env = env_vars(ServiceSettings, name, "<PREFIX>")
         lines.append(f"| {name} | {env} | {default(field)} | {description(name, field)} |")
     lines += [
         "",

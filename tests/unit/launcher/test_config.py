@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from common.topology import SERVICES
-from launcher.config import LaunchConfig
+from launcher.config import LaunchConfig, redact_url
 from launcher.process import _readable
 
 
@@ -61,3 +61,16 @@ def test_json_log_lines_are_shown_readably() -> None:
     )
     assert _readable(line) == "14:11:48.191 INFO    [0f1d6fae] GET /x 200 status=200"
     assert _readable("plain redis line") == "plain redis line"
+
+
+def test_the_local_redis_password_reaches_services_in_their_url() -> None:
+    config = LaunchConfig.from_env({})
+    config.redis_password = "p/ss:w@rd"
+    url = config.service_env("gateway")["REDIS_URL"]
+    assert url == "redis://:p%2Fss%3Aw%40rd@127.0.0.1:6379/0"
+
+
+def test_urls_are_printed_without_their_password() -> None:
+    assert redact_url("redis://:hunter2@cache:6379/0") == "redis://:***@cache:6379/0"
+    assert redact_url("redis://app:hunter2@cache:6379/0") == "redis://app:***@cache:6379/0"
+    assert redact_url("redis://cache:6379/0") == "redis://cache:6379/0"
