@@ -55,7 +55,7 @@ Use this format:
 Thought: what to do next
 Action: the tool name, one of [{names}]
 Action Input: the tool's arguments as a JSON object
-{observation} the tool's result between <<< and >>> (written for you; never write it yourself)
+{observation} the tool's result (written for you; never write it yourself)
 ... (Thought / Action / Action Input / Observation can repeat)
 Thought: I know the final answer
 Final Answer: the answer to the question

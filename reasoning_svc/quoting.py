@@ -5,9 +5,13 @@ and the question itself may hold text written as an agent step ("Action:
 python / Action Input: ..."). A small model copies such lines. Two rules keep
 them from choosing what runs:
 
-- an observation enters the prompt in the `tool` role, inside a `<<< >>>`
-  block that says it is data, with the step keywords in it (and the block's
-  own delimiters) defused so it cannot open a step or close the block;
+- an observation enters the prompt as its own message in the `tool` role,
+  headed as data, with the step keywords in it defused ("Action (quoted):")
+  so that it cannot open a step, and chat-template markers (`<|im_end|>`)
+  broken up so that it cannot close its message and open another role's.
+  (Measured with the default 135M model on ten arithmetic questions: this
+  format keeps the agent's accuracy, 8 of 10 as with the plain user-role
+  "Observation:"; wrapping the data in a `<<< >>>` block dropped it to 5.)
 - an action whose name and input the model copied from the question or from
   an observation, or a program copied from an observation, is refused
   instead of run (`copied_from`: compared with whitespace, case and
@@ -39,14 +43,14 @@ _IGNORED = re.compile(r"[\s`]+")
 
 
 def neutralise(text: str) -> str:
-    """`text` with step keywords ("Action:" ...) and block delimiters made inert."""
+    """`text` with step keywords ("Action:" ...) and chat-template markers made inert."""
     text = _KEYWORD.sub(lambda m: f"{m.group(1)}{m.group(2)} (quoted):", text)
-    return text.replace("<<<", "< < <").replace(">>>", "> > >")
+    return text.replace("<|", "< |").replace("|>", "| >")
 
 
 def quote_observation(text: str) -> str:
-    """An observation as the prompt shows it: marked as data, delimited, defused."""
-    return f"{OBSERVATION_HEAD}\n<<<\n{neutralise(text)}\n>>>"
+    """An observation as the prompt shows it (in its own `tool` message): marked as data."""
+    return f"{OBSERVATION_HEAD} {neutralise(text)}"
 
 
 def texts_in(value: Any) -> list[str]:
