@@ -34,6 +34,7 @@ __all__ = [
     "SCOPES_HEADER",
     "TENANT_HEADER",
     "TENANT_PATTERN",
+    "TOOL_SCOPES",
     "Caller",
     "InvalidCaller",
     "Role",
@@ -70,6 +71,13 @@ ALL_SCOPES: tuple[str, ...] = (
     "tools:python",
     "tools:http",
 )
+# The scope each tool of tools_svc needs (tools not named here: any key). tools_svc
+# enforces it; reasoning_svc and router_svc read it to offer only what a key may use.
+TOOL_SCOPES: dict[str, str] = {
+    "python": "tools:python",
+    "http_get": "tools:http",
+    "knowledge_search": "documents:read",
+}
 DEFAULT_MEMBER_SCOPES: tuple[str, ...] = (
     "chat",
     "embeddings",

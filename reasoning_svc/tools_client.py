@@ -18,13 +18,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from common.caller import Caller, current_caller
+from common.caller import TOOL_SCOPES, Caller, current_caller
 from common.contracts.tools import InvokeResponse, ToolList, ToolSpec
 from common.errors import ServiceError
 from common.http_client import ServiceClient
 
 __all__ = [
-    "TOOL_SCOPES",
     "Observation",
     "ToolRunner",
     "ToolsClient",
@@ -34,12 +33,6 @@ __all__ = [
 
 # Tool names go into a URL path: nothing but what tools_svc names its tools with.
 _TOOL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
-# The key scope each tool needs (the same table as tools_svc's `Tool.scope`).
-TOOL_SCOPES = {
-    "python": "tools:python",
-    "http_get": "tools:http",
-    "knowledge_search": "documents:read",
-}
 
 
 def tool_allowed(tool: str, caller: Caller | None = None) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.caller import current_caller
+from common.caller import TOOL_SCOPES, current_caller
 from common.contracts.memory import ContextMessage
 from common.contracts.router import (
     AssistantMessage,
@@ -50,7 +50,7 @@ from router_svc.steps import StepLog
 __all__ = ["Dispatcher", "Emit", "Prepared"]
 
 Emit = Callable[[dict[str, Any]], Awaitable[None]]
-PYTHON_SCOPE = "tools:python"
+PYTHON_SCOPE = TOOL_SCOPES["python"]
 UNSOURCED_NOTE = (
     "(Not from the document base: retrieval was unavailable, so this answer has no sources.)"
 )

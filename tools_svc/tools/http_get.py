@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from pydantic import Field
 
+from common.caller import TOOL_SCOPES
 from common.errors import BadRequest, Forbidden
 from tools_svc.netguard import (
     METADATA_HOSTS,
@@ -241,7 +242,7 @@ class HttpGetTool(Tool):
         "private, loopback and metadata addresses are refused."
     )
     arguments = HttpGetArguments
-    scope = "tools:http"
+    scope = TOOL_SCOPES["http_get"]
 
     def __init__(self, fetcher: SafeFetcher) -> None:
         self.fetcher = fetcher

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from common.caller import TOOL_SCOPES
 from common.http_client import ServiceClient
 from tools_svc.registry import Tool, ToolArguments, ToolResult
 
@@ -55,7 +56,7 @@ class KnowledgeSearchTool(Tool):
         "return the best passages with their document ids and scores."
     )
     arguments = KnowledgeArguments
-    scope = "documents:read"
+    scope = TOOL_SCOPES["knowledge_search"]
 
     def __init__(
         self, client: Callable[[], ServiceClient], *, default_collection: str, timeout_s: float

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
+from common.caller import TOOL_SCOPES
 from tools_svc.registry import Tool, ToolArguments, ToolResult
 from tools_svc.sandbox import REAP_GRACE_S, PythonSandbox
 
@@ -32,7 +33,7 @@ class PythonTool(Tool):
         "directory) and return its stdout, stderr and exit status."
     )
     arguments = PythonArguments
-    scope = "tools:python"
+    scope = TOOL_SCOPES["python"]
 
     def __init__(self, sandbox: PythonSandbox) -> None:
         self.sandbox = sandbox
