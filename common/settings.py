@@ -17,7 +17,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from common.topology import REDIS_PORT, SERVICES
 
-__all__ = ["Port", "ServiceSettings", "default_url", "redis_url_field"]
+__all__ = [
+    "Port",
+    "ServiceSettings",
+    "default_url",
+    "redact_url",
+    "redis_url_field",
+    "url_with_password",
+]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 Port = Annotated[int, Field(ge=1, le=65535, description="Port to listen on.")]
@@ -26,6 +33,24 @@ Port = Annotated[int, Field(ge=1, le=65535, description="Port to listen on.")]
 def default_url(service_name: str) -> str:
     """The loopback URL a service listens on under `make up` by default."""
     return f"http://127.0.0.1:{SERVICES[service_name].port}"
+
+
+def url_with_password(url: str, password: str) -> str:
+    """`url` with its password set to `password` (any user name kept)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    netloc = f"{parts.username or ''}:{quote(password, safe='')}@{host}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def redact_url(url: str) -> str:
+    """`url` with any password replaced by `***`, fit to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def redis_url_field(prefix: str) -> Any:
@@ -114,10 +139,7 @@ class ServiceSettings(BaseSettings):
             ) from None
         if not password:
             raise ValueError(f"REDIS_PASSWORD_FILE {self.redis_password_file} is empty")
-        parts = urlsplit(str(url))
-        host = parts.netloc.rsplit("@", 1)[-1]
-        netloc = f"{parts.username or ''}:{quote(password, safe='')}@{host}"
-        self.redis_url = urlunsplit(parts._replace(netloc=netloc))
+        self.redis_url = url_with_password(str(url), password)
         return self
 
     def upstream_urls(self) -> dict[str, str]:

@@ -1,10 +1,13 @@
 """`python -m gateway.admin create|revoke|list|local|generate`: manage the gateway's API keys.
 
-Keys live in the gateway's Redis (`GATEWAY_REDIS_URL`, or `--redis-url`);
-`create` prints the new key once: only its hash is stored. A key belongs to
-a tenant (default `default`), has a role (`member` by default, or `admin`)
-and scopes (default: every scope but `tools:python` and `tools:http`,
-which an admin grants by name; `--scopes all` grants every one).
+Keys live in the gateway's Redis (`GATEWAY_REDIS_URL`, or `--redis-url`).
+Next to a platform that `make up` runs, nothing needs setting: when the URL
+names no password and `REDIS_PASSWORD_FILE` is unset, the password `make up`
+generated (`var/secrets/redis_password`) is used. `create` prints the new
+key once: only its hash is stored. A key belongs to a tenant (default
+`default`), has a role (`member` by default, or `admin`) and scopes
+(default: every scope but `tools:python` and `tools:http`, which an admin
+grants by name; `--scopes all` grants every one).
 
 `local` is what `make up` runs: it keeps one admin key of tenant `default`
 with every scope for the local user in a file (mode 0600, under the data
@@ -23,8 +26,10 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, RedisError
 
 from common.caller import (
     ALL_SCOPES,
@@ -36,6 +41,7 @@ from common.caller import (
     parse_scopes,
     valid_tenant,
 )
+from common.settings import redact_url, url_with_password
 from gateway.keys import ApiKey, KeyStore, new_key
 from gateway.settings import GatewaySettings
 
@@ -139,35 +145,63 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "generate":
         print(new_key())
         return 0
-    url = args.redis_url or GatewaySettings().redis_url
+    url = _redis_url(args.redis_url)
     redis = aioredis.from_url(url, socket_connect_timeout=5)
     try:
-        store = KeyStore(redis)
-        if args.command == "create":
-            key, record = await store.create(
-                args.name,
-                args.rpm,
-                args.tpm,
-                tenant=args.tenant,
-                role=args.role,
-                scopes=args.scopes,
-            )
-            print(json.dumps({"key": key, **record.public()}) if args.json else key)
-            return 0
-        if args.command == "revoke":
-            if not await store.revoke(args.key_id):
-                print(f"no key with id {args.key_id!r}", file=sys.stderr)
-                return 1
-            print(f"revoked {args.key_id}")
-            return 0
-        if args.command == "local":
-            print(await ensure_local_key(store, args.file))
-            return 0
-        for record in await store.list():
-            print(json.dumps(record.public()))
-        return 0
+        return await _command(args, KeyStore(redis))
+    except AuthenticationError:
+        print(
+            "Redis refused the password: set GATEWAY_REDIS_URL (redis://:PASSWORD@host:port/0) "
+            "or REDIS_PASSWORD_FILE to the platform's Redis password.",
+            file=sys.stderr,
+        )
+        return 2
+    except RedisError as exc:
+        print(
+            f"cannot use Redis at {redact_url(url)} ({exc}) Is the platform running "
+            "(`make up`)? Otherwise set GATEWAY_REDIS_URL or pass --redis-url.",
+            file=sys.stderr,
+        )
+        return 2
     finally:
         await redis.aclose()
+
+
+def _redis_url(given: str | None) -> str:
+    """The Redis URL to use, with `make up`'s local password when nothing names one."""
+    settings = GatewaySettings()
+    url = given or settings.redis_url
+    local_password = settings.data_dir / "secrets" / "redis_password"
+    named = urlsplit(url).password is not None or settings.redis_password_file is not None
+    if named or not local_password.exists():
+        return url
+    return url_with_password(url, local_password.read_text().strip())
+
+
+async def _command(args: argparse.Namespace, store: KeyStore) -> int:
+    if args.command == "create":
+        key, record = await store.create(
+            args.name,
+            args.rpm,
+            args.tpm,
+            tenant=args.tenant,
+            role=args.role,
+            scopes=args.scopes,
+        )
+        print(json.dumps({"key": key, **record.public()}) if args.json else key)
+        return 0
+    if args.command == "revoke":
+        if not await store.revoke(args.key_id):
+            print(f"no key with id {args.key_id!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.key_id}")
+        return 0
+    if args.command == "local":
+        print(await ensure_local_key(store, args.file))
+        return 0
+    for record in await store.list():
+        print(json.dumps(record.public()))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -7,11 +7,11 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
 
 from common.topology import REDIS_PORT, SERVICES
 
-__all__ = ["LaunchConfig", "redact_url"]
+__all__ = ["LaunchConfig"]
 
 # With PLATFORM_PORT_BASE=B, service ports are B + (default - 8000) and Redis is B + 79.
 _REDIS_OFFSET = 79
@@ -28,16 +28,6 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value <= 0:
         raise SystemExit(f"{name} must be positive, got {raw!r}")
     return value
-
-
-def redact_url(url: str) -> str:
-    """`url` with any password replaced by `***`, fit to print."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

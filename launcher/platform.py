@@ -16,8 +16,9 @@ from typing import IO
 
 import httpx
 
+from common.settings import redact_url
 from common.topology import start_order
-from launcher.config import LaunchConfig, redact_url
+from launcher.config import LaunchConfig
 from launcher.process import ManagedProcess, Output
 from launcher.redis_server import REDIS_UMASK, local_redis, redis_ping
 

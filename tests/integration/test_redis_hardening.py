@@ -9,8 +9,11 @@ readable by its owner only.
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import redis
 
 from launcher.config import LaunchConfig
 from launcher.redis_server import DISABLED_COMMANDS, REDIS_UMASK, LocalRedis, local_redis
-from tests.helpers.servers import free_port
+from tests.helpers.servers import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -129,3 +132,28 @@ def test_services_get_the_password_in_their_redis_url(server: tuple[LocalRedis, 
     config.redis_password = local.password
     url = config.service_env("memory_svc")["REDIS_URL"]
     assert redis.Redis.from_url(url).ping()
+
+
+def test_the_admin_cli_finds_the_local_password(
+    var_dir: Path, server: tuple[LocalRedis, int]
+) -> None:
+    # An operator next to `make up`: no password in any setting, the generated one is used.
+    _, port = server
+    env = {
+        **os.environ,
+        "GATEWAY_DATA_DIR": str(var_dir),
+        "GATEWAY_REDIS_URL": f"redis://127.0.0.1:{port}/0",
+    }
+    command = [sys.executable, "-m", "gateway.admin", "create", "--tenant", "acme", "--json"]
+    made = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["tenant"] == "acme"
+    # A wrong password is a sentence saying what to set, not a traceback.
+    env["GATEWAY_REDIS_URL"] = f"redis://:wrong@127.0.0.1:{port}/0"
+    refused = subprocess.run(
+        command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert refused.returncode == 2
+    assert "GATEWAY_REDIS_URL" in refused.stderr and "Traceback" not in refused.stderr

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from common.settings import redact_url
 from common.topology import SERVICES
-from launcher.config import LaunchConfig, redact_url
+from launcher.config import LaunchConfig
 from launcher.process import _readable
 
 
