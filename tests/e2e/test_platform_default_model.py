@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -184,9 +185,12 @@ def test_feedback_is_stored_and_readable(client: openai.OpenAI, launch: Launch, 
 
 
 def _admin(launch: Launch, *args: str) -> str:
+    # As an operator next to the platform runs it: the CLI finds the generated Redis
+    # password in the platform's data dir.
     redis_url = f"redis://127.0.0.1:{int(launch.env['PLATFORM_PORT_BASE']) + 79}/0"
     result = subprocess.run(
         [sys.executable, "-m", "gateway.admin", "--redis-url", redis_url, *args],
+        env={**os.environ, "GATEWAY_DATA_DIR": str(launch.var_dir)},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
