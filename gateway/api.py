@@ -11,7 +11,14 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from common.contracts.health import GatewayReadiness
-from gateway.chat import chat_completion
+from gateway.deps import (
+    ChatDep,
+    ProbeClientsDep,
+    RedisDep,
+    SettingsDep,
+    UpstreamsDep,
+    authorize,
+)
 from gateway.passthrough import (
     forward_documents,
     forward_json,
@@ -22,7 +29,6 @@ from gateway.passthrough import (
 )
 from gateway.readiness import platform_readiness
 from gateway.schemas import FeedbackQuery, GatewayChatRequest
-from gateway.security import authorize
 
 __all__ = ["STATIC_DIR", "router", "v1"]
 
@@ -34,11 +40,8 @@ v1 = APIRouter(prefix="/v1")
 
 
 @router.get("/readyz", response_model=GatewayReadiness, tags=["health"])
-async def readyz(request: Request) -> JSONResponse:
-    state = request.app.state
-    readiness = await platform_readiness(
-        state.probe_clients, state.redis.ping, state.settings.readiness_timeout_s
-    )
+async def readyz(probes: ProbeClientsDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
+    readiness = await platform_readiness(probes, redis.ping, settings.readiness_timeout_s)
     status = 200 if readiness.status == "ready" else 503
     return JSONResponse(readiness.model_dump(), status_code=status)
 
@@ -49,8 +52,8 @@ async def index() -> FileResponse:
 
 
 @v1.get("/models", tags=["openai"], dependencies=[authorize(None)])
-async def models(request: Request) -> dict[str, Any]:
-    return await list_models(request)
+async def models(upstreams: UpstreamsDep, settings: SettingsDep) -> dict[str, Any]:
+    return await list_models(upstreams["moe_svc"], settings.models_timeout_s)
 
 
 @v1.post(
@@ -59,78 +62,99 @@ async def models(request: Request) -> dict[str, Any]:
     response_model=None,
     dependencies=[authorize("chat", prompt_tokens=True)],
 )
-async def chat_completions(request: Request) -> Any:
+async def chat_completions(request: Request, chat: ChatDep) -> Response:
     raw = await read_json(request)
     try:
         body = GatewayChatRequest.model_validate(raw)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from None
-    return await chat_completion(request, body, raw)
+    return await chat.create(request, body, raw)
 
 
 @v1.post("/embeddings", tags=["openai"], dependencies=[authorize("embeddings", prompt_tokens=True)])
-async def embeddings(request: Request) -> Response:
-    timeout = request.app.state.settings.passthrough_timeout_s
-    return await forward_json(request, "rag_svc", "/v1/embeddings", timeout)
+async def embeddings(request: Request, upstreams: UpstreamsDep, settings: SettingsDep) -> Response:
+    return await forward_json(
+        request, upstreams["rag_svc"], "/v1/embeddings", settings.passthrough_timeout_s
+    )
 
 
 @v1.post("/images/generations", tags=["openai"], dependencies=[authorize("images")])
-async def images(request: Request) -> Response:
-    timeout = request.app.state.settings.images_timeout_s
-    return await forward_json(request, "creative_svc", "/v1/images/generations", timeout)
+async def images(request: Request, upstreams: UpstreamsDep, settings: SettingsDep) -> Response:
+    return await forward_json(
+        request, upstreams["creative_svc"], "/v1/images/generations", settings.images_timeout_s
+    )
 
 
 @v1.get("/collections", tags=["rag"], dependencies=[authorize("documents:read")])
-async def list_collections(request: Request) -> Response:
+async def list_collections(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     """The collections the key's tenant reaches: its own and the shared ones."""
-    timeout = request.app.state.settings.passthrough_timeout_s
-    return await forward_json(request, "rag_svc", "/v1/collections", timeout, method="GET")
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(
+        request, upstreams["rag_svc"], "/v1/collections", timeout, method="GET"
+    )
 
 
 @v1.post("/collections", tags=["rag"], dependencies=[authorize("documents:write")])
-async def create_collection(request: Request) -> Response:
+async def create_collection(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     """A new collection of the key's tenant (`shared: true` needs an admin key)."""
-    timeout = request.app.state.settings.passthrough_timeout_s
-    return await forward_json(request, "rag_svc", "/v1/collections", timeout)
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], "/v1/collections", timeout)
 
 
 @v1.patch("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
-async def update_collection(name: str, request: Request) -> Response:
+async def update_collection(
+    name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     """Share a collection with every tenant, or take it back (admin keys)."""
-    timeout = request.app.state.settings.passthrough_timeout_s
     path = upstream_path("/v1/collections/{collection}", collection=name)
-    return await forward_json(request, "rag_svc", path, timeout, method="PATCH")
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], path, timeout, method="PATCH")
 
 
 @v1.delete("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
-async def delete_collection(name: str, request: Request) -> Response:
-    timeout = request.app.state.settings.passthrough_timeout_s
+async def delete_collection(
+    name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     path = upstream_path("/v1/collections/{collection}", collection=name)
-    return await forward_json(request, "rag_svc", path, timeout, method="DELETE")
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], path, timeout, method="DELETE")
 
 
 @v1.post("/collections/{name}/search", tags=["rag"], dependencies=[authorize("documents:read")])
-async def search_collection(name: str, request: Request) -> Response:
-    timeout = request.app.state.settings.passthrough_timeout_s
+async def search_collection(
+    name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     path = upstream_path("/v1/collections/{collection}/search", collection=name)
-    return await forward_json(request, "rag_svc", path, timeout)
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], path, timeout)
 
 
 @v1.post("/collections/{name}/documents", tags=["rag"], dependencies=[authorize("documents:write")])
-async def documents(name: str, request: Request) -> Response:
-    return await forward_documents(request, name)
+async def documents(
+    name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
+    timeout = settings.passthrough_timeout_s
+    return await forward_documents(request, upstreams["rag_svc"], name, timeout)
 
 
 @v1.post("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
-async def post_feedback(request: Request) -> Response:
-    timeout = request.app.state.settings.passthrough_timeout_s
-    return await forward_json(request, "memory_svc", "/v1/feedback", timeout)
+async def post_feedback(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["memory_svc"], "/v1/feedback", timeout)
 
 
 @v1.get("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
-async def get_feedback(request: Request) -> Response:
+async def get_feedback(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
     query = read_query(request, FeedbackQuery)
-    timeout = request.app.state.settings.passthrough_timeout_s
+    timeout = settings.passthrough_timeout_s
     return await forward_json(
-        request, "memory_svc", "/v1/feedback", timeout, method="GET", query=query
+        request, upstreams["memory_svc"], "/v1/feedback", timeout, method="GET", query=query
     )

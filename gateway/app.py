@@ -18,8 +18,9 @@ from common.http_client import ServiceClient
 from common.service import create_service_app
 from gateway import api
 from gateway.edge import EdgeMiddleware
+from gateway.gatekeeper import Gatekeeper
 from gateway.keys import KeyStore
-from gateway.security import Gatekeeper, prepare_key_store
+from gateway.security import prepare_key_store
 from gateway.settings import GatewaySettings
 
 __all__ = ["create_app"]

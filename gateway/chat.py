@@ -29,21 +29,51 @@ from typing import Any
 
 import httpx
 from fastapi import Request
+from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from common.contracts.dispatch_events import (
+    DISPATCH_EVENT,
+    DeltaEvent,
+    DoneEvent,
+    ErrorEvent,
+    RouteEvent,
+    StepEvent,
+)
+from common.contracts.openai import ChatMessage, FinishReason, Usage
+from common.contracts.router import (
+    DispatchMessage,
+    DispatchOptions,
+    DispatchRequest,
+    DispatchResponse,
+    Pipeline,
+)
 from common.disconnect import cancel_on_disconnect
-from common.errors import BadRequest, UpstreamUnavailable
+from common.errors import BadRequest, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
 from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS
 from gateway.edge import upstream_timer
+from gateway.ratelimit import RateLimiter
 from gateway.response_generator import format_answer, sources_markdown, verify_citations
-from gateway.schemas import AUTO_MODEL, GatewayChatRequest
+from gateway.schemas import (
+    AUTO_MODEL,
+    AutoChoice,
+    AutoChunk,
+    AutoChunkChoice,
+    AutoCompletion,
+    AutoDelta,
+    AutoFinalChunk,
+    AutoProgressChunk,
+    GatewayChatRequest,
+    Verification,
+    VerifiedPipeline,
+)
 from gateway.security import charge_completion, estimate_tokens
 from gateway.settings import GatewaySettings
 
-__all__ = ["chat_completion"]
+__all__ = ["ChatCompletions"]
 
 logger = logging.getLogger("gateway.chat")
 
@@ -51,74 +81,58 @@ logger = logging.getLogger("gateway.chat")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
 
 
-def _dispatch_payload(body: GatewayChatRequest, stream: bool) -> dict[str, Any]:
+def _dispatch_request(body: GatewayChatRequest, stream: bool) -> DispatchRequest:
     messages = [
-        {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+        DispatchMessage(role="system" if m.role == "developer" else m.role, content=m.text())
         for m in body.messages
     ]
-    options: dict[str, Any] = {}
-    if body.temperature is not None:
-        options["temperature"] = body.temperature
     max_tokens = body.max_completion_tokens or body.max_tokens
-    if max_tokens is not None:
-        options["max_tokens"] = min(max_tokens, 8192)
-    payload: dict[str, Any] = {"messages": messages, "stream": stream, "options": options}
-    if body.session_id is not None:
-        payload["session_id"] = body.session_id
-    if body.user is not None and _ID.match(body.user):
-        payload["user"] = body.user
-    return payload
-
-
-def _usage(body: GatewayChatRequest, content: str, pipeline: dict[str, Any]) -> dict[str, int]:
-    reasoning_usage = (pipeline.get("reasoning") or {}).get("usage") or {}
-    prompt = estimate_tokens("".join(m.text() for m in body.messages))
-    completion = int(reasoning_usage.get("completion_tokens") or estimate_tokens(content))
-    total = prompt + completion
-    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
-
-
-def _ids(dispatch_id: str) -> tuple[str, str]:
-    # The router stores the answer in memory as `<dispatch id>-assistant`: what feedback rates.
-    return f"chatcmpl-{dispatch_id}", f"{dispatch_id}-assistant"
-
-
-async def _auto(request: Request, body: GatewayChatRequest, router: ServiceClient) -> JSONResponse:
-    settings: GatewaySettings = request.app.state.settings
-    async with upstream_timer():
-        result = await router.post_json(
-            "/v1/dispatch", _dispatch_payload(body, False), timeout_s=settings.chat_timeout_s
-        )
-    pipeline = dict(result.get("pipeline") or {})
-    formatted = format_answer(str(result["message"]["content"]), pipeline)
-    pipeline["verification"] = formatted.verification
-    completion_id, message_id = _ids(str(result.get("id") or uuid.uuid4().hex))
-    usage = _usage(body, formatted.content, pipeline)
-    return JSONResponse(
-        {
-            "id": completion_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": AUTO_MODEL,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": formatted.content},
-                    "finish_reason": "stop",
-                    "logprobs": None,
-                }
-            ],
-            "usage": usage,
-            "pipeline": pipeline,
-            "session_id": result.get("session_id"),
-            "message_id": message_id,
-        },
-        # The answer's tokens are charged once it is sent, off the caller's latency.
-        background=BackgroundTask(charge_completion, request, usage["completion_tokens"]),
+    options = DispatchOptions(
+        temperature=body.temperature,
+        max_tokens=None if max_tokens is None else min(max_tokens, 8192),
+    )
+    user = body.user if body.user is not None and _ID.match(body.user) else None
+    return DispatchRequest(
+        messages=messages, session_id=body.session_id, user=user, stream=stream, options=options
     )
 
 
-def _sse(data: dict[str, Any] | str) -> str:
+def _wire(request: DispatchRequest) -> dict[str, Any]:
+    # Unset options and ids are left out: the router applies its own defaults.
+    return request.model_dump(mode="json", exclude_none=True)
+
+
+def _off_contract(exc: ValidationError) -> ServiceError:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    return ServiceError(
+        f"router_svc answered outside its contract ({where}: {first['msg']}).",
+        status_code=502,
+        error_type="upstream_error",
+        code="bad_upstream_response",
+    )
+
+
+def _usage(body: GatewayChatRequest, content: str, pipeline: Pipeline) -> Usage:
+    prompt = estimate_tokens("".join(m.text() for m in body.messages))
+    completion = _reasoning_tokens(pipeline) or estimate_tokens(content)
+    total = prompt + completion
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def _reasoning_tokens(pipeline: Pipeline) -> int:
+    """The answer's tokens as reasoning_svc counted them (0: it did not write the answer)."""
+    return pipeline.reasoning.usage.completion_tokens if pipeline.reasoning is not None else 0
+
+
+def _message_id(dispatch_id: str) -> str:
+    # The router stores the answer in memory as `<dispatch id>-assistant`: what feedback rates.
+    return f"{dispatch_id}-assistant"
+
+
+def _sse(data: BaseModel | dict[str, Any] | str) -> str:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
     text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     return f"data: {text}\n\n"
 
@@ -144,12 +158,14 @@ class _Meter:
         return max(len(self.pieces), estimate_tokens("".join(self.pieces)))
 
 
-def _end_of_stream(request: Request, stack: AsyncExitStack, meter: _Meter) -> BackgroundTask:
+def _end_of_stream(
+    request: Request, stack: AsyncExitStack, meter: _Meter, limiter: RateLimiter
+) -> BackgroundTask:
     """Runs when the response ends, the client gone or not: close the upstream, charge."""
 
     async def end() -> None:
         await stack.aclose()
-        await charge_completion(request, meter.tokens())
+        await charge_completion(limiter, request, meter.tokens())
 
     return BackgroundTask(end)
 
@@ -158,116 +174,84 @@ def _broken_stream(upstream: str) -> str:
     error = UpstreamUnavailable(
         f"{upstream}'s stream broke off before its end.", code="upstream_stream_broken"
     )
+    return _error_event(error)
+
+
+def _error_event(error: ServiceError) -> str:
     return _sse({"error": error.detail("gateway", current_request_id()).model_dump()})
 
 
+def _verified(pipeline: Pipeline, verification: Verification) -> VerifiedPipeline:
+    return VerifiedPipeline(**dict(pipeline), verification=verification)
+
+
 class _ChunkWriter:
+    """The `chat.completion.chunk`s of one streamed answer of model `auto`."""
+
     def __init__(self, completion_id: str) -> None:
-        self.head = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": AUTO_MODEL,
-        }
+        self.id = completion_id
+        self.created = int(time.time())
 
-    def chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
-        return _sse({**self.head, "choices": [choice], **extra})
+    def _choices(self, delta: AutoDelta, finish: FinishReason | None) -> list[AutoChunkChoice]:
+        return [AutoChunkChoice(index=0, delta=delta, finish_reason=finish)]
 
-    def usage(self, usage: dict[str, int]) -> str:
-        return _sse({**self.head, "choices": [], "usage": usage})
+    def delta(self, delta: AutoDelta) -> str:
+        choices = self._choices(delta, None)
+        return _sse(AutoChunk(id=self.id, created=self.created, model=AUTO_MODEL, choices=choices))
 
-
-async def _auto_stream(
-    request: Request, body: GatewayChatRequest, router: ServiceClient
-) -> StreamingResponse:
-    settings: GatewaySettings = request.app.state.settings
-    stack = AsyncExitStack()
-    async with upstream_timer():
-        # Opened before the response starts: the router's 4xx/5xx reach the caller as is.
-        upstream = await stack.enter_async_context(
-            router.stream(
-                "POST",
-                "/v1/dispatch",
-                json=_dispatch_payload(body, True),
-                timeout_s=settings.chat_timeout_s,
+    def progress(self, event: RouteEvent | StepEvent) -> str:
+        return _sse(
+            AutoProgressChunk(
+                id=self.id,
+                created=self.created,
+                model=AUTO_MODEL,
+                choices=self._choices(AutoDelta(), None),
+                pipeline_event=event,
             )
         )
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    meter = _Meter()
 
-    async def events() -> AsyncIterator[str]:
-        async with stack:
-            writer = _ChunkWriter(f"chatcmpl-{uuid.uuid4().hex[:24]}")
-            yield writer.chunk({"role": "assistant", "content": ""})
-            try:
-                async for line in upstream.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[5:].strip()
-                    if data == "[DONE]":
-                        break
-                    event = json.loads(data)
-                    kind = event.get("type")
-                    if kind == "delta" and event.get("content"):
-                        meter.sent(event["content"])
-                        yield writer.chunk({"content": event["content"]})
-                    elif kind in ("route", "step"):
-                        # Progress of the pipeline, for the UI; OpenAI clients ignore it.
-                        yield writer.chunk({}, pipeline_event=event)
-                    elif kind == "done":
-                        async for piece in _finish(body, writer, event, meter, include_usage):
-                            yield piece
-                    elif kind == "error":
-                        yield _sse({"error": event.get("error") or {"message": "dispatch failed"}})
-            except httpx.HTTPError:
-                yield _broken_stream("router_svc")
-            yield _sse("[DONE]")
+    def final(self, pipeline: VerifiedPipeline, message_id: str, session_id: str | None) -> str:
+        return _sse(
+            AutoFinalChunk(
+                id=self.id,
+                created=self.created,
+                model=AUTO_MODEL,
+                choices=self._choices(AutoDelta(), "stop"),
+                pipeline=pipeline,
+                message_id=message_id,
+                session_id=session_id,
+            )
+        )
 
-    # The end also closes the upstream when the client left before the stream's first byte.
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-        background=_end_of_stream(request, stack, meter),
-    )
+    def usage(self, usage: Usage) -> str:
+        return _sse(
+            AutoChunk(id=self.id, created=self.created, model=AUTO_MODEL, choices=[], usage=usage)
+        )
 
 
 async def _finish(
     body: GatewayChatRequest,
     writer: _ChunkWriter,
-    event: dict[str, Any],
+    done: DoneEvent,
     meter: _Meter,
     include_usage: bool,
 ) -> AsyncIterator[str]:
-    content = str((event.get("message") or {}).get("content") or "")
-    pipeline = dict(event.get("pipeline") or {})
-    sources = list(pipeline.get("sources") or [])
+    content, pipeline = done.message.content, done.pipeline
     streamed = "".join(meter.pieces)
+    cleaned, report = verify_citations(content, pipeline.sources, pipeline.citations)
     if not streamed:
         # Nothing was streamed yet: the whole answer can still be cleaned.
-        cleaned, report = verify_citations(content, sources, pipeline.get("citations") or [])
         rest = cleaned
     else:
         # What reached the client stays; bad citations in it are flagged, not removed.
-        _, report = verify_citations(content, sources, pipeline.get("citations") or [])
         rest = content[len(streamed) :] if content.startswith(streamed) else ""
-    pipeline["verification"] = report
-    tail = rest + sources_markdown(sources)
+    tail = rest + sources_markdown(pipeline.sources)
     if tail:
         meter.sent(tail)
-        yield writer.chunk({"content": tail})
-    dispatch_id = str(event.get("id") or "")
-    _, message_id = _ids(dispatch_id)
+        yield writer.delta(AutoDelta(content=tail))
     usage = _usage(body, streamed + tail, pipeline)
-    meter.completion_tokens = usage["completion_tokens"]
-    yield writer.chunk(
-        {},
-        "stop",
-        pipeline=pipeline,
-        message_id=message_id,
-        session_id=event.get("session_id"),
-    )
+    meter.completion_tokens = usage.completion_tokens
+    yield writer.final(_verified(pipeline, report), _message_id(done.id), done.session_id)
     if include_usage:
         yield writer.usage(usage)
 
@@ -297,61 +281,167 @@ def _relay_event(data: str, meter: _Meter, include_usage: bool) -> str | None:
     return _sse(chunk)
 
 
-async def _moe_stream(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:
-    settings: GatewaySettings = request.app.state.settings
-    moe: ServiceClient = request.app.state.upstreams["moe_svc"]
-    include_usage = bool(body.stream_options and body.stream_options.include_usage)
-    options = raw.get("stream_options")
-    asked = options if isinstance(options, dict) else {}
-    payload = {**raw, "stream_options": {**asked, "include_usage": True}}
-    stack = AsyncExitStack()
-    async with upstream_timer():
-        # Opened before the response starts: moe_svc's 4xx/5xx reach the caller as is.
-        upstream = await stack.enter_async_context(
-            moe.stream(
-                "POST", "/v1/chat/completions", json=payload, timeout_s=settings.chat_timeout_s
+class ChatCompletions:
+    """Answers chat completions with the gateway's settings, upstreams and rate limiter."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        router: ServiceClient,
+        moe: ServiceClient,
+        limiter: RateLimiter,
+    ) -> None:
+        self.timeout_s = settings.chat_timeout_s
+        self.router = router
+        self.moe = moe
+        self.limiter = limiter
+
+    async def create(
+        self, request: Request, body: GatewayChatRequest, raw: dict[str, Any]
+    ) -> Response:
+        """Answer one chat completion request (see the module docstring)."""
+        if body.model != AUTO_MODEL:
+            raw.pop("session_id", None)
+            if body.stream:
+                return await self._moe_stream(request, body, raw)
+            return await cancel_on_disconnect(request, self._moe(request, raw))
+        if body.n != 1:
+            raise BadRequest(
+                "Model 'auto' answers with one choice (n=1).", param="n", code="invalid_n"
             )
-        )
-    meter = _Meter()
-
-    async def events() -> AsyncIterator[str]:
-        async with stack:
-            try:
-                async for line in upstream.aiter_lines():
-                    if line.startswith("data:"):
-                        event = _relay_event(line[5:].strip(), meter, include_usage)
-                        if event is not None:
-                            yield event
-            except httpx.HTTPError:
-                yield _broken_stream("moe_svc")
-
-    return StreamingResponse(
-        events(),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-        background=_end_of_stream(request, stack, meter),
-    )
-
-
-async def _moe(request: Request, raw: dict[str, Any]) -> Response:
-    settings: GatewaySettings = request.app.state.settings
-    moe: ServiceClient = request.app.state.upstreams["moe_svc"]
-    async with upstream_timer():
-        result = await moe.post_json("/v1/chat/completions", raw, timeout_s=settings.chat_timeout_s)
-    tokens = int((result.get("usage") or {}).get("completion_tokens", 0))
-    return JSONResponse(result, background=BackgroundTask(charge_completion, request, tokens))
-
-
-async def chat_completion(request: Request, body: GatewayChatRequest, raw: dict[str, Any]) -> Any:
-    """Answer one chat completion request (see the module docstring)."""
-    if body.model != AUTO_MODEL:
-        raw.pop("session_id", None)
         if body.stream:
-            return await _moe_stream(request, body, raw)
-        return await cancel_on_disconnect(request, _moe(request, raw))
-    if body.n != 1:
-        raise BadRequest("Model 'auto' answers with one choice (n=1).", param="n", code="invalid_n")
-    router: ServiceClient = request.app.state.upstreams["router_svc"]
-    if body.stream:
-        return await _auto_stream(request, body, router)
-    return await cancel_on_disconnect(request, _auto(request, body, router))
+            return await self._auto_stream(request, body)
+        return await cancel_on_disconnect(request, self._auto(request, body))
+
+    def _charge(self, request: Request, tokens: int) -> BackgroundTask:
+        # The answer's tokens are charged once it is sent, off the caller's latency.
+        return BackgroundTask(charge_completion, self.limiter, request, tokens)
+
+    async def _auto(self, request: Request, body: GatewayChatRequest) -> JSONResponse:
+        async with upstream_timer():
+            reply = await self.router.post_json(
+                "/v1/dispatch", _wire(_dispatch_request(body, False)), timeout_s=self.timeout_s
+            )
+        try:
+            dispatched = DispatchResponse.model_validate(reply)
+        except ValidationError as exc:
+            raise _off_contract(exc) from None
+        pipeline = dispatched.pipeline
+        formatted = format_answer(dispatched.message.content, pipeline.sources, pipeline.citations)
+        usage = _usage(body, formatted.content, pipeline)
+        choice = AutoChoice(
+            index=0, message=ChatMessage(content=formatted.content), finish_reason="stop"
+        )
+        answer = AutoCompletion(
+            id=f"chatcmpl-{dispatched.id}",
+            created=int(time.time()),
+            model=AUTO_MODEL,
+            choices=[choice],
+            usage=usage,
+            pipeline=_verified(pipeline, formatted.verification),
+            session_id=dispatched.session_id,
+            message_id=_message_id(dispatched.id),
+        )
+        return JSONResponse(
+            answer.model_dump(mode="json"),
+            background=self._charge(request, usage.completion_tokens),
+        )
+
+    async def _auto_stream(self, request: Request, body: GatewayChatRequest) -> StreamingResponse:
+        stack = AsyncExitStack()
+        async with upstream_timer():
+            # Opened before the response starts: the router's 4xx/5xx reach the caller as is.
+            upstream = await stack.enter_async_context(
+                self.router.stream(
+                    "POST",
+                    "/v1/dispatch",
+                    json=_wire(_dispatch_request(body, True)),
+                    timeout_s=self.timeout_s,
+                )
+            )
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        meter = _Meter()
+
+        async def events() -> AsyncIterator[str]:
+            async with stack:
+                writer = _ChunkWriter(f"chatcmpl-{uuid.uuid4().hex[:24]}")
+                yield writer.delta(AutoDelta(role="assistant", content=""))
+                try:
+                    async for line in upstream.aiter_lines():
+                        if not line.startswith("data:"):
+                            continue
+                        data = line[5:].strip()
+                        if data == "[DONE]":
+                            break
+                        try:
+                            event = DISPATCH_EVENT.validate_json(data)
+                        except ValidationError as exc:
+                            yield _error_event(_off_contract(exc))
+                            break
+                        match event:
+                            case DeltaEvent(content=content) if content:
+                                meter.sent(content)
+                                yield writer.delta(AutoDelta(content=content))
+                            case RouteEvent() | StepEvent():
+                                # Progress of the pipeline, for the UI; OpenAI clients ignore it.
+                                yield writer.progress(event)
+                            case DoneEvent():
+                                async for piece in _finish(
+                                    body, writer, event, meter, include_usage
+                                ):
+                                    yield piece
+                            case ErrorEvent():
+                                yield _sse({"error": event.error.model_dump()})
+                except httpx.HTTPError:
+                    yield _broken_stream("router_svc")
+                yield _sse("[DONE]")
+
+        # The end also closes the upstream when the client left before the stream's first byte.
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+            background=_end_of_stream(request, stack, meter, self.limiter),
+        )
+
+    async def _moe_stream(
+        self, request: Request, body: GatewayChatRequest, raw: dict[str, Any]
+    ) -> StreamingResponse:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        options = raw.get("stream_options")
+        asked = options if isinstance(options, dict) else {}
+        payload = {**raw, "stream_options": {**asked, "include_usage": True}}
+        stack = AsyncExitStack()
+        async with upstream_timer():
+            # Opened before the response starts: moe_svc's 4xx/5xx reach the caller as is.
+            upstream = await stack.enter_async_context(
+                self.moe.stream(
+                    "POST", "/v1/chat/completions", json=payload, timeout_s=self.timeout_s
+                )
+            )
+        meter = _Meter()
+
+        async def events() -> AsyncIterator[str]:
+            async with stack:
+                try:
+                    async for line in upstream.aiter_lines():
+                        if line.startswith("data:"):
+                            event = _relay_event(line[5:].strip(), meter, include_usage)
+                            if event is not None:
+                                yield event
+                except httpx.HTTPError:
+                    yield _broken_stream("moe_svc")
+
+        return StreamingResponse(
+            events(),
+            media_type="text/event-stream",
+            headers=SSE_HEADERS,
+            background=_end_of_stream(request, stack, meter, self.limiter),
+        )
+
+    async def _moe(self, request: Request, raw: dict[str, Any]) -> Response:
+        # moe_svc's answer passes as it came (its `experts` and `token_ids` included).
+        async with upstream_timer():
+            result = await self.moe.post_json("/v1/chat/completions", raw, timeout_s=self.timeout_s)
+        tokens = int((result.get("usage") or {}).get("completion_tokens", 0))
+        return JSONResponse(result, background=self._charge(request, tokens))

@@ -24,7 +24,6 @@ from common.errors import BadRequest, ServiceError
 from common.http_client import ServiceClient
 from gateway.edge import upstream_timer
 from gateway.schemas import AUTO_MODEL
-from gateway.settings import GatewaySettings
 
 __all__ = [
     "forward_documents",
@@ -109,14 +108,13 @@ def _relay(upstream: Any) -> Response:
 
 async def forward_json(
     request: Request,
-    service: str,
+    client: ServiceClient,
     path: str,
     timeout_s: float,
     method: str = "POST",
     query: BaseModel | None = None,
 ) -> Response:
-    """Send the caller's JSON (POST, PATCH) or checked `query` to `service`; relay its answer."""
-    client: ServiceClient = request.app.state.upstreams[service]
+    """Send the caller's JSON (POST, PATCH) or checked `query` to `client`; relay its answer."""
     body = await read_json(request) if method in ("POST", "PATCH") else None
     params = query.model_dump(exclude_none=True) if query is not None else None
     async with upstream_timer():
@@ -124,10 +122,10 @@ async def forward_json(
     return _relay(upstream)
 
 
-async def forward_documents(request: Request, collection: str) -> Response:
+async def forward_documents(
+    request: Request, rag: ServiceClient, collection: str, timeout_s: float
+) -> Response:
     """rag_svc document upload: a JSON body or a multipart file, passed on as it came."""
-    settings: GatewaySettings = request.app.state.settings
-    client: ServiceClient = request.app.state.upstreams["rag_svc"]
     path = upstream_path("/v1/collections/{collection}/documents", collection=collection)
     content_type = request.headers.get("content-type", "").lower()
     if content_type.startswith("multipart/form-data"):
@@ -143,24 +141,18 @@ async def forward_documents(request: Request, collection: str) -> Response:
             else:
                 data[field] = str(value)
         async with upstream_timer():
-            upstream = await client.request(
-                "POST", path, files=files, data=data, timeout_s=settings.passthrough_timeout_s
-            )
+            upstream = await rag.request("POST", path, files=files, data=data, timeout_s=timeout_s)
         return _relay(upstream)
     if content_type.split(";")[0].strip() != "application/json":
         raise _unsupported_media_type("application/json or multipart/form-data")
     body = await read_json(request)
     async with upstream_timer():
-        upstream = await client.request(
-            "POST", path, json=body, timeout_s=settings.passthrough_timeout_s
-        )
+        upstream = await rag.request("POST", path, json=body, timeout_s=timeout_s)
     return _relay(upstream)
 
 
-async def list_models(request: Request) -> dict[str, Any]:
+async def list_models(moe: ServiceClient, timeout_s: float) -> dict[str, Any]:
     """`auto` plus moe_svc's models; moe_svc being down leaves `auto` alone."""
-    settings: GatewaySettings = request.app.state.settings
-    client: ServiceClient = request.app.state.upstreams["moe_svc"]
     auto = {
         "id": AUTO_MODEL,
         "object": "model",
@@ -171,9 +163,7 @@ async def list_models(request: Request) -> dict[str, Any]:
     models: list[dict[str, Any]] = [auto]
     try:
         async with upstream_timer():
-            listed = await client.get_json(
-                "/v1/models", timeout_s=settings.models_timeout_s, idempotent=False
-            )
+            listed = await moe.get_json("/v1/models", timeout_s=timeout_s, idempotent=False)
         models += [m for m in listed.get("data", []) if m.get("id") != AUTO_MODEL]
     except ServiceError as exc:
         logger.warning("moe_svc models unavailable", extra={"error": exc.message})

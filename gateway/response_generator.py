@@ -9,8 +9,12 @@ The formatted answer ends with a numbered markdown list of the sources.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from common.contracts.rag import Citation
+from common.contracts.router import Source
+from gateway.schemas import CitationCheck, Verification
 
 __all__ = ["FormattedAnswer", "format_answer", "sources_markdown", "verify_citations"]
 
@@ -22,14 +26,14 @@ _SNIPPET_CHARS = 160
 class FormattedAnswer:
     content: str
     # What the gateway checked: kept and removed citations, support, verified.
-    verification: dict[str, Any] = field(default_factory=dict)
+    verification: Verification
 
 
 def verify_citations(
-    text: str, sources: list[dict[str, Any]], citations: list[dict[str, Any]]
-) -> tuple[str, dict[str, Any]]:
+    text: str, sources: Sequence[Source], citations: Sequence[Citation]
+) -> tuple[str, Verification]:
     """Drop `[n]` that name no source; report each citation with its support."""
-    numbers = {int(s["number"]) for s in sources if "number" in s}
+    numbers = {s.number for s in sources}
     removed: list[int] = []
 
     def keep_or_drop(match: re.Match[str]) -> str:
@@ -40,24 +44,25 @@ def verify_citations(
         return ""
 
     cleaned = _CITATION.sub(keep_or_drop, text) if sources or citations else text
-    support = {int(c["number"]): c for c in citations if c.get("valid", True) and "number" in c}
+    support = {c.number: c for c in citations if c.valid}
     cited = sorted({int(m.group(1)) for m in _CITATION.finditer(cleaned)} & numbers)
-    kept = [
-        {
-            "number": n,
-            "supported": support.get(n, {}).get("supported"),
-            "lexical": support.get(n, {}).get("lexical"),
-            "semantic": support.get(n, {}).get("semantic"),
-        }
-        for n in cited
-    ]
-    verified = bool(kept) and not removed and all(c["supported"] is not False for c in kept)
-    report = {
-        "citations": kept,
-        "removed": sorted(set(removed)),
-        "verified": verified if sources else None,
-    }
+    kept = [_check(n, support.get(n)) for n in cited]
+    verified = bool(kept) and not removed and all(c.supported is not False for c in kept)
+    report = Verification(
+        citations=kept, removed=sorted(set(removed)), verified=verified if sources else None
+    )
     return cleaned, report
+
+
+def _check(number: int, citation: Citation | None) -> CitationCheck:
+    if citation is None:
+        return CitationCheck(number=number, supported=None, lexical=None, semantic=None)
+    return CitationCheck(
+        number=number,
+        supported=citation.supported,
+        lexical=citation.lexical,
+        semantic=citation.semantic,
+    )
 
 
 def _snippet(text: str) -> str:
@@ -65,22 +70,20 @@ def _snippet(text: str) -> str:
     return flat if len(flat) <= _SNIPPET_CHARS else flat[: _SNIPPET_CHARS - 1].rstrip() + "…"
 
 
-def sources_markdown(sources: list[dict[str, Any]]) -> str:
+def sources_markdown(sources: Sequence[Source]) -> str:
     """`**Sources**` and one numbered line per source (title or doc id, then a snippet)."""
     if not sources:
         return ""
     lines = ["", "", "**Sources**", ""]
-    for source in sorted(sources, key=lambda s: int(s.get("number", 0))):
-        metadata = source.get("metadata") or {}
-        title = metadata.get("title") or source.get("doc_id", "source")
-        lines.append(f"{source.get('number')}. *{title}*: {_snippet(str(source.get('text', '')))}")
+    for source in sorted(sources, key=lambda s: s.number):
+        title = source.metadata.get("title") or source.doc_id
+        lines.append(f"{source.number}. *{title}*: {_snippet(source.text)}")
     return "\n".join(lines)
 
 
-def format_answer(text: str, pipeline: dict[str, Any] | None) -> FormattedAnswer:
+def format_answer(
+    text: str, sources: Sequence[Source], citations: Sequence[Citation]
+) -> FormattedAnswer:
     """The answer as the user sees it: citations checked, sources listed."""
-    pipeline = pipeline or {}
-    sources = list(pipeline.get("sources") or [])
-    citations = list(pipeline.get("citations") or [])
     cleaned, report = verify_citations(text.strip(), sources, citations)
     return FormattedAnswer(cleaned + sources_markdown(sources), report)

@@ -14,6 +14,7 @@ routed this response's tokens to.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -172,7 +173,7 @@ class ChatCompletionResponse(BaseModel):
     object: Literal["chat.completion"] = "chat.completion"
     created: int
     model: str
-    choices: list[ChatChoice]
+    choices: Sequence[ChatChoice]
     usage: Usage
     experts: list[ExpertUsage] | None = None  # extension, one per choice
 
@@ -194,7 +195,7 @@ class ChatCompletionChunk(BaseModel):
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
     created: int
     model: str
-    choices: list[ChatChunkChoice]
+    choices: Sequence[ChatChunkChoice]
     usage: Usage | None = None
     experts: list[ExpertUsage] | None = None  # extension, on the usage chunk
 

@@ -147,7 +147,11 @@ async def dispatch(request: Request) -> Any:
         }
 
     async def events() -> AsyncIterator[str]:
-        yield _sse({"type": "route", "intent": "factual", "scores": _pipeline()["scores"]})
+        pipeline = _pipeline()
+        route = {
+            key: pipeline[key] for key in ("intent", "confidence", "scores", "fallback", "plan")
+        }
+        yield _sse({"type": "route", **route, "threshold": 0.5})
         if "slow" in text:
             state["slow_started"] += 1
             try:

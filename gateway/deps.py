@@ -1,0 +1,90 @@
+"""FastAPI dependencies of the gateway's routes: `authorize`, and what the lifespan built.
+
+The aliases (`SettingsDep`, `UpstreamsDep`, ...) hand a route the components
+that `gateway.app` keeps on the app; `authorize(scope)` is the route
+dependency every `/v1` route declares, run before the body is read.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+
+from common.caller import Caller
+from common.http_client import ServiceClient
+from common.upstreams import Upstreams
+from gateway.chat import ChatCompletions
+from gateway.gatekeeper import Gatekeeper
+from gateway.security import admit_caller
+from gateway.settings import GatewaySettings
+
+__all__ = [
+    "ChatDep",
+    "GatekeeperDep",
+    "ProbeClientsDep",
+    "RedisDep",
+    "SettingsDep",
+    "UpstreamsDep",
+    "authorize",
+]
+
+
+def get_settings(request: Request) -> GatewaySettings:
+    settings: GatewaySettings = request.app.state.settings
+    return settings
+
+
+def get_upstreams(request: Request) -> Upstreams:
+    upstreams: Upstreams = request.app.state.upstreams
+    return upstreams
+
+
+def get_gatekeeper(request: Request) -> Gatekeeper:
+    gatekeeper: Gatekeeper = request.app.state.gatekeeper
+    return gatekeeper
+
+
+def get_redis(request: Request) -> Redis:
+    redis: Redis = request.app.state.redis
+    return redis
+
+
+def get_probe_clients(request: Request) -> dict[str, ServiceClient]:
+    # Probe-only clients: readiness must not trip the call clients' breakers.
+    clients: dict[str, ServiceClient] = request.app.state.probe_clients
+    return clients
+
+
+SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
+UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
+GatekeeperDep = Annotated[Gatekeeper, Depends(get_gatekeeper)]
+RedisDep = Annotated[Redis, Depends(get_redis)]
+ProbeClientsDep = Annotated[dict[str, ServiceClient], Depends(get_probe_clients)]
+
+
+def get_chat(
+    settings: SettingsDep, upstreams: UpstreamsDep, gatekeeper: GatekeeperDep
+) -> ChatCompletions:
+    return ChatCompletions(
+        settings, upstreams["router_svc"], upstreams["moe_svc"], gatekeeper.limiter
+    )
+
+
+ChatDep = Annotated[ChatCompletions, Depends(get_chat)]
+
+
+def authorize(scope: str | None, *, prompt_tokens: bool = False) -> Any:
+    """The dependency every `/v1` route declares: a key with `scope` (None: any key).
+
+    `prompt_tokens`: the body is a prompt whose estimated tokens count against
+    the key's tokens per minute (see `gateway.security`).
+    """
+
+    async def dependency(
+        request: Request, settings: SettingsDep, gatekeeper: GatekeeperDep
+    ) -> Caller:
+        return await admit_caller(request, settings, gatekeeper, scope, prompt_tokens)
+
+    return Depends(dependency)
