@@ -137,6 +137,8 @@ class ContextRequest(BaseModel):
 
 
 class ContextMessage(BaseModel):
+    """A message of a conversation's context, ready for a model (reasoning_svc takes them too)."""
+
     role: Role
     content: str
     name: str | None = None

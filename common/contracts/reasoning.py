@@ -15,9 +15,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from common.contracts.memory import ContextMessage
+
 __all__ = [
     "STRATEGIES",
-    "ContextMessage",
     "ReasonRequest",
     "ReasonResponse",
     "ReasoningUsage",
@@ -60,17 +61,13 @@ def _not_blank(value: str) -> str:
     return value
 
 
-class ContextMessage(BaseModel):
-    role: Literal["system", "user", "assistant", "tool"]
-    content: str
-
-
 class ReasonRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     question: Annotated[str, AfterValidator(_not_blank)]
     strategy: Strategy = "auto"
-    # Earlier turns of the conversation, oldest first, for follow-up questions.
+    # Earlier turns of the conversation, oldest first, for follow-up questions (as
+    # memory_svc assembles them; system messages are not used).
     context: list[ContextMessage] | None = None
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
