@@ -108,6 +108,34 @@ class ContextAssembler:
         return tail
 
     async def assemble(self, sid: str, request: ContextRequest) -> ContextResponse:
+        """The messages of session `sid` for the model, within `request.budget_tokens`.
+
+        Step by step:
+
+        1. the system messages: `request.system_prompt` when given, else the
+           session's own; their tokens, and the assistant header's, are counted;
+        2. the newest history that could fit is read, and split at the last user
+           message into the latest turn (that message and what follows it) and the
+           older turns;
+        3. system + header + latest turn must fit the budget; what is left is free;
+        4. the user's long-term memories most relevant to the latest user message
+           take up to `memory_share` of the free tokens (one system message);
+        5. when the older turns overflow (or were not all read) and a summary is
+           asked for, room is reserved for it (`summary_share`, at most
+           `summary_max_tokens`); the newest older turns fill the rest;
+        6. the turns left out get a running summary (cached, refreshed through
+           moe_svc, or stale), cut down to its room or left out with a warning;
+           without one, its room goes to more older turns;
+        7. the turns neither included nor summarised are counted as `dropped`.
+
+        Returns the messages in order (system, memories, summary, the older turns
+        kept, the latest turn) with their total tokens, never above the budget,
+        and the summary, memories and warnings behind them.
+
+        Raises `NotFound` for an unknown session, and `BadRequest` when the
+        session has no user message (`no_user_turn`) or the budget cannot hold
+        the system messages and the latest turn (`budget_too_small`).
+        """
         info = await self._history.info(sid)
         budget = request.budget_tokens
         warnings: list[str] = []
