@@ -33,8 +33,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from common.contracts.rag import DocumentIn, SearchMode, SearchRequest
-from rag_svc.engine import RagEngine
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library
 from rag_svc.settings import RagSettings
 
 COLLECTION = CollectionRef("bbc", "default")
@@ -91,7 +91,7 @@ def ndcg_mrr_recall(ranked: list[str], relevant: str) -> tuple[float, float, flo
 
 
 def ingest(
-    engine: RagEngine, articles: list[Article], batch: int
+    engine: Library, articles: list[Article], batch: int
 ) -> tuple[dict[str, str], dict[str, float]]:
     """Ingest every body; returns {article id: stored id it counts as} and throughput."""
     engine.create_collection(COLLECTION, {})
@@ -127,7 +127,7 @@ def ingest(
 
 
 def evaluate(
-    engine: RagEngine, queries: list[Article], relevant: dict[str, str], mode: Mode
+    engine: Library, queries: list[Article], relevant: dict[str, str], mode: Mode
 ) -> dict[str, float]:
     ndcg, mrr, recall, latencies = [], [], [], []
     for article in tqdm(queries, desc=mode.name, unit="q"):
@@ -170,7 +170,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="rag-eval-") as tmp:
         settings = RagSettings(data_dir=Path(tmp), wiki_enabled=False)
-        engine = RagEngine(settings)
+        engine = Library(settings)
         started = time.perf_counter()
         engine.load()
         load_s = time.perf_counter() - started

@@ -23,8 +23,8 @@ from typing import Any
 from common.caller import Caller
 from common.contracts.rag import DOCUMENT_ID_PATTERN
 from common.errors import BadRequest, Conflict, Forbidden
-from rag_svc.engine import RagEngine, collection_not_found, validate_collection_name
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library, collection_not_found, validate_collection_name
 
 __all__ = [
     "READ_SCOPE",
@@ -70,7 +70,7 @@ def _require_admin(caller: Caller, name: str, action: str) -> None:
         )
 
 
-def _resolve(engine: RagEngine, caller: Caller, name: str) -> CollectionRef:
+def _resolve(engine: Library, caller: Caller, name: str) -> CollectionRef:
     engine.require_models()  # until then every stored collection would read as missing
     if name in engine.settings.default_collections:
         engine.ensure_default_collections(caller.tenant)
@@ -80,14 +80,14 @@ def _resolve(engine: RagEngine, caller: Caller, name: str) -> CollectionRef:
     return ref
 
 
-def readable(engine: RagEngine, caller: Caller, name: str) -> CollectionRef:
+def readable(engine: Library, caller: Caller, name: str) -> CollectionRef:
     """The collection `name` means to the caller, for a search, an answer or a read."""
     validate_collection_name(name)
     _require_scope(caller, READ_SCOPE)
     return _resolve(engine, caller, name)
 
 
-def writable(engine: RagEngine, caller: Caller, name: str) -> CollectionRef:
+def writable(engine: Library, caller: Caller, name: str) -> CollectionRef:
     """The collection `name` means to the caller, for an ingest or a delete."""
     validate_collection_name(name)
     _require_scope(caller, WRITE_SCOPE)
@@ -97,9 +97,7 @@ def writable(engine: RagEngine, caller: Caller, name: str) -> CollectionRef:
     return ref
 
 
-def collection_to_create(
-    engine: RagEngine, caller: Caller, name: str, shared: bool
-) -> CollectionRef:
+def collection_to_create(engine: Library, caller: Caller, name: str, shared: bool) -> CollectionRef:
     """Where a new collection goes: the caller's tenant, or shared (admins only)."""
     validate_collection_name(name)
     _require_scope(caller, WRITE_SCOPE)
@@ -110,14 +108,14 @@ def collection_to_create(
     return CollectionRef(name, None)
 
 
-def list_collections(engine: RagEngine, caller: Caller) -> list[dict[str, Any]]:
+def list_collections(engine: Library, caller: Caller) -> list[dict[str, Any]]:
     _require_scope(caller, READ_SCOPE)
     engine.require_models()
     engine.ensure_default_collections(caller.tenant)
     return engine.list_collections(caller.tenant)
 
 
-def set_shared(engine: RagEngine, caller: Caller, name: str, shared: bool) -> dict[str, Any]:
+def set_shared(engine: Library, caller: Caller, name: str, shared: bool) -> dict[str, Any]:
     """Share the caller's own collection `name`, or take the shared one back (admins only).
 
     A collection taken back becomes the admin's tenant's own.
@@ -139,7 +137,7 @@ def set_shared(engine: RagEngine, caller: Caller, name: str, shared: bool) -> di
     return engine.move_collection(ref, CollectionRef(name, None if shared else caller.tenant))
 
 
-def _refuse_default_name(engine: RagEngine, name: str) -> None:
+def _refuse_default_name(engine: Library, name: str) -> None:
     if name in engine.settings.default_collections:
         raise Conflict(
             f"{name!r} is a default collection that every tenant owns; it cannot be shared.",

@@ -23,8 +23,8 @@ from common.contracts.rag import (
     SearchRequest,
     SearchResult,
 )
-from rag_svc.engine import RagEngine
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library
 from rag_svc.prompts import (
     answer_messages,
     decompose_messages,
@@ -91,7 +91,7 @@ def assemble_sources(
 
 
 class Answerer:
-    def __init__(self, engine: RagEngine, chat: ChatClient, settings: RagSettings) -> None:
+    def __init__(self, engine: Library, chat: ChatClient, settings: RagSettings) -> None:
         self.engine = engine
         self.chat = chat
         self.settings = settings
@@ -103,6 +103,28 @@ class Answerer:
         return completion.text.strip()
 
     async def answer(self, ref: CollectionRef, request: AnswerRequest) -> AnswerResponse:
+        """Answer `request.question` from collection `ref`, citing the sources it used.
+
+        Step by step:
+
+        1. with `self_rag`, a question that needs no documents (small talk, one
+           about the assistant) or one nothing in the collection resembles is
+           answered by moe_svc directly (`retrieval.used: false`, and why);
+        2. with `hyde`, moe_svc writes a hypothetical answer passage whose
+           embedding searches alongside the question's; with `multi_hop`, it
+           splits the question into sub-questions, each searched as well;
+        3. every query searches the collection (`k`, `mode`, `rerank`, `filter`)
+           concurrently, and the rankings are interleaved;
+        4. with `self_rag` and `rerank`, sources the reranker judges irrelevant
+           are dropped; if none is left, the answer is direct as in 1;
+        5. the sources are numbered within `context_max_tokens`, moe_svc writes
+           the answer citing them as `[n]`, and each citation is checked against
+           its source (lexical and embedding support) to set `verified`.
+
+        `ref` names a collection the caller may read (`rag_svc.access`). Raises
+        `NotFound` for a collection that does not exist, `ServiceUnavailable`
+        while the models load, and moe_svc's errors (`ServiceError`) as they come.
+        """
         engine, s = self.engine, self.settings
         collection = engine.collection(ref)
         models = engine.require_models()

@@ -16,9 +16,9 @@ from common.health import ReadinessCheck
 from common.service import create_service_app
 from rag_svc.answering import Answerer
 from rag_svc.api import router
-from rag_svc.engine import RagEngine
 from rag_svc.knowledge_base import WikiKnowledgeBase
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library
 from rag_svc.settings import RagSettings
 
 __all__ = ["create_app"]
@@ -38,7 +38,7 @@ def create_app(settings: RagSettings) -> FastAPI:
         # faiss reports which CPU build it loaded at INFO: noise in every start-up.
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         logging.getLogger("bm25s").setLevel(logging.WARNING)
-        engine = RagEngine(settings)
+        engine = Library(settings)
         chat = ChatClient(
             app.state.upstreams["moe_svc"], settings.answer_model, settings.answer_timeout_s
         )

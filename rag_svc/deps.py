@@ -10,8 +10,8 @@ from fastapi import Depends, Request
 from common.caller import Caller, current_caller
 from rag_svc import access
 from rag_svc.answering import Answerer
-from rag_svc.engine import RagEngine
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library
 from rag_svc.settings import RagSettings
 
 __all__ = [
@@ -25,8 +25,8 @@ __all__ = [
 ]
 
 
-def get_engine(request: Request) -> RagEngine:
-    engine: RagEngine = request.app.state.engine
+def get_engine(request: Request) -> Library:
+    engine: Library = request.app.state.engine
     return engine
 
 
@@ -44,7 +44,7 @@ async def get_caller() -> Caller:
     return current_caller()
 
 
-EngineDep = Annotated[RagEngine, Depends(get_engine)]
+EngineDep = Annotated[Library, Depends(get_engine)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 SettingsDep = Annotated[RagSettings, Depends(get_settings)]
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -16,8 +16,8 @@ import threading
 import time
 
 from common.contracts.rag import DocumentIn
-from rag_svc.engine import RagEngine
 from rag_svc.layout import CollectionRef
+from rag_svc.library import Library
 from rag_svc.store import atomic_write_bytes
 from rag_svc.wikitext import iter_wiki_pages
 
@@ -31,7 +31,7 @@ PAGES_PER_BATCH = 8
 
 
 class WikiKnowledgeBase:
-    def __init__(self, engine: RagEngine, max_pages: int = 0, max_chars: int = 0) -> None:
+    def __init__(self, engine: Library, max_pages: int = 0, max_chars: int = 0) -> None:
         self.engine = engine
         self.max_pages = max_pages
         self.max_chars = max_chars

@@ -10,8 +10,8 @@ from fastapi import FastAPI
 from common.chat import ChatClient
 from common.service import create_service_app
 from reasoning_svc.api import router
-from reasoning_svc.engine import Reasoner
 from reasoning_svc.llm import ChatModel
+from reasoning_svc.reasoner import Reasoner
 from reasoning_svc.settings import ReasoningSettings
 from reasoning_svc.tools_client import ToolRunner, ToolsClient
 

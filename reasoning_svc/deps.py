@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from reasoning_svc.engine import Reasoner
+from reasoning_svc.reasoner import Reasoner
 
 __all__ = ["ReasonerDep"]
 

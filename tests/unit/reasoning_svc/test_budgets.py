@@ -8,7 +8,7 @@ from typing import Any
 
 from common.chat import Completion, Message
 from common.contracts.reasoning import ReasonRequest
-from reasoning_svc.engine import Reasoner
+from reasoning_svc.reasoner import Reasoner
 from reasoning_svc.settings import ReasoningSettings
 
 

@@ -1,7 +1,7 @@
-"""The service's core: models, the collections under the data dir, ingest and search.
+"""The library: every collection under the data dir, the models they share, ingest and search.
 
 Collections are keyed by `CollectionRef` (name and owner); which caller may
-reach which one is decided before the engine is called (`rag_svc.access`).
+reach which one is decided before the library is called (`rag_svc.access`).
 
 Every method is synchronous and thread-safe; the routes run them in worker
 threads. Models load once (`load()`, from the lifespan); until then the
@@ -39,9 +39,9 @@ from rag_svc.reranker import Reranker
 from rag_svc.retrieval import Retriever, SearchOptions
 from rag_svc.settings import RagSettings
 
-__all__ = ["Models", "RagEngine", "collection_not_found", "validate_collection_name"]
+__all__ = ["Library", "Models", "collection_not_found", "validate_collection_name"]
 
-logger = logging.getLogger("rag_svc.engine")
+logger = logging.getLogger("rag_svc.library")
 
 _NAME = re.compile(COLLECTION_NAME_PATTERN)
 
@@ -80,7 +80,9 @@ class Models:
     retriever: Retriever
 
 
-class RagEngine:
+class Library:
+    """The service's collections and models: create, list, move and delete, ingest, search."""
+
     def __init__(self, settings: RagSettings) -> None:
         self.settings = settings
         self.root: Path = settings.data_dir / "rag"
