@@ -1,4 +1,4 @@
-"""creative_svc's generators judged by our Fashion-MNIST classifier (issue 11).
+"""creative_svc's generators judged by our Fashion-MNIST classifier.
 
     .venv/bin/python -m bench.creative_eval                      # full table (~10 min on 2 cores)
     .venv/bin/python -m bench.creative_eval --per-prompt 4 --threads 1

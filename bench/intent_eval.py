@@ -14,7 +14,7 @@ threshold (those get the safe plan).
 Latency: a real router_svc process on a free port answering `POST /v1/route`
 for the test utterances in turn (one client, keep-alive), p50 / p95 / p99,
 against the reference of the same classification in-process (the floor that
-HTTP and JSON add to). Goals (issue 9): accuracy >= 0.95, p50 < 20 ms.
+HTTP and JSON add to). Goals: accuracy >= 0.95, p50 < 20 ms.
 """
 
 from __future__ import annotations

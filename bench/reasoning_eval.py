@@ -12,7 +12,7 @@ integer answer. The bench starts tools_svc and reasoning_svc on free ports
 running reasoning_svc, and asks `POST /v1/reason` every problem with every
 strategy. `direct` is the reference: the table gives each strategy's
 accuracy, its difference from direct, model calls and tokens per problem
-(reasoning_svc's `usage`), and seconds per problem. Goal (issue 9): `pal`
+(reasoning_svc's `usage`), and seconds per problem. Goal: `pal`
 and `react` clearly beat `direct` on arithmetic.
 
 Costs: on two CPU cores the default model writes about 8 tokens/s, so a

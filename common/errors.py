@@ -22,7 +22,7 @@ Exception tree::
 
 Every error leaves a service as
 `{"error": {"message", "type", "param", "code", "service", "request_id"}}`
-with the HTTP status on the response (DESIGN.md).
+with the HTTP status on the response (docs/api.md).
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
 
 
 def install_error_handlers(app: FastAPI, service: str) -> None:
-    """Make every error of `app` leave in the shared shape (DESIGN.md).
+    """Make every error of `app` leave in the shared shape (docs/api.md).
 
     Service errors keep their status; HTTP exceptions (unknown route: 404,
     wrong method: 405) get a typed body; request validation answers 400 with

@@ -1,7 +1,7 @@
 """The services of the platform, their default ports and who calls whom.
 
 The single source for the launcher, the gateway's readiness and the tests
-that check docker-compose.yml against DESIGN.md.
+that check docker-compose.yml against it (docs/architecture.md draws it).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class ServiceSpec:
         return tuple(d for d in self.depends_on if d != REDIS)
 
 
-# DESIGN.md, "Who calls whom", plus memory_svc -> moe_svc (token counts, summaries).
+# Who calls whom (docs/architecture.md), memory_svc -> moe_svc included (token counts, summaries).
 SERVICES: dict[str, ServiceSpec] = {
     s.name: s
     for s in (

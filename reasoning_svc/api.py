@@ -1,4 +1,4 @@
-"""reasoning_svc's routes (DESIGN.md, reasoning_svc): `POST /v1/reason`."""
+"""reasoning_svc's routes: `POST /v1/reason`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""creative_svc's wire models (DESIGN.md, creative_svc), shared with the gateway's passthrough.
+"""creative_svc's wire models, shared with the gateway's passthrough.
 
 - `POST /v1/images/generations`: `ImageGenerationRequest` -> `ImageGenerationResponse`,
   the OpenAI images API (`prompt`, `n`, `size`, `response_format: "b64_json"`), PNG.

@@ -44,7 +44,7 @@ class ServiceStatus(BaseModel):
 
 
 class GatewayReadiness(BaseModel):
-    """The gateway's `/readyz`: the platform as a whole (DESIGN.md)."""
+    """The gateway's `/readyz`: the platform as a whole (docs/architecture.md)."""
 
     status: Literal["ready", "degraded"]
     services: dict[str, ServiceStatus]

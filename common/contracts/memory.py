@@ -1,4 +1,4 @@
-"""memory_svc's wire models that other services use (DESIGN.md, memory_svc).
+"""memory_svc's wire models that other services use (its OpenAPI at `/docs`).
 
 Messages and sessions (`/v1/sessions/...`), context assembly
 (`POST /v1/sessions/{sid}/context`), long-term memories

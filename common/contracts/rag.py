@@ -1,4 +1,4 @@
-"""rag_svc's wire models that other services use (DESIGN.md, "rag_svc").
+"""rag_svc's wire models that other services use (rag_svc/README.md).
 
 - `POST /v1/embeddings`: `EmbeddingsRequest` -> `EmbeddingsResponse` (OpenAI-compatible).
 - `POST /v1/collections/{name}/documents`: `IngestRequest` -> `IngestResponse`.

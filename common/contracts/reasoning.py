@@ -1,4 +1,4 @@
-"""reasoning_svc's wire models (DESIGN.md, reasoning_svc).
+"""reasoning_svc's wire models (its OpenAPI at `/docs`).
 
 `POST /v1/reason` takes a `ReasonRequest` and answers a `ReasonResponse`:
 the answer, the strategy that ran, the full trace (every prompt and

@@ -1,7 +1,7 @@
 """tools_svc's wire models: tool specs (OpenAI function tools) and invocations.
 
 `GET /v1/tools` answers a `ToolList`; `POST /v1/tools/{name}/invoke` takes an
-`InvokeRequest` and answers an `InvokeResponse` (DESIGN.md, tools_svc). A
+`InvokeRequest` and answers an `InvokeResponse` (tools_svc's OpenAPI). A
 failure of the tool itself (a snippet that exits non-zero, a timeout, a page
 that answers 404) is an `InvokeResponse` with `error` set; arguments that do
 not fit the tool's schema, and policy refusals, are HTTP errors in the shared

@@ -1,4 +1,4 @@
-"""`knowledge_search`: search a rag_svc collection (DESIGN.md, rag_svc search).
+"""`knowledge_search`: search a rag_svc collection (rag_svc's `POST /v1/collections/{name}/search`).
 
 Calls `POST /v1/collections/{name}/search` on rag_svc through the shared
 client, so the request id travels along and rag_svc's errors (an unknown
@@ -33,7 +33,7 @@ class KnowledgeArguments(ToolArguments):
 
 
 class _Hit(BaseModel):
-    # rag_svc's search result (DESIGN.md); unknown extra fields are kept.
+    # rag_svc's search result (common.contracts.rag); unknown extra fields are kept.
     model_config = ConfigDict(extra="allow")
 
     doc_id: str | None = None

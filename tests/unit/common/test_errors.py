@@ -1,4 +1,4 @@
-"""Every kind of error leaves a service in the DESIGN.md shape with the right status."""
+"""Every kind of error leaves a service in the shared shape with the right status."""
 
 from __future__ import annotations
 

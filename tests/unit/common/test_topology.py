@@ -1,4 +1,4 @@
-"""The service graph of DESIGN.md: ports, who calls whom, start order."""
+"""The service graph of common/topology.py: ports, who calls whom, start order."""
 
 from __future__ import annotations
 
