@@ -1,4 +1,4 @@
-"""router_svc's routes (DESIGN.md, router_svc): `POST /v1/route`, `POST /v1/dispatch`."""
+"""router_svc's routes: `POST /v1/route`, `POST /v1/dispatch`."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from common.contracts.router import (
 )
 from common.disconnect import cancel_on_disconnect
 from router_svc.deps import DispatcherDep, RouterDep
-from router_svc.routing import check_sizes
+from router_svc.route_decision import check_sizes
 from router_svc.streaming import stream_response
 
 __all__ = ["router"]

@@ -15,7 +15,7 @@ from router_svc.backends import Backends
 from router_svc.classifier import Embedder, IntentClassifier
 from router_svc.dispatch import Dispatcher
 from router_svc.intent_head import IntentHead
-from router_svc.routing import Router
+from router_svc.route_decision import Router
 from router_svc.settings import RouterSettings
 
 __all__ = ["create_app"]

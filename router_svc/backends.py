@@ -1,4 +1,4 @@
-"""The calls the plans make, one method per upstream endpoint (DESIGN.md contracts).
+"""The calls the plans make, one method per upstream endpoint.
 
 Each returns the upstream's parsed answer or raises a `ServiceError` (the
 shared client's errors; a malformed answer is a 502 `UpstreamError`); the

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from common.contracts.memory import ContextMessage
-from common.contracts.router import ChatMessage, DispatchRequest
+from common.contracts.router import DispatchMessage, DispatchRequest, PipelineImage
 from common.errors import BadRequest, PayloadTooLarge
 from router_svc.settings import RouterSettings
 
 __all__ = [
+    "ANSWER_ENDINGS",
     "AnswerMode",
     "Conversation",
     "compose_ideas",
@@ -47,13 +48,18 @@ TEMPERATURES: dict[AnswerMode, float] = {
     "direct": 0.2,
     "describe": 0.8,
 }
+# Said after the model's answer in that mode.
+ANSWER_ENDINGS: dict[AnswerMode, str] = {
+    "unsourced": "\n\n(Not from the document base: retrieval was unavailable, so this answer "
+    "has no sources.)",
+}
 
 
 @dataclass(frozen=True)
 class Conversation:
     text: str
     # Earlier messages of the request (no system messages), oldest first.
-    history: list[ChatMessage]
+    history: list[DispatchMessage]
     system: str | None
 
 
@@ -145,10 +151,10 @@ def reasoning_context(
     return kept
 
 
-def compose_ideas(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
+def compose_ideas(body: dict[str, Any]) -> tuple[str, list[PipelineImage]]:
     """(reply text, images) from creative_svc's ideation answer."""
     lines: list[str] = []
-    images: list[dict[str, Any]] = []
+    images: list[PipelineImage] = []
     ideas = body.get("ideas") or []
     for number, idea in enumerate(ideas, 1):
         description = str(idea.get("description") or "").strip()
@@ -157,7 +163,7 @@ def compose_ideas(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
         if idea.get("visual_concept"):
             lines.append(f"   Visual: {idea['visual_concept']}")
         if idea.get("image"):
-            images.append({"b64_json": idea["image"], "description": description})
+            images.append(PipelineImage(b64_json=idea["image"], description=description))
     critique = body.get("critique")
     if critique:
         lines.append(f"\nCritique: {critique}")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from router_svc.dispatch import Dispatcher
-from router_svc.routing import Router
+from router_svc.route_decision import Router
 
 __all__ = ["DispatcherDep", "RouterDep"]
 

@@ -1,9 +1,17 @@
-"""The plan for each intent (DESIGN.md, "Intents"), as data the dispatcher runs and reports.
+"""The plan for each intent, as data: the dispatcher runs these steps and reports them.
+
+A plan is a list of `PlanStep`s. A step runs once every step in its `after`
+is done, so steps without a common ancestor run concurrently (retrieval next
+to the memory context). Its `when` says whether it runs at all: "session_id
+given", or "<step> failed" for a fallback that runs only when that step did
+not give what the plan needed. Each step name has one runner
+(`router_svc.step_runners.STEP_RUNNERS`): adding an intent is adding a plan
+here and, for a new kind of step, a runner.
 
 Every plan reads the session's context from memory_svc (when a session is
 given) and writes the turn back at the end. A step is optional when its
 failure only degrades the answer: the memory steps, and every step that has
-a fallback after it (`when: "<step> failed"`). The intent decides the rest:
+a fallback after it. The intent decides the rest:
 
 - factual: rag_svc answers with citations, concurrently with the memory
   context; if retrieval fails or is slow, moe_svc answers without sources;
@@ -27,7 +35,7 @@ import re
 from common.contracts.router import Intent, Plan, PlanStep
 from router_svc.direct_tools import asks_about_code, detect_direct_call
 
-__all__ = ["is_visual", "make_plan"]
+__all__ = ["SESSION", "failed", "failed_step", "is_visual", "make_plan"]
 
 _VISUAL = re.compile(
     r"(?i)\b(draw|drawing|sketch|paint|painting|illustrat\w*|picture|image|photo\w*|logo|"
@@ -36,6 +44,17 @@ _VISUAL = re.compile(
 )
 
 SESSION = "session_id given"
+_FAILED = " failed"
+
+
+def failed(step: str) -> str:
+    """The `when` of a fallback that runs only when `step` failed."""
+    return f"{step}{_FAILED}"
+
+
+def failed_step(when: str) -> str | None:
+    """The step a fallback's `when` names (None for another condition)."""
+    return when.removesuffix(_FAILED) if when.endswith(_FAILED) else None
 
 
 def is_visual(text: str) -> bool:
@@ -63,13 +82,14 @@ def _memory_steps() -> list[PlanStep]:
     ]
 
 
-def _write_back(after: str) -> PlanStep:
+def _write_back(*answers: str) -> PlanStep:
+    """Stores the answer, whichever of `answers` wrote it, after the user's turn."""
     return PlanStep(
         name="memory.write_assistant",
         service="memory_svc",
         endpoint="POST /v1/sessions/{sid}/messages",
         optional=True,
-        after=[after],
+        after=["memory.write_user", *answers],
         when=SESSION,
     )
 
@@ -119,15 +139,15 @@ def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None
                 endpoint="POST /v1/collections/{collection}/answer",
                 optional=True,
             ),
-            _moe_answer(["memory.context", "rag.answer"], "rag.answer failed", mode="unsourced"),
-            _write_back("rag.answer"),
+            _moe_answer(["memory.context", "rag.answer"], failed("rag.answer"), mode="unsourced"),
+            _write_back("rag.answer", "moe.answer"),
         ]
         description = "rag_svc answers with citations (concurrently with the memory context)."
     elif intent == "reasoning":
         steps += [
             _reason(strategy or "auto", ["memory.context"], optional=True),
-            _moe_answer(["reasoning.reason"], "reasoning.reason failed", mode="direct"),
-            _write_back("reasoning.reason"),
+            _moe_answer(["reasoning.reason"], failed("reasoning.reason"), mode="direct"),
+            _write_back("reasoning.reason", "moe.answer"),
         ]
         description = "reasoning_svc solves it with a strategy chosen for the problem."
     elif intent == "creative" and is_visual(text):
@@ -138,8 +158,10 @@ def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None
                 endpoint="POST /v1/creative/ideate",
                 optional=True,
             ),
-            _moe_answer(["creative.ideate"], "creative.ideate failed", mode="describe"),
-            _write_back("creative.ideate"),
+            _moe_answer(
+                ["memory.context", "creative.ideate"], failed("creative.ideate"), mode="describe"
+            ),
+            _write_back("creative.ideate", "moe.answer"),
         ]
         description = "creative_svc ideates, draws and critiques (a picture was asked for)."
     elif intent == "creative":
@@ -156,8 +178,8 @@ def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None
                     optional=True,
                     arguments={"tool": call.tool, "arguments": call.arguments},
                 ),
-                _reason("react", ["tools.invoke"], "tools.invoke failed"),
-                _write_back("tools.invoke"),
+                _reason("react", ["memory.context", "tools.invoke"], failed("tools.invoke")),
+                _write_back("tools.invoke", "reasoning.reason"),
             ]
             description = f"One direct tools_svc call ({call.tool})."
         elif asks_about_code(text):

@@ -22,7 +22,8 @@ from starlette.responses import StreamingResponse
 from common.errors import INTERNAL_ERROR_MESSAGE, ServiceError
 from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS
-from router_svc.dispatch import Dispatcher, Prepared
+from router_svc.dispatch import Dispatcher
+from router_svc.plan_run import Prepared
 
 __all__ = ["DispatchStream", "sse", "stream_response"]
 

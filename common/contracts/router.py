@@ -1,4 +1,4 @@
-"""router_svc's wire models (DESIGN.md, router_svc).
+"""router_svc's wire models.
 
 - `POST /v1/route`: `RouteRequest` -> `RouteResponse` (intent, calibrated
   scores and the plan the router would run).
@@ -17,20 +17,40 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
+
+from common.contracts.openai import ExpertUsage
+from common.contracts.rag import Citation
+from common.contracts.reasoning import (
+    ReasoningUsage,
+    ReasonResponse,
+    Strategy,
+    ToolCallRecord,
+    TraceEvent,
+)
 
 __all__ = [
     "INTENTS",
     "AssistantMessage",
-    "ChatMessage",
+    "DispatchMessage",
     "DispatchOptions",
     "DispatchRequest",
     "DispatchResponse",
     "Intent",
     "Pipeline",
+    "PipelineImage",
     "PipelineStep",
+    "PipelineToolCall",
     "Plan",
     "PlanStep",
+    "ReasoningReport",
     "RouteRequest",
     "RouteResponse",
     "Source",
@@ -40,7 +60,6 @@ __all__ = [
 Intent = Literal["factual", "reasoning", "creative", "tool", "chat"]
 INTENTS: tuple[Intent, ...] = ("factual", "reasoning", "creative", "tool", "chat")
 StepStatus = Literal["ok", "failed", "timeout", "skipped"]
-Strategy = Literal["auto", "direct", "cot", "self_consistency", "tot", "react", "pal"]
 
 # Session ids end up in memory_svc's Redis keys (its ID pattern).
 SESSION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$"
@@ -55,8 +74,9 @@ def _not_blank(value: str) -> str:
 NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
 
 
-class ChatMessage(BaseModel):
-    """An OpenAI chat message; content parts (lists) are flattened to their text."""
+class DispatchMessage(BaseModel):
+    """A message of the conversation sent to the router, OpenAI-style; content parts
+    (lists) are flattened to their text."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = ""
@@ -77,7 +97,7 @@ class RouteRequest(BaseModel):
     text: NonBlankStr
     # The conversation's last turns, oldest first; short follow-ups ("and in
     # Celsius?") are classified with them.
-    history: list[ChatMessage] | None = None
+    history: list[DispatchMessage] | None = None
 
 
 class PlanStep(BaseModel):
@@ -140,7 +160,7 @@ class DispatchOptions(BaseModel):
 class DispatchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    messages: Annotated[list[DispatchMessage], Field(min_length=1)]
     session_id: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
     user: Annotated[str, Field(pattern=SESSION_ID_PATTERN)] | None = None
     stream: bool = False
@@ -168,6 +188,48 @@ class Source(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+class PipelineToolCall(ToolCallRecord):
+    """A tool call made for the answer: one of reasoning_svc's agent, or the router's own
+    direct call to tools_svc."""
+
+    # tools_svc cut long strings in `output`: the router's direct calls say; reasoning_svc's
+    # records do not, and leave the key out.
+    truncated: bool | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_unknown_truncation(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if self.truncated is None and isinstance(data, dict):
+            data.pop("truncated", None)
+        return data
+
+
+class ReasoningReport(BaseModel):
+    """How reasoning_svc reached the answer: its `ReasonResponse` without the answer
+    itself (the message) and the tool calls (the pipeline's `tool_calls`)."""
+
+    strategy: Strategy
+    requested_strategy: Strategy
+    finished: bool
+    stop_reason: str
+    trace: list[TraceEvent]
+    usage: ReasoningUsage
+    votes: dict[str, int] | None = None
+    model: str
+    latency_ms: float
+
+    @classmethod
+    def of(cls, response: ReasonResponse) -> ReasoningReport:
+        return cls(**{name: getattr(response, name) for name in cls.model_fields})
+
+
+class PipelineImage(BaseModel):
+    """A picture creative_svc drew for the answer, with the idea it shows."""
+
+    b64_json: str  # a PNG
+    description: str
+
+
 class Pipeline(BaseModel):
     intent: Intent
     confidence: float
@@ -179,18 +241,17 @@ class Pipeline(BaseModel):
     # Factual answers: whether the answer rests on retrieved sources; null for other intents.
     sourced: bool | None = None
     sources: list[Source] = Field(default_factory=list)
-    citations: list[dict[str, Any]] = Field(default_factory=list)
-    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
-    # reasoning_svc's answer: strategy, trace, usage.
-    reasoning: dict[str, Any] | None = None
-    # Generated images: [{b64_json | url, description}].
-    images: list[dict[str, Any]] = Field(default_factory=list)
+    # rag_svc's check of each `[n]` in the answer against its source.
+    citations: list[Citation] = Field(default_factory=list)
+    tool_calls: list[PipelineToolCall] = Field(default_factory=list)
+    reasoning: ReasoningReport | None = None
+    images: list[PipelineImage] = Field(default_factory=list)
     # What a user should know about how the answer was made (a degraded step, the fallback).
     notes: list[str] = Field(default_factory=list)
     model: str | None = None
-    # moe_svc's tokens per layer and expert for an answer the core model wrote
-    # ({"per_layer": [[...], ...]}, the UI's heatmap); null when another service answered.
-    experts: dict[str, Any] | None = None
+    # moe_svc's tokens per layer and expert for an answer the core model wrote (the UI's
+    # heatmap); null when another service answered.
+    experts: ExpertUsage | None = None
     latency_ms: float
 
 

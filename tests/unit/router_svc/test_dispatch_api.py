@@ -96,6 +96,9 @@ async def test_reasoning_goes_to_reasoning_svc_with_its_trace(
     assert body["pipeline"]["reasoning"]["strategy"] == "pal"
     assert body["pipeline"]["reasoning"]["trace"][0]["kind"] == "answer"
     assert body["pipeline"]["tool_calls"][0]["tool"] == "python"
+    # reasoning_svc's records do not say whether tools_svc cut the output: no key.
+    assert "truncated" not in body["pipeline"]["tool_calls"][0]
+    assert "answer" not in body["pipeline"]["reasoning"]
     assert fake.called("reasoning_svc")[0].body["strategy"] == "auto"
 
 
@@ -119,7 +122,10 @@ async def test_a_picture_goes_to_creative_svc_and_comes_back_with_images(
 
     assert body["pipeline"]["intent"] == "creative"
     assert len(body["pipeline"]["images"]) == 2
-    assert body["pipeline"]["images"][0]["b64_json"] == "iVBORw0KGgo="
+    assert body["pipeline"]["images"][0] == {
+        "b64_json": "iVBORw0KGgo=",
+        "description": "A handbag in soft leather",
+    }
     assert "handbag" in body["message"]["content"] and "Critique" in body["message"]["content"]
     assert fake.called("creative_svc")[0].body == {"task": "Draw a handbag", "n": 2}
 
@@ -156,7 +162,10 @@ async def test_a_named_tool_call_runs_directly(
         body = (await dispatch(client, "Convert 72 F to C")).json()
 
     assert body["message"]["content"] == "72 degF = 22.2222 degC"
-    assert body["pipeline"]["tool_calls"][0]["tool"] == "unit_convert"
+    record = body["pipeline"]["tool_calls"][0]
+    assert list(record) == ["tool", "arguments", "output", "error", "duration_ms", "truncated"]
+    assert record["tool"] == "unit_convert" and record["truncated"] is False
+    assert record["arguments"] == {"value": 72.0, "from_unit": "F", "to_unit": "C"}
     assert statuses(body)["tools.invoke"] == "ok"
     assert statuses(body)["reasoning.reason"] == "skipped"
     assert fake.called("reasoning_svc") == []

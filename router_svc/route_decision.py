@@ -1,10 +1,11 @@
-"""`POST /v1/route`'s logic: size checks, the classifier, the threshold, the plan."""
+"""The route decision (`POST /v1/route`'s logic): size checks, the classifier, the threshold,
+the plan."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from common.contracts.router import ChatMessage, Intent, RouteResponse
+from common.contracts.router import DispatchMessage, Intent, RouteResponse
 from common.errors import PayloadTooLarge
 from router_svc.classifier import IntentClassifier
 from router_svc.plans import make_plan
@@ -13,7 +14,7 @@ from router_svc.settings import RouterSettings
 __all__ = ["Router", "check_sizes"]
 
 
-def check_sizes(settings: RouterSettings, text: str, history: Sequence[ChatMessage]) -> None:
+def check_sizes(settings: RouterSettings, text: str, history: Sequence[DispatchMessage]) -> None:
     """413 naming the parameter when the text or the history is too large."""
     if len(text) > settings.max_text_chars:
         raise PayloadTooLarge(
@@ -38,6 +39,9 @@ def check_sizes(settings: RouterSettings, text: str, history: Sequence[ChatMessa
 
 
 class Router:
+    """Decides a turn's intent and plan: the classifier's guess, or the safe plan below
+    the confidence threshold."""
+
     def __init__(self, settings: RouterSettings, classifier: IntentClassifier) -> None:
         self.settings = settings
         self.classifier = classifier
@@ -45,7 +49,7 @@ class Router:
     def route(
         self,
         text: str,
-        history: Sequence[ChatMessage] = (),
+        history: Sequence[DispatchMessage] = (),
         *,
         forced_intent: Intent | None = None,
         strategy: str | None = None,

@@ -1,7 +1,7 @@
-"""Running a plan's steps: a deadline each, latency and outcome recorded, failures contained.
+"""Recording a plan's steps: a deadline each, latency and outcome recorded, failures contained.
 
-`StepLog.run(name, service, coroutine, optional=..., timeout_s=...)` awaits
-the call under its deadline and appends a `PipelineStep`. An optional step
+`StepLog.run(step, coroutine, timeout_s=...)` awaits a `PlanStep`'s call
+under its deadline and appends a `PipelineStep`. An optional step
 that fails or runs out of time yields `None` (the plan degrades); a required
 one raises the upstream's `ServiceError` (`UpstreamTimeout` past its
 deadline), which the caller receives in the shared error shape. Skipped
@@ -16,16 +16,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
 
-from common.contracts.router import PipelineStep
+from common.contracts.router import PipelineStep, PlanStep
 from common.errors import ServiceError, UpstreamTimeout
 
 __all__ = ["StepLog"]
 
 T = TypeVar("T")
-logger = logging.getLogger("router_svc.steps")
+logger = logging.getLogger("router_svc.step_log")
 
 
 class StepLog:
+    """The pipeline's steps in the order they finished; `on_step` hears of each one."""
+
     def __init__(self, on_step: Callable[[PipelineStep], Awaitable[None]] | None = None) -> None:
         self.steps: list[PipelineStep] = []
         self._on_step = on_step
@@ -35,32 +37,32 @@ class StepLog:
         if self._on_step is not None:
             await self._on_step(step)
 
-    async def skip(self, name: str, service: str, reason: str, *, optional: bool = True) -> None:
+    async def skip(self, step: PlanStep, reason: str) -> None:
         await self._record(
             PipelineStep(
-                name=name,
-                service=service,
+                name=step.name,
+                service=step.service,
                 status="skipped",
-                optional=optional,
+                optional=step.optional,
                 latency_ms=0.0,
                 error=reason,
             )
         )
 
     def status(self, name: str) -> str | None:
+        """The status `name` was recorded with (None before it is)."""
         return next((s.status for s in reversed(self.steps) if s.name == name), None)
 
     async def run(
         self,
-        name: str,
-        service: str,
+        step: PlanStep,
         call: Awaitable[T],
         *,
-        optional: bool,
         timeout_s: float,
         detail: Callable[[T], dict[str, Any]] | None = None,
     ) -> T | None:
         """The call's result; None when an optional step fails (a required one raises)."""
+        name, service, optional = step.name, step.service, step.optional
         started = time.perf_counter()
         try:
             async with asyncio.timeout(timeout_s):

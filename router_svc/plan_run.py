@@ -1,0 +1,114 @@
+"""One dispatch while its plan runs: the routed request, what the steps found, the step log.
+
+The step runners (`router_svc.step_runners`) read the request from a
+`PlanRun` and leave their findings on it (the memory context, the answer,
+sources, tool calls, images...); `PlanRun.pipeline` reports them once the
+plan is done. When the caller streams, `say` sends pieces of the answer and
+every recorded step goes out as an event the moment it finishes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.contracts.memory import ContextMessage
+from common.contracts.openai import ExpertUsage
+from common.contracts.rag import Citation
+from common.contracts.router import (
+    DispatchRequest,
+    Pipeline,
+    PipelineImage,
+    PipelineStep,
+    PipelineToolCall,
+    ReasoningReport,
+    RouteResponse,
+    Source,
+)
+from router_svc.backends import Backends
+from router_svc.conversation import Conversation
+from router_svc.settings import RouterSettings
+from router_svc.step_log import StepLog
+
+__all__ = ["Emit", "PlanRun", "Prepared"]
+
+# Sends one server-sent event (a JSON object) to a streaming caller.
+Emit = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+@dataclass
+class Prepared:
+    """A checked and routed request, ready to run."""
+
+    request: DispatchRequest
+    conversation: Conversation
+    route: RouteResponse
+    id: str = field(default_factory=lambda: f"dsp-{uuid.uuid4().hex[:24]}")
+
+
+class PlanRun:
+    """The state of one dispatch while its plan runs."""
+
+    def __init__(
+        self,
+        settings: RouterSettings,
+        backends: Backends,
+        prepared: Prepared,
+        emit: Emit | None,
+    ) -> None:
+        self.settings = settings
+        self.backends = backends
+        self.id = prepared.id
+        self.request = prepared.request
+        self.conversation = prepared.conversation
+        self.route = prepared.route
+        self.emit = emit
+        self.log = StepLog(on_step=self._on_step)
+        self.notes: list[str] = []
+        # The session's context from memory_svc; None without one (or when memory failed).
+        self.context: list[ContextMessage] | None = None
+        # The answer, from whichever step wrote it; None until one has.
+        self.answer: str | None = None
+        self.sourced: bool | None = None
+        self.sources: list[Source] = []
+        self.citations: list[Citation] = []
+        self.tool_calls: list[PipelineToolCall] = []
+        self.reasoning: ReasoningReport | None = None
+        self.images: list[PipelineImage] = []
+        self.model: str | None = None
+        # moe_svc's experts per layer for the answer the core model wrote (UI heatmap).
+        self.experts: ExpertUsage | None = None
+
+    async def _on_step(self, step: PipelineStep) -> None:
+        if self.emit is not None:
+            await self.emit({"type": "step", "step": step.model_dump(mode="json")})
+
+    async def say(self, text: str) -> None:
+        """Send a piece of the answer to a streaming caller."""
+        if self.emit is not None and text:
+            await self.emit({"type": "delta", "content": text})
+
+    def pipeline(self, latency_ms: float) -> Pipeline:
+        """What ran and what it found, for the caller."""
+        route = self.route
+        return Pipeline(
+            intent=route.intent,
+            confidence=route.confidence,
+            scores=route.scores,
+            fallback=route.fallback,
+            context_used=route.context_used,
+            plan=route.plan,
+            steps=self.log.steps,
+            sourced=self.sourced,
+            sources=self.sources,
+            citations=self.citations,
+            tool_calls=self.tool_calls,
+            reasoning=self.reasoning,
+            images=self.images,
+            notes=self.notes,
+            model=self.model,
+            experts=self.experts,
+            latency_ms=latency_ms,
+        )

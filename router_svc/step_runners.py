@@ -1,0 +1,308 @@
+"""What each kind of plan step does: one runner per step name, in `STEP_RUNNERS`.
+
+A runner is `async def runner(run, step) -> bool`: it makes the step's call
+through `run.log` (which records it), leaves what it found on the `PlanRun`
+and answers whether the step did its part. False sends the plan to the
+step's fallback (a step whose `when` is "<step> failed"): a failed optional
+call, or one that answered with nothing usable. A required step's failure
+raises instead. A step that answers sets `run.answer` and says it (the
+model streams its answer as it writes it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from common.caller import TOOL_SCOPES, current_caller
+from common.contracts.openai import ExpertUsage
+from common.contracts.router import PipelineToolCall, PlanStep, ReasoningReport, Source
+from router_svc.conversation import (
+    ANSWER_ENDINGS,
+    TEMPERATURES,
+    AnswerMode,
+    compose_ideas,
+    model_messages,
+    reasoning_context,
+)
+from router_svc.direct_tools import DirectCall, format_tool_answer
+from router_svc.plan_run import PlanRun
+
+__all__ = ["STEP_RUNNERS", "StepRunner"]
+
+StepRunner = Callable[[PlanRun, PlanStep], Awaitable[bool]]
+PYTHON_SCOPE = TOOL_SCOPES["python"]
+# The step whose success the other memory steps need.
+WRITE_USER = "memory.write_user"
+
+
+# --- memory_svc -------------------------------------------------------------------------
+
+
+async def _append(run: PlanRun, step: PlanStep, message: dict[str, Any]) -> bool:
+    """Append `message` to the session; whether memory_svc stored it."""
+    assert run.request.session_id is not None  # the memory steps' `when`
+    timeout = run.settings.memory_timeout_s
+    call = run.backends.append_messages(
+        run.request.session_id, [message], run.request.user, timeout
+    )
+    return await run.log.run(step, call, timeout_s=timeout) is not None
+
+
+async def write_user(run: PlanRun, step: PlanStep) -> bool:
+    """Store the user's turn in the session."""
+    message = {"role": "user", "content": run.conversation.text, "id": f"{run.id}-user"}
+    if not await _append(run, step, message):
+        run.notes.append("Memory was unavailable: this turn is not stored.")
+        return False
+    return True
+
+
+async def read_context(run: PlanRun, step: PlanStep) -> bool:
+    """Read the session's context (summary, memories, recent turns) for the answer."""
+    assert run.request.session_id is not None
+    if run.log.status(WRITE_USER) != "ok":
+        await run.log.skip(step, f"{WRITE_USER} failed")
+        return False
+    timeout = run.settings.memory_timeout_s
+    context = await run.log.run(
+        step,
+        run.backends.context(
+            run.request.session_id, run.settings.context_budget_tokens, None, timeout
+        ),
+        timeout_s=timeout,
+        detail=lambda c: {
+            "messages": len(c.messages),
+            "total_tokens": c.total_tokens,
+            "dropped": c.dropped,
+            "summary": c.summary is not None,
+        },
+    )
+    if context is None:
+        run.notes.append("Memory was unavailable: answered without the stored conversation.")
+        return False
+    run.context = context.messages
+    return True
+
+
+async def write_assistant(run: PlanRun, step: PlanStep) -> bool:
+    """Store the answer in the session, after the user's turn."""
+    if run.log.status(WRITE_USER) != "ok":
+        # An answer without its question would garble the history; memory is unwell anyway.
+        await run.log.skip(step, f"{WRITE_USER} failed")
+        return False
+    message = {
+        "role": "assistant",
+        "content": run.answer or "",
+        "id": f"{run.id}-assistant",
+        "metadata": {"intent": run.route.intent, "dispatch_id": run.id},
+    }
+    return await _append(run, step, message)
+
+
+# --- moe_svc ----------------------------------------------------------------------------
+
+
+async def model_answer(run: PlanRun, step: PlanStep) -> bool:
+    """moe_svc's answer in the step's mode, streamed to the caller when streaming."""
+    mode: AnswerMode = step.arguments["mode"]
+    options, settings = run.request.options, run.settings
+    messages = model_messages(mode, run.conversation, run.context)
+    temperature = options.temperature
+    if temperature is None:
+        temperature = settings.creative_temperature if mode == "creative" else TEMPERATURES[mode]
+
+    def keep_experts(experts: dict[str, Any]) -> None:
+        try:
+            run.experts = ExpertUsage.model_validate(experts)
+        except ValidationError:
+            run.experts = None  # a heatmap is not worth failing the answer for
+
+    kwargs: dict[str, Any] = {
+        "model": options.model or None,
+        "temperature": temperature,
+        "max_tokens": options.max_tokens or settings.max_answer_tokens,
+        "timeout_s": settings.model_timeout_s,
+        "on_experts": keep_experts,
+    }
+
+    async def streamed() -> tuple[str, str]:
+        pieces: list[str] = []
+        async for piece in run.backends.chat_stream(messages, **kwargs):
+            pieces.append(piece)
+            await run.say(piece)
+        return "".join(pieces), kwargs["model"] or await run.backends.model(5.0)
+
+    call = streamed() if run.emit is not None else run.backends.chat(messages, **kwargs)
+    result = await run.log.run(
+        step,
+        call,
+        timeout_s=settings.model_timeout_s,
+        detail=lambda r: {"mode": mode, "chars": len(r[0])},
+    )
+    if result is None:
+        return False
+    text, run.model = result
+    ending = ANSWER_ENDINGS.get(mode, "")
+    await run.say(ending)
+    run.answer = text.strip() + ending
+    return True
+
+
+# --- rag_svc ----------------------------------------------------------------------------
+
+
+async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
+    """rag_svc's answer with its sources and citations."""
+    options, settings = run.request.options, run.settings
+    rag = await run.log.run(
+        step,
+        run.backends.rag_answer(
+            options.collection or settings.rag_collection,
+            run.conversation.text,
+            options.k or settings.rag_k,
+            settings.rag_timeout_s,
+            options.max_tokens,
+        ),
+        timeout_s=settings.rag_timeout_s,
+        detail=lambda r: {"sources": len(r.sources), "verified": r.verified},
+    )
+    if rag is None or not rag.answer.strip():
+        run.sourced = False
+        why = "it answered with nothing" if rag is not None else "it failed or was too slow"
+        run.notes.append(f"Retrieval was unavailable ({why}): answered without sources.")
+        return False
+    run.sourced = bool(rag.sources)
+    run.sources = [Source.model_validate(s.model_dump()) for s in rag.sources]
+    run.citations = list(rag.citations)
+    run.model = rag.model
+    if not rag.sources:
+        run.notes.append("No document matched: the answer is not based on sources.")
+    await run.say(rag.answer)
+    run.answer = rag.answer
+    return True
+
+
+# --- reasoning_svc ----------------------------------------------------------------------
+
+
+async def reason(run: PlanRun, step: PlanStep) -> bool:
+    """reasoning_svc's answer with the step's strategy, its trace and its tool calls."""
+    options = run.request.options
+    payload: dict[str, Any] = {
+        "question": run.conversation.text,
+        "strategy": step.arguments["strategy"],
+        "context": reasoning_context(run.conversation, run.context),
+    }
+    if options.model:
+        payload["model"] = options.model
+    if options.max_tokens:
+        # The caller's bound on the answer bounds every token the strategy writes.
+        payload["max_total_tokens"] = options.max_tokens
+    timeout = run.settings.reasoning_timeout_s
+    result = await run.log.run(
+        step,
+        run.backends.reason(payload, timeout),
+        timeout_s=timeout,
+        detail=lambda r: {
+            "strategy": r.strategy,
+            "model_calls": r.usage.model_calls,
+            "finished": r.finished,
+        },
+    )
+    if result is None or not result.answer.strip():
+        if step.optional:
+            run.notes.append("reasoning_svc was unavailable: the model answered directly.")
+        return False
+    run.reasoning = ReasoningReport.of(result)
+    run.tool_calls = [PipelineToolCall.model_validate(c.model_dump()) for c in result.tool_calls]
+    run.model = result.model
+    if not result.finished:
+        run.notes.append(f"Reasoning stopped before it was sure ({result.stop_reason}).")
+    await run.say(result.answer)
+    run.answer = result.answer
+    return True
+
+
+# --- creative_svc -----------------------------------------------------------------------
+
+
+async def ideate(run: PlanRun, step: PlanStep) -> bool:
+    """creative_svc's ideas, each drawn, and its critique."""
+    n = run.request.options.n_images or 1
+    timeout = run.settings.creative_timeout_s
+    ideas = await run.log.run(
+        step,
+        run.backends.ideate(run.conversation.text, n, timeout),
+        timeout_s=timeout,
+        detail=lambda b: {"ideas": len(b.get("ideas") or [])},
+    )
+    if ideas is None:
+        run.notes.append("Image generation was unavailable: here is a description instead.")
+        return False
+    answer, run.images = compose_ideas(ideas)
+    await run.say(answer)
+    run.answer = answer
+    return True
+
+
+# --- tools_svc --------------------------------------------------------------------------
+
+
+async def invoke_tool(run: PlanRun, step: PlanStep) -> bool:
+    """The one tools_svc call the request named; code runs only for a key that may run it."""
+    call = DirectCall(step.arguments["tool"], step.arguments["arguments"])
+    if call.tool == "python" and not current_caller().allows(PYTHON_SCOPE):
+        await refuse_python(run, step)
+        return True
+    timeout = run.settings.tool_timeout_s
+    result = await run.log.run(
+        step,
+        run.backends.invoke_tool(call.tool, call.arguments, timeout),
+        timeout_s=timeout,
+        detail=lambda r: {"tool": r.tool, "error": r.error},
+    )
+    # A snippet that raises is still the answer to "run this"; other tools' errors are not.
+    if result is None or (result.error is not None and call.tool != "python"):
+        why = result.error if result is not None else "the call failed"
+        run.notes.append(f"The direct {call.tool} call did not work ({why}); the agent took over.")
+        return False
+    record = PipelineToolCall(
+        tool=result.tool,
+        arguments=call.arguments,
+        output=result.output,
+        error=result.error,
+        duration_ms=result.duration_ms,
+        truncated=result.truncated,
+    )
+    run.tool_calls = [record]
+    answer = format_tool_answer(call, result.output)
+    await run.say(answer)
+    run.answer = answer
+    return True
+
+
+async def refuse_python(run: PlanRun, step: PlanStep) -> None:
+    """The answer to a request to run code from a key that may not run any."""
+    await run.log.skip(step, f"the key lacks the {PYTHON_SCOPE} scope")
+    answer = (
+        f"This API key does not have the '{PYTHON_SCOPE}' scope, so the code was not run. "
+        "An admin can grant the scope to the key; I can explain the code instead if you ask."
+    )
+    run.notes.append(f"Code was not run: the key lacks the '{PYTHON_SCOPE}' scope.")
+    await run.say(answer)
+    run.answer = answer
+
+
+STEP_RUNNERS: dict[str, StepRunner] = {
+    "memory.write_user": write_user,
+    "memory.context": read_context,
+    "memory.write_assistant": write_assistant,
+    "moe.answer": model_answer,
+    "rag.answer": rag_answer,
+    "reasoning.reason": reason,
+    "creative.ideate": ideate,
+    "tools.invoke": invoke_tool,
+}
