@@ -120,7 +120,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if not args.artefact.exists():
-        raise SystemExit(f"{args.artefact} is missing: run `python -m moe_svc.specialize` first")
+        raise SystemExit(f"{args.artefact} is missing: run `python -m moe_svc.specialise` first")
     if not (args.corpora / "manifest.json").exists():
         build_corpora(args.corpora)
     moe_dir = build(args.models, artefact=args.artefact)

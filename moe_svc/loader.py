@@ -18,14 +18,7 @@ import torch
 from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
-from moe_svc.engine.projections import (
-    fuse_attention_inputs,
-    use_decode_attention,
-    use_decode_norms,
-    use_projections,
-)
-from moe_svc.engine.shared_experts import convert_experts
-from moe_svc.engine.skinny import load_kernel
+from moe_svc.kernels import install_backend, load_kernel
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]
@@ -106,9 +99,10 @@ def load_model(
     faster, perplexity within 0.01%), else fp32.
 
     shared_experts: keep upcycled experts as a shared FFN plus low-rank deltas where
-    that is exact (`moe_svc.engine.shared_experts`): same outputs, far fewer bytes read.
-    decode_kernel: compile the native kernel for decode-step products
-    (`moe_svc.engine.skinny`; falls back to torch's matmul where it cannot). With it,
+    that is exact (`moe_svc.kernels.shared_experts`): same outputs, far fewer bytes read.
+    decode_kernel: compile the native kernel for decode steps (`moe_svc.kernels.skinny`;
+    falls back to torch's ops where it cannot). Either way the model is served through
+    `moe_svc.kernels.install_backend`. With the kernel,
     "bfloat16" stores the products' weights in bf16 and keeps activations in fp32.
     """
     started = time.perf_counter()
@@ -119,13 +113,7 @@ def load_model(
     # with the kernel, bf16 means bf16 weights in its products, activations in fp32;
     # without it, a bf16 model throughout
     model = load_pretrained(path, dtype=torch.float32 if kernel is not None else DTYPES[dtype])
-    if shared_experts and model.config.is_moe:
-        convert_experts(model, kernel=kernel)
-    fuse_attention_inputs(model, kernel)
-    if kernel is not None:
-        use_projections(model, kernel)
-        use_decode_attention(model, kernel)
-        use_decode_norms(model, kernel)
+    install_backend(model, kernel, shared_experts)
     tokenizer = TextTokenizer(path / "tokenizer.json")
     loaded = LoadedModel(
         name=name or path.name,

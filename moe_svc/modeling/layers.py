@@ -3,13 +3,11 @@
 RMSNorm, rotary embeddings, grouped-query attention and the SwiGLU feed-forward,
 each computing exactly what transformers' Llama/Mixtral modules compute (same
 parameter names, same fp32 upcasts) so that checkpoints load unchanged and logits
-agree to float rounding.
+agree to float rounding. Serving swaps some of them for decode-optimised
+subclasses from outside (moe_svc.kernels); nothing here knows about that.
 """
 
 from __future__ import annotations
-
-import functools
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -23,36 +21,20 @@ __all__ = [
     "Attention",
     "RMSNorm",
     "RotaryEmbedding",
-    "apply_rotary",
     "apply_rotary_pos_emb",
+    "rotate_half",
 ]
-
-
-# x (B, 1, C), rope, plan, cache -> attention output (B, 1, C)
-DecodeStep = Callable[
-    [torch.Tensor, tuple[torch.Tensor, torch.Tensor], AttentionPlan, KVCache], torch.Tensor
-]
-# rows of a decode step that go to the native kernels (moe_svc.engine.skinny.MAX_ROWS);
-# more rows (prompt prefill) go to torch's ops, faster there
-DECODE_STEP_MAX_ROWS = 16
 
 
 class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the last dim (Zhang & Sennrich 2019)."""
+
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.variance_epsilon = eps
-        # serving: the norm of a decode step's rows in one native call
-        # (moe_svc.engine.projections.use_decode_norms)
-        self.decode_norm: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        decode = x.dtype == torch.float32 and x.numel() // x.shape[-1] <= DECODE_STEP_MAX_ROWS
-        if self.decode_norm is not None and decode:  # a decode step: one native call
-            return self.decode_norm(x)
-        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
-            # one op, bitwise equal to the lines below in fp32 (decoding is op-bound)
-            return F.rms_norm(x, (x.shape[-1],), self.weight, self.variance_epsilon)
         # normalise in fp32: bf16 has too few mantissa bits for the mean of squares
         input_dtype = x.dtype
         x = x.float()
@@ -88,36 +70,19 @@ class RotaryEmbedding(nn.Module):
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) over the halves of the last dim: each pair turned by 90 degrees."""
     x1, x2 = x.chunk(2, dim=-1)
     return torch.cat((-x2, x1), dim=-1)
-
-
-@functools.cache
-def _half_rotation(head_dim: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """R with x @ R == rotate_half(x) exactly (one signed 1 per column, the rest zeros)."""
-    half = head_dim // 2
-    with torch.inference_mode(False):  # a normal tensor: usable with and without autograd
-        rotation = torch.zeros(head_dim, head_dim, dtype=dtype, device=device)
-        index = torch.arange(half, device=device)
-        rotation[index + half, index] = -1
-        rotation[index, index + half] = 1
-    return rotation
-
-
-def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x (B, H, T, hd) rotated by cos/sin (B, 1, T, hd): x cos + rotate_half(x) sin.
-
-    rotate_half as a product with a fixed +-1 matrix gives the same values in one
-    op instead of four (chunk, neg, cat); decoding is bound by the count of ops.
-    """
-    return x * cos + (x @ _half_rotation(x.shape[-1], x.dtype, x.device)) * sin
 
 
 def apply_rotary_pos_emb(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """q (B, nh, T, hd) and k (B, nkv, T, hd) rotated by cos/sin (B, T, hd)."""
     cos, sin = cos[:, None], sin[:, None]  # (B, 1, T, hd): broadcast over heads
-    return apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+    q_rotated = q * cos + rotate_half(q) * sin
+    k_rotated = k * cos + rotate_half(k) * sin
+    return q_rotated, k_rotated
 
 
 class Attention(nn.Module):
@@ -137,22 +102,6 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(C, self.num_kv_heads * hd, bias=bias)
         self.o_proj = nn.Linear(self.num_heads * hd, C, bias=bias)
         self.sliding_window = config.sliding_window
-        # serving: q, k and v as one product over their stacked weights (fuse_qkv)
-        self.qkv_proj: nn.Module | None = None
-        # serving: a whole decode step (T = 1 with a cache) in one call, set by
-        # moe_svc.engine.projections.use_decode_attention
-        self.decode_step: DecodeStep | None = None
-
-    def fuse_qkv(self, projection: Callable[[torch.Tensor], nn.Module]) -> None:
-        """Compute q, k and v with one product (serving only: q/k/v_proj are removed).
-
-        projection: makes the module for x @ W^T from the stacked W (nh + 2 nkv) hd x C.
-        """
-        assert self.q_proj.bias is None, "fused projections take no bias"
-        with torch.no_grad():
-            stacked = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-        self.qkv_proj = projection(stacked)
-        del self.q_proj, self.k_proj, self.v_proj  # no second copy of the weights
 
     def forward(
         self,
@@ -161,27 +110,25 @@ class Attention(nn.Module):
         plan: AttentionPlan,
         cache: KVCache | None = None,
     ) -> torch.Tensor:
+        """x (B, T, C) -> (B, T, C); with a cache, attends over its keys and appends T."""
         B, T, _ = x.shape
-        if (
-            self.decode_step is not None
-            and cache is not None
-            and T == 1
-            and plan.slots is not None
-            and x.dtype == torch.float32
-            and B <= DECODE_STEP_MAX_ROWS
-        ):
-            return self.decode_step(x, rope, plan, cache)
-        nh, nkv = self.num_heads, self.num_kv_heads
-        if self.qkv_proj is not None:
-            qkv = self.qkv_proj(x).view(B, T, nh + 2 * nkv, self.head_dim).transpose(1, 2)
-            cos, sin = rope[0][:, None], rope[1][:, None]
-            qk = apply_rotary(qkv[:, : nh + nkv], cos, sin)  # q and k rotated together
-            q, k, v = qk[:, :nh], qk[:, nh:], qkv[:, nh + nkv :]
-        else:
-            q = self.q_proj(x).view(B, T, nh, self.head_dim).transpose(1, 2)  # (B, nh, T, hd)
-            k = self.k_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)  # (B, nkv, T, hd)
-            v = self.v_proj(x).view(B, T, nkv, self.head_dim).transpose(1, 2)
-            q, k = apply_rotary_pos_emb(q, k, *rope)
+        nh, nkv, hd = self.num_heads, self.num_kv_heads, self.head_dim
+        q = self.q_proj(x).view(B, T, nh, hd).transpose(1, 2)  # (B, nh, T, hd)
+        k = self.k_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        v = self.v_proj(x).view(B, T, nkv, hd).transpose(1, 2)  # (B, nkv, T, hd)
+        q, k = apply_rotary_pos_emb(q, k, *rope)
+        return self.attend(q, k, v, plan, cache)
+
+    def attend(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        plan: AttentionPlan,
+        cache: KVCache | None,
+    ) -> torch.Tensor:
+        """o_proj(softmax(q k^T / sqrt(hd) + mask) v) for rotated q, k and v -> (B, T, C)."""
+        B, _, T, _ = q.shape
         if cache is not None:
             k, v = cache.update(self.layer_idx, k, v, plan)  # (B, nkv, S, hd)
         y = F.scaled_dot_product_attention(

@@ -113,7 +113,7 @@ class CausalLM(nn.Module):
         """A KV cache for `batch_size` sequences of up to `max_len` tokens each.
 
         Its dtype is the activations' (the embedding's): served bf16 weights can
-        run under fp32 activations (moe_svc.engine.skinny).
+        run under fp32 activations (moe_svc.kernels).
         """
         weight = self.model.embed_tokens.weight
         return KVCache.from_config(

@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
+from moe_svc.kernels.shared_experts import SharedBaseMoeBlock, convert_experts
 from moe_svc.modeling import CausalLM, ModelConfig
 
 

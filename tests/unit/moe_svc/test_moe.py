@@ -1,4 +1,5 @@
-"""The sparse MoE block computes Mixtral's function on every dispatch path."""
+"""The sparse MoE block computes Mixtral's function on every dispatch path (the model's
+sorted dispatch and the direct dispatch that serving installs for decode steps)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from moe_svc.kernels.direct_moe import DirectDispatchMoeBlock
 from moe_svc.modeling import ModelConfig, SparseMoeBlock
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -49,10 +51,15 @@ def _reference(block: SparseMoeBlock, x: torch.Tensor, capacity: int | None = No
     return out.view_as(x)
 
 
+@pytest.mark.parametrize("served", [False, True])
 @pytest.mark.parametrize(("num_experts", "top_k"), [(8, 2), (4, 1), (8, 3)])
 @pytest.mark.parametrize("tokens", [1, 2, 5, 64])
-def test_inference_dispatch_matches_reference(num_experts: int, top_k: int, tokens: int) -> None:
+def test_inference_dispatch_matches_reference(
+    num_experts: int, top_k: int, tokens: int, served: bool
+) -> None:
     block = _block(num_experts, top_k)
+    if served:
+        block = DirectDispatchMoeBlock(block)
     x = torch.randn(1, tokens, 32)
     with torch.inference_mode():
         out, router_logits, selected = block(x)
@@ -118,8 +125,10 @@ def test_bfloat16_block_is_close_to_float32() -> None:
     with torch.inference_mode():
         expected = block(x)[0]
         half = block.to(torch.bfloat16)
-        for tokens in (1, 5, 40):  # direct one-token, direct several-token, sorted
-            out = half(x[:, :tokens].bfloat16())[0]
-            assert out.dtype == torch.bfloat16
-            err = (out.float() - expected[:, :tokens]).abs().max() / expected.abs().max()
-            assert err < 0.05
+        # served: direct one-token, direct several-token, sorted
+        for module in (half, DirectDispatchMoeBlock(half)):
+            for tokens in (1, 5, 40):
+                out = module(x[:, :tokens].bfloat16())[0]
+                assert out.dtype == torch.bfloat16
+                err = (out.float() - expected[:, :tokens]).abs().max() / expected.abs().max()
+                assert err < 0.05

@@ -14,9 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
-from moe_svc.engine.projections import Projection, use_decode_norms
-from moe_svc.engine.shared_experts import SharedBaseMoeBlock, convert_experts
-from moe_svc.engine.skinny import MAX_ROWS, SkinnyKernel, load_kernel
+from moe_svc.kernels.decode_layers import DecodeAttention, DecodeRMSNorm
+from moe_svc.kernels.projections import Projection
+from moe_svc.kernels.shared_experts import SharedBaseMoeBlock, convert_experts
+from moe_svc.kernels.skinny import MAX_ROWS, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
 from moe_svc.modeling import CausalLM, ModelConfig
 from moe_svc.modeling.layers import RMSNorm
@@ -106,7 +107,7 @@ def test_a_missing_compiler_leaves_torchs_matmul(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
-    with caplog.at_level(logging.WARNING, logger="moe_svc.engine.skinny"):
+    with caplog.at_level(logging.WARNING, logger="moe_svc.kernels.skinny"):
         assert load_kernel() is None
     assert "not compiled" in caplog.text
 
@@ -122,7 +123,10 @@ def test_a_model_served_with_the_kernel_decodes_as_without(
     projections = [m for m in fast.modules() if isinstance(m, Projection) and m.kernel]
     assert len(projections) >= 2 * fast.config.num_hidden_layers + 1  # qkv, o, lm_head
     assert fast.lm_head.weight is fast.model.embed_tokens.weight  # still tied
-    native = [layer.self_attn.decode_step is not None for layer in fast.model.layers]
+    native = [
+        isinstance(layer.self_attn, DecodeAttention) and layer.self_attn.decode_kernel is not None
+        for layer in fast.model.layers
+    ]
     assert all(native) == (fast.config.head_dim % kernel.vector_width == 0)
     # rows of different lengths (left padding): keys past a row's end stay hidden
     prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [0, 0, 8, 120, 3, 64]])
@@ -234,7 +238,10 @@ async def test_native_decode_gives_the_same_tokens_alone_and_batched(
 ) -> None:
     loaded = load_model(make_tiny_llm(tmp_path, seed=7, heads=(3, 1)), "float32")
     layers = loaded.model.model.layers
-    assert all(layer.self_attn.decode_step for layer in layers)
+    assert all(
+        isinstance(layer.self_attn, DecodeAttention) and layer.self_attn.decode_kernel
+        for layer in layers
+    )
     engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=3, max_context=96))
     loop = asyncio.get_running_loop()
     prompts = ["Hello world", "The capital of France is", "x", "Grüße aus München, schön! " * 3]
@@ -260,8 +267,8 @@ def test_the_native_rms_norm_equals_the_module(kernel: SkinnyKernel) -> None:
     torch.nn.init.normal_(norm.weight)
     x = torch.randn(4, 3, 96) * 5
     expected = norm(x)
-    use_decode_norms(norm, kernel)
-    assert norm.decode_norm is not None
+    norm = DecodeRMSNorm(norm, kernel)
+    assert norm.kernel is not None
     torch.testing.assert_close(norm(x), expected, rtol=1e-5, atol=1e-5)
     many = torch.randn(1, 40, 96)  # more rows than a decode step: torch's op
     torch.testing.assert_close(norm(many), F.rms_norm(many, (96,), norm.weight, 1e-5))

@@ -30,7 +30,7 @@ from moe_svc.specialisation.lora import (
     load_trainable_state,
     set_mode,
 )
-from moe_svc.specialize import main as specialize
+from moe_svc.specialise import main as specialise
 
 _ALPHABETS = [
     "0123456789+-*=",
@@ -64,7 +64,7 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     _write_corpora(root / "corpora")
     threads = torch.get_num_threads()
     try:
-        record = specialize(
+        record = specialise(
             [
                 "--preset", "smoke", "--init-config", "tiny-dense", "--threads", "1",
                 "--corpora", str(root / "corpora"), "--run-dir", str(root / "run"),
@@ -117,7 +117,7 @@ def test_rerun_resumes_from_the_finished_steps(smoke_run: dict[str, Any]) -> Non
     root = smoke_run["root"]
     path = Path(smoke_run["record"]["artefact"]["path"])
     before = load_file(str(path))
-    record = specialize(
+    record = specialise(
         [
             "--preset", "smoke", "--init-config", "tiny-dense", "--threads", "1",
             "--corpora", str(root / "corpora"), "--run-dir", str(root / "run"),

@@ -30,14 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moe_svc.engine.projections import Projection
-from moe_svc.engine.skinny import MAX_ROWS, MoeWeights, SkinnyKernel
+from moe_svc.kernels.projections import Projection
+from moe_svc.kernels.skinny import MAX_ROWS, MoeWeights, SkinnyKernel
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
 __all__ = ["SharedBaseMoeBlock", "convert_experts"]
 
-logger = logging.getLogger("moe_svc.engine.shared_experts")
+logger = logging.getLogger("moe_svc.kernels.shared_experts")
 
 # relative reconstruction error accepted for a low-rank factorisation (fp32 rounding)
 RECONSTRUCTION_TOL = 1e-5
@@ -135,9 +135,10 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.num_experts = block.num_experts
         self.jitter_noise = block.jitter_noise
         self.capacity_factor = block.capacity_factor
-        self.gate: nn.Module = block.gate
+        gate: nn.Module = block.gate
         if kernel is not None:
-            self.gate = Projection(block.gate.weight, kernel)
+            gate = Projection(block.gate.weight, kernel)
+        self.gate = gate  # type: ignore[assignment]  # a Projection serves as the router
         self.intermediate_size = base_down.shape[1]
         self.base_gate_up = Projection(base_gate_up, kernel)
         self.base_down = Projection(base_down, kernel)
@@ -155,7 +156,7 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         self.fused = self._fused_weights()
 
     def _fused_weights(self) -> MoeWeights | None:
-        projections = [self.gate, self.base_gate_up, self.base_down]
+        projections: list[nn.Module | None] = [self.gate, self.base_gate_up, self.base_down]
         projections += [self.gate_up_a, self.gate_up_b, self.down_a, self.down_b]
         if self.kernel is None or not all(
             p is None or (isinstance(p, Projection) and p.weight is not None) for p in projections
@@ -163,7 +164,7 @@ class SharedBaseMoeBlock(SparseMoeBlock):
             return None
 
         def weight(p: nn.Module | None) -> torch.Tensor | None:
-            return None if p is None else p.weight
+            return None if p is None else p.get_parameter("weight")
 
         def per_expert_t(p: Projection | None) -> torch.Tensor | None:
             """B_all (out, E*r) -> (E, r, out)."""

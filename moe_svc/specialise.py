@@ -1,10 +1,10 @@
-"""`python -m moe_svc.specialize`: specialise the default model's experts (Branch-Train-MiX).
+"""`python -m moe_svc.specialise`: specialise the default model's experts (Branch-Train-MiX).
 
     # the committed artefact (about an hour on one CPU thread), resumable
-    python -m moe_svc.specialize --preset full --threads 1 \
+    python -m moe_svc.specialise --preset full --threads 1 \
         --out moe_svc/artefacts/expert_specialisation.safetensors
     # a CI smoke run on a tiny random model and byte tokens, seconds
-    python -m moe_svc.specialize --preset smoke --init-config tiny-dense \
+    python -m moe_svc.specialise --preset smoke --init-config tiny-dense \
         --corpora DIR --run-dir DIR
 
 Starting from the dense SmolLM2 (var/models/smollm2-135m-instruct, built by
@@ -86,7 +86,7 @@ PRESETS_RUN: dict[str, dict[str, Any]] = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m moe_svc.specialize",
+        prog="python -m moe_svc.specialise",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     record: dict[str, Any] = {
         "command": " ".join(
-            ["python -m moe_svc.specialize", *(argv if argv is not None else sys.argv[1:])]
+            ["python -m moe_svc.specialise", *(argv if argv is not None else sys.argv[1:])]
         ),
         "seed": args.seed,
         "threads": torch.get_num_threads(),

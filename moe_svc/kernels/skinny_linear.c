@@ -1,4 +1,4 @@
-/* y = x @ w^T for the few rows of a decode step (moe_svc/engine/skinny.py).
+/* y = x @ w^T for the few rows of a decode step (moe_svc/kernels/skinny.py).
  *
  * x (M, K) fp32, w (N, K) row-major fp32 or bf16 (widened to fp32 as it is read:
  * half the bytes, products and sums in fp32), y (M, N) fp32. Decoding multiplies a handful of rows

@@ -1,4 +1,4 @@
-"""Decode steps in native code: a small C library (kernels/skinny_linear.c) and its users.
+"""Decode steps in native code: a small C library (skinny_linear.c beside this file).
 
 A decode step multiplies a few rows (one per running sequence) by every weight
 matrix of the model, and in torch it is also thousands of small ops. MKL's sgemm
@@ -7,9 +7,10 @@ more: at 8 rows it measured about half the bandwidth here (2 cores). The library
 
 - `linear`: x W^T streaming each weight row once with a prefetch ahead, dotted with
   up to 8 rows of x while the row sits in L1 (`projections.Projection` uses it);
-- `moe`: a whole shared-base MoE block in one call (SharedBaseMoeBlock uses it);
+- `moe`: a whole shared-base MoE block in one call (`shared_experts.SharedBaseMoeBlock`);
 - `attention`: a decode step's attention with its KV-cache writes in one call
-  (Attention.decode_step, set by `projections.use_decode_attention`).
+  (`decode_layers.DecodeAttention`);
+- `rms_norm`: a decode step's RMSNorm in one call (`decode_layers.DecodeRMSNorm`).
 
 Every output is summed in the same order whatever the number of rows, so a
 sequence's logits do not depend on what else is batched with it. Weights are fp32
@@ -36,16 +37,15 @@ import torch
 import torch.nn.functional as F
 
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
-from moe_svc.modeling.layers import DECODE_STEP_MAX_ROWS
 
 __all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel"]
 
-logger = logging.getLogger("moe_svc.engine.skinny")
+logger = logging.getLogger("moe_svc.kernels.skinny")
 
-SOURCE = Path(__file__).with_name("kernels") / "skinny_linear.c"
+SOURCE = Path(__file__).with_name("skinny_linear.c")
 # rows up to which the kernels beat MKL (measured); above (prompt prefill) sgemm's
-# blocking wins. One bound for every native path: the model's layers read it too.
-MAX_ROWS = DECODE_STEP_MAX_ROWS
+# blocking wins. One bound for every native path.
+MAX_ROWS = 16
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 
@@ -57,7 +57,7 @@ class SkinnyKernel:
     """
 
     def __init__(self, lib: ctypes.CDLL, weight_dtype: torch.dtype = torch.float32) -> None:
-        argtypes = [
+        argtypes: list[type[ctypes.c_void_p | ctypes.c_int64 | ctypes.c_int]] = [
             ctypes.c_void_p,
             ctypes.c_int64,
             ctypes.c_int64,
