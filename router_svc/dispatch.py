@@ -17,6 +17,7 @@ import asyncio
 import time
 from typing import Literal
 
+from common.contracts.dispatch_events import RouteEvent
 from common.contracts.router import (
     AssistantMessage,
     DispatchMessage,
@@ -131,7 +132,7 @@ class Dispatcher:
         run = PlanRun(self.settings, self.backends, prepared, emit)
         route = prepared.route
         if emit is not None:
-            await emit({"type": "route", **route.model_dump(mode="json")})
+            await emit(RouteEvent(**dict(route)))
         if route.reason and route.fallback:
             run.notes.append(route.reason)
         await run_plan(run)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from common.contracts.dispatch_events import DeltaEvent, DispatchEvent, StepEvent
 from common.contracts.memory import ContextMessage
 from common.contracts.openai import ExpertUsage
 from common.contracts.rag import Citation
@@ -34,8 +34,8 @@ from router_svc.step_log import StepLog
 
 __all__ = ["Emit", "PlanRun", "Prepared"]
 
-# Sends one server-sent event (a JSON object) to a streaming caller.
-Emit = Callable[[dict[str, Any]], Awaitable[None]]
+# Sends one server-sent event to a streaming caller.
+Emit = Callable[[DispatchEvent], Awaitable[None]]
 
 
 @dataclass
@@ -83,12 +83,12 @@ class PlanRun:
 
     async def _on_step(self, step: PipelineStep) -> None:
         if self.emit is not None:
-            await self.emit({"type": "step", "step": step.model_dump(mode="json")})
+            await self.emit(StepEvent(step=step))
 
     async def say(self, text: str) -> None:
         """Send a piece of the answer to a streaming caller."""
         if self.emit is not None and text:
-            await self.emit({"type": "delta", "content": text})
+            await self.emit(DeltaEvent(content=text))
 
     def pipeline(self, latency_ms: float) -> Pipeline:
         """What ran and what it found, for the caller."""

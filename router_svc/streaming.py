@@ -11,14 +11,14 @@ away, the plan's task is cancelled.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
 
+from common.contracts.dispatch_events import DispatchEvent, DoneEvent, ErrorEvent
+from common.contracts.errors import ErrorDetail
 from common.errors import INTERNAL_ERROR_MESSAGE, ServiceError
 from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS
@@ -31,8 +31,8 @@ logger = logging.getLogger("router_svc.streaming")
 SERVICE = "router_svc"
 
 
-def sse(event: dict[str, Any] | str) -> str:
-    data = event if isinstance(event, str) else json.dumps(event, ensure_ascii=False)
+def sse(event: DispatchEvent | str) -> str:
+    data = event if isinstance(event, str) else event.model_dump_json()
     return f"data: {data}\n\n"
 
 
@@ -42,30 +42,29 @@ class DispatchStream:
     def __init__(self, dispatcher: Dispatcher, prepared: Prepared) -> None:
         self.dispatcher = dispatcher
         self.prepared = prepared
-        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[DispatchEvent | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
 
-    async def _emit(self, event: dict[str, Any]) -> None:
+    async def _emit(self, event: DispatchEvent) -> None:
         await self.queue.put(event)
 
     async def _work(self) -> None:
         try:
             response = await self.dispatcher.execute(self.prepared, self._emit)
-            await self.queue.put({"type": "done", **response.model_dump(mode="json")})
+            await self.queue.put(DoneEvent(**dict(response)))
         except ServiceError as exc:
             detail = exc.detail(SERVICE, current_request_id())
-            error = {"type": "error", "error": detail.model_dump(), "status": exc.status_code}
-            await self.queue.put(error)
+            await self.queue.put(ErrorEvent(error=detail, status=exc.status_code))
         except Exception:
             logger.exception("dispatch failed while streaming")
-            error = {
-                "message": INTERNAL_ERROR_MESSAGE,
-                "type": "server_error",
-                "code": "internal_error",
-                "service": SERVICE,
-                "request_id": current_request_id(),
-            }
-            await self.queue.put({"type": "error", "error": error, "status": 500})
+            detail = ErrorDetail(
+                message=INTERNAL_ERROR_MESSAGE,
+                type="server_error",
+                code="internal_error",
+                service=SERVICE,
+                request_id=current_request_id(),
+            )
+            await self.queue.put(ErrorEvent(error=detail, status=500))
         finally:
             await self.queue.put(None)
 
