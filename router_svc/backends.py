@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from common.chat import ChatClient, first_expert_usage
 from common.contracts.memory import ContextResponse
 from common.contracts.rag import AnswerResponse
-from common.contracts.reasoning import ReasonResponse
+from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.contracts.tools import InvokeResponse
 from common.errors import UpstreamError
 from common.upstreams import Upstreams
@@ -103,7 +103,9 @@ class Backends:
 
     # --- reasoning_svc ---------------------------------------------------------------------
 
-    async def reason(self, payload: dict[str, Any], timeout_s: float) -> ReasonResponse:
+    async def reason(self, request: ReasonRequest, timeout_s: float) -> ReasonResponse:
+        # Unset knobs stay out of the request: reasoning_svc applies its own defaults.
+        payload = request.model_dump(mode="json", exclude_none=True)
         body = await self.upstreams["reasoning_svc"].post_json(
             "/v1/reason", payload, timeout_s=timeout_s
         )

@@ -132,7 +132,7 @@ def reasoning_context(
     context: list[ContextMessage] | None,
     max_messages: int = 10,
     max_chars: int = 8000,
-) -> list[dict[str, str]]:
+) -> list[ContextMessage]:
     """The earlier turns for reasoning_svc: recent first kept, the latest turn left out."""
     turns: list[tuple[str, str]]
     if context is not None:
@@ -141,12 +141,12 @@ def reasoning_context(
             turns = turns[:-1]
     else:
         turns = [(m.role, m.text()) for m in conversation.history]
-    kept: list[dict[str, str]] = []
+    kept: list[ContextMessage] = []
     used = 0
     for role, content in reversed(turns[-max_messages:]):
         if used + len(content) > max_chars:
             break
-        kept.insert(0, {"role": role, "content": content})
+        kept.insert(0, ContextMessage(role=role, content=content))
         used += len(content)
     return kept
 

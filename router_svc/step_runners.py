@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from common.caller import TOOL_SCOPES, current_caller
 from common.contracts.openai import ExpertUsage
+from common.contracts.reasoning import ReasonRequest
 from common.contracts.router import PipelineToolCall, PlanStep, ReasoningReport, Source
 from router_svc.conversation import (
     ANSWER_ENDINGS,
@@ -191,20 +192,18 @@ async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
 async def reason(run: PlanRun, step: PlanStep) -> bool:
     """reasoning_svc's answer with the step's strategy, its trace and its tool calls."""
     options = run.request.options
-    payload: dict[str, Any] = {
-        "question": run.conversation.text,
-        "strategy": step.arguments["strategy"],
-        "context": reasoning_context(run.conversation, run.context),
-    }
-    if options.model:
-        payload["model"] = options.model
-    if options.max_tokens:
+    request = ReasonRequest(
+        question=run.conversation.text,
+        strategy=step.arguments["strategy"],
+        context=reasoning_context(run.conversation, run.context),
+        model=options.model,
         # The caller's bound on the answer bounds every token the strategy writes.
-        payload["max_total_tokens"] = options.max_tokens
+        max_total_tokens=options.max_tokens,
+    )
     timeout = run.settings.reasoning_timeout_s
     result = await run.log.run(
         step,
-        run.backends.reason(payload, timeout),
+        run.backends.reason(request, timeout),
         timeout_s=timeout,
         detail=lambda r: {
             "strategy": r.strategy,
