@@ -36,6 +36,7 @@ class DecodeRMSNorm(RMSNorm):
         self.weight = norm.weight
         self.variance_epsilon = norm.variance_epsilon
         self.kernel = kernel
+        self.train(norm.training)  # nn.Module.__init__ set training mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32 or self.weight.dtype != torch.float32:
@@ -95,6 +96,7 @@ class DecodeAttention(Attention):
         self.decode_kernel: SkinnyKernel | None = None
         if kernel is not None and self._native_fits(kernel):
             self.decode_kernel = kernel
+        self.train(attention.training)  # nn.Module.__init__ set training mode
 
     def _native_fits(self, kernel: SkinnyKernel) -> bool:
         qkv, o = self.qkv_proj, self.o_proj

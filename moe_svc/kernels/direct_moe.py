@@ -40,6 +40,7 @@ class DirectDispatchMoeBlock(SparseMoeBlock):
         self.capacity_factor = block.capacity_factor
         self.gate = block.gate
         self.experts = block.experts
+        self.train(block.training)  # nn.Module.__init__ set training mode
 
     def forward(
         self, hidden_states: torch.Tensor

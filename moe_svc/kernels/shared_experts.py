@@ -154,6 +154,7 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         # decode steps: the whole block in one native call (SkinnyKernel.moe)
         self.kernel = kernel
         self.fused = self._fused_weights()
+        self.train(block.training)  # nn.Module.__init__ set training mode
 
     def _fused_weights(self) -> MoeWeights | None:
         projections: list[nn.Module | None] = [self.gate, self.base_gate_up, self.base_down]

@@ -60,6 +60,7 @@ def test_inference_dispatch_matches_reference(
     block = _block(num_experts, top_k)
     if served:
         block = DirectDispatchMoeBlock(block)
+        assert not block.training  # else it would take the model's sorted path
     x = torch.randn(1, tokens, 32)
     with torch.inference_mode():
         out, router_logits, selected = block(x)
