@@ -51,7 +51,8 @@ async def run_plan(run: PlanRun) -> None:
     is the caller's cancellation.
     """
     tasks: dict[str, asyncio.Task[StepOutcome]] = {}
-    not_needed: list[PlanStep] = []
+    # Fallbacks whose step did not fail, with that step's name.
+    not_needed: list[tuple[PlanStep, str]] = []
 
     async def run_step(step: PlanStep) -> StepOutcome:
         outcomes = {name: await tasks[name] for name in step.after}
@@ -66,7 +67,7 @@ async def run_plan(run: PlanRun) -> None:
             if needed not in outcomes:
                 outcomes[needed] = await tasks[needed]
             if outcomes[needed] != "failed":
-                not_needed.append(step)
+                not_needed.append((step, needed))
                 return "skipped"
         return "ok" if await STEP_RUNNERS[step.name](run, step) else "failed"
 
@@ -79,8 +80,8 @@ async def run_plan(run: PlanRun) -> None:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-    for step in sorted(not_needed, key=run.route.plan.steps.index):
-        await run.log.skip(step, f"not needed ({step.when} did not happen)")
+    for step, needed in sorted(not_needed, key=lambda pair: run.route.plan.steps.index(pair[0])):
+        await run.log.skip(step, f"not needed: {needed} did not fail")
 
 
 class Dispatcher:
