@@ -78,14 +78,9 @@ TOOL_SCOPES: dict[str, str] = {
     "http_get": "tools:http",
     "knowledge_search": "documents:read",
 }
-DEFAULT_MEMBER_SCOPES: tuple[str, ...] = (
-    "chat",
-    "embeddings",
-    "images",
-    "documents:read",
-    "documents:write",
-    "feedback",
-)
+# What a new key gets unless told otherwise: everything but the tools that run code or
+# reach the network.
+DEFAULT_MEMBER_SCOPES: tuple[str, ...] = tuple(s for s in ALL_SCOPES if not s.startswith("tools:"))
 
 
 class InvalidCaller(ValueError):

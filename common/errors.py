@@ -329,26 +329,16 @@ def install_error_handlers(app: FastAPI, service: str) -> None:
     async def on_client_disconnect(request: Request, exc: Exception) -> JSONResponse:
         # The client left (or was cut off by the body deadline) mid-body: nobody reads this.
         logger.info("client disconnected before its request body was read")
-        detail = ErrorDetail(
-            message="The client disconnected before sending its whole body.",
-            type="invalid_request_error",
-            code="client_disconnected",
-            service=service,
-            request_id=current_request_id(),
+        error = BadRequest(
+            "The client disconnected before sending its whole body.", code="client_disconnected"
         )
-        return error_response(detail, 400)
+        return error_response(error.detail(service, current_request_id()), 400)
 
     async def on_recursion_error(request: Request, exc: Exception) -> JSONResponse:
         # Only nested input recurses without bound here (JSON outside the guarded types).
         logger.info("input nested too deeply", exc_info=exc)
-        detail = ErrorDetail(
-            message="The request's input is nested too deeply.",
-            type="invalid_request_error",
-            code="input_too_deep",
-            service=service,
-            request_id=current_request_id(),
-        )
-        return error_response(detail, 400)
+        error = BadRequest("The request's input is nested too deeply.", code="input_too_deep")
+        return error_response(error.detail(service, current_request_id()), 400)
 
     async def on_unhandled(request: Request, exc: Exception) -> JSONResponse:
         logger.error("unhandled exception", exc_info=exc)

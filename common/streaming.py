@@ -1,8 +1,8 @@
-"""Server-sent events relayed from an upstream to our caller unchanged."""
+"""Server-sent events: relayed from an upstream unchanged, or read event by event."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -10,9 +10,20 @@ from starlette.responses import StreamingResponse
 
 from common.http_client import ServiceClient
 
-__all__ = ["SSE_HEADERS", "sse_passthrough"]
+__all__ = ["SSE_HEADERS", "sse_data", "sse_passthrough"]
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+async def sse_data(lines: AsyncIterable[str]) -> AsyncIterator[str]:
+    """The `data:` payloads of an SSE stream's lines, up to its `[DONE]`."""
+    async for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        yield data
 
 
 async def sse_passthrough(

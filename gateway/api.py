@@ -85,15 +85,26 @@ async def images(request: Request, upstreams: UpstreamsDep, settings: SettingsDe
     )
 
 
+async def _to_rag(
+    request: Request,
+    upstreams: UpstreamsDep,
+    settings: SettingsDep,
+    template: str,
+    method: str = "POST",
+    **names: str,
+) -> Response:
+    """Pass a collections call to rag_svc, its path names checked and encoded."""
+    path = upstream_path(template, **names)
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], path, timeout, method=method)
+
+
 @v1.get("/collections", tags=["rag"], dependencies=[authorize("documents:read")])
 async def list_collections(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
     """The collections the key's tenant reaches: its own and the shared ones."""
-    timeout = settings.passthrough_timeout_s
-    return await forward_json(
-        request, upstreams["rag_svc"], "/v1/collections", timeout, method="GET"
-    )
+    return await _to_rag(request, upstreams, settings, "/v1/collections", "GET")
 
 
 @v1.post("/collections", tags=["rag"], dependencies=[authorize("documents:write")])
@@ -101,8 +112,7 @@ async def create_collection(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
     """A new collection of the key's tenant (`shared: true` needs an admin key)."""
-    timeout = settings.passthrough_timeout_s
-    return await forward_json(request, upstreams["rag_svc"], "/v1/collections", timeout)
+    return await _to_rag(request, upstreams, settings, "/v1/collections")
 
 
 @v1.patch("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
@@ -110,27 +120,24 @@ async def update_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
     """Share a collection with every tenant, or take it back (admin keys)."""
-    path = upstream_path("/v1/collections/{collection}", collection=name)
-    timeout = settings.passthrough_timeout_s
-    return await forward_json(request, upstreams["rag_svc"], path, timeout, method="PATCH")
+    template = "/v1/collections/{collection}"
+    return await _to_rag(request, upstreams, settings, template, "PATCH", collection=name)
 
 
 @v1.delete("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
 async def delete_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
-    path = upstream_path("/v1/collections/{collection}", collection=name)
-    timeout = settings.passthrough_timeout_s
-    return await forward_json(request, upstreams["rag_svc"], path, timeout, method="DELETE")
+    template = "/v1/collections/{collection}"
+    return await _to_rag(request, upstreams, settings, template, "DELETE", collection=name)
 
 
 @v1.post("/collections/{name}/search", tags=["rag"], dependencies=[authorize("documents:read")])
 async def search_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
-    path = upstream_path("/v1/collections/{collection}/search", collection=name)
-    timeout = settings.passthrough_timeout_s
-    return await forward_json(request, upstreams["rag_svc"], path, timeout)
+    template = "/v1/collections/{collection}/search"
+    return await _to_rag(request, upstreams, settings, template, collection=name)
 
 
 @v1.post("/collections/{name}/documents", tags=["rag"], dependencies=[authorize("documents:write")])

@@ -53,7 +53,7 @@ from common.disconnect import cancel_on_disconnect
 from common.errors import BadRequest, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
 from common.request_context import current_request_id
-from common.streaming import SSE_HEADERS
+from common.streaming import SSE_HEADERS, sse_data
 from gateway.edge import upstream_timer
 from gateway.ratelimit import RateLimiter
 from gateway.response_generator import format_answer, sources_markdown, verify_citations
@@ -367,12 +367,7 @@ class ChatCompletions:
                 writer = _ChunkWriter(f"chatcmpl-{uuid.uuid4().hex[:24]}")
                 yield writer.delta(AutoDelta(role="assistant", content=""))
                 try:
-                    async for line in upstream.aiter_lines():
-                        if not line.startswith("data:"):
-                            continue
-                        data = line[5:].strip()
-                        if data == "[DONE]":
-                            break
+                    async for data in sse_data(upstream.aiter_lines()):
                         try:
                             event = DISPATCH_EVENT.validate_json(data)
                         except ValidationError as exc:

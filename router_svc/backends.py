@@ -19,6 +19,7 @@ from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.contracts.tools import InvokeResponse
 from common.errors import UpstreamError
+from common.streaming import sse_data
 from common.upstreams import Upstreams
 
 __all__ = ["Backends"]
@@ -196,12 +197,7 @@ class Backends:
         async with client.stream(
             "POST", "/v1/chat/completions", json=payload, timeout_s=timeout_s
         ) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    break
+            async for data in sse_data(response.aiter_lines()):
                 try:
                     chunk = json.loads(data)
                 except ValueError:

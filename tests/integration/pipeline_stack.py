@@ -27,7 +27,7 @@ from tests.helpers.servers import (
 )
 from tests.integration.memory_harness import shared_tokenizer
 
-__all__ = ["BELL", "RULES", "PipelineStack", "pipeline_stack"]
+__all__ = ["BELL", "RULES", "PipelineStack", "gateway_in_front", "pipeline_stack"]
 
 BELL = (
     "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
@@ -139,3 +139,18 @@ def pipeline_stack(root: Path) -> Iterator[PipelineStack]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@contextmanager
+def gateway_in_front(stack: PipelineStack, root: Path, **env: str) -> Iterator[RunningServer]:
+    """The real gateway in front of `stack`, on its Redis; `env` adds GATEWAY_* settings."""
+    gateway = start_service(
+        "gateway",
+        root,
+        upstreams=stack.services,
+        env={"GATEWAY_REDIS_URL": stack.redis.url, **env},
+    )
+    try:
+        yield gateway
+    finally:
+        gateway.stop()

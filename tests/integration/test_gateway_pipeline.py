@@ -15,8 +15,8 @@ import openai
 import pytest
 
 from gateway.keys import new_key
-from tests.helpers.servers import RunningServer, start_service
-from tests.integration.pipeline_stack import BELL, PipelineStack, pipeline_stack
+from tests.helpers.servers import RunningServer
+from tests.integration.pipeline_stack import BELL, PipelineStack, gateway_in_front, pipeline_stack
 
 pytestmark = pytest.mark.integration
 
@@ -48,20 +48,9 @@ class Platform:
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     root: Path = tmp_path_factory.mktemp("gateway_pipeline")
     with pipeline_stack(root) as stack:
-        gateway = start_service(
-            "gateway",
-            root,
-            upstreams=stack.services,
-            env={
-                "GATEWAY_REDIS_URL": stack.redis.url,
-                "GATEWAY_LOG_JSON": "false",
-                "GATEWAY_BOOTSTRAP_KEY": KEY,
-            },
-        )
-        try:
+        env = {"GATEWAY_LOG_JSON": "false", "GATEWAY_BOOTSTRAP_KEY": KEY}
+        with gateway_in_front(stack, root, **env) as gateway:
             yield Platform(stack, gateway)
-        finally:
-            gateway.stop()
 
 
 @pytest.fixture(scope="module")

@@ -22,8 +22,8 @@ import httpx
 import openai
 import pytest
 
-from tests.helpers.servers import REPO_ROOT, RunningServer, start_service
-from tests.integration.pipeline_stack import PipelineStack, pipeline_stack
+from tests.helpers.servers import REPO_ROOT, RunningServer
+from tests.integration.pipeline_stack import PipelineStack, gateway_in_front, pipeline_stack
 
 pytestmark = pytest.mark.integration
 
@@ -81,20 +81,9 @@ def tenancy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tenancy]:
             f"{stack.rag.url}/v1/collections", json={"name": "wiki", "shared": True}, timeout=30
         )
         assert wiki.status_code == 201, wiki.text
-        gateway = start_service(
-            "gateway",
-            root,
-            upstreams=stack.services,
-            env={
-                "GATEWAY_REDIS_URL": stack.redis.url,
-                "GATEWAY_LOG_JSON": "true",
-                "GATEWAY_AUTH_REQUIRED": "true",
-            },
-        )
-        try:
+        json_logs = {"GATEWAY_LOG_JSON": "true", "GATEWAY_AUTH_REQUIRED": "true"}
+        with gateway_in_front(stack, root, **json_logs) as gateway:
             yield Tenancy(stack, gateway, keys)
-        finally:
-            gateway.stop()
 
 
 def _chat(client: openai.OpenAI, text: str, **extra_body: Any) -> Any:

@@ -8,7 +8,6 @@ checks notice. The Dockerfiles are checked in test_dockerfiles.py.
 from __future__ import annotations
 
 import copy
-import importlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ import yaml
 
 from common.settings import ServiceSettings
 from common.topology import REDIS, REDIS_PORT, SERVICES
+from scripts.settings_tables import settings_class
 
 ROOT = Path(__file__).resolve().parents[3]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -33,19 +33,6 @@ def load_compose(path: Path = COMPOSE_FILE) -> Compose:
     data = yaml.safe_load(path.read_text())
     assert isinstance(data, dict), f"{path} is not a YAML mapping"
     return data
-
-
-def settings_class(service: str) -> type[ServiceSettings]:
-    """The ServiceSettings subclass that `<service>.settings` defines for `service`."""
-    module = importlib.import_module(f"{service}.settings")
-    for value in vars(module).values():
-        if (
-            isinstance(value, type)
-            and issubclass(value, ServiceSettings)
-            and getattr(value, "service_name", None) == service
-        ):
-            return value
-    raise LookupError(f"{service}.settings defines no ServiceSettings subclass for {service}")
 
 
 def env_names(cls: type[ServiceSettings], field: str) -> list[str]:
