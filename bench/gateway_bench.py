@@ -1,6 +1,6 @@
 """Gateway overhead: the same chat completion through the gateway and straight to a stub.
 
-The stub is `tests/integration/gateway_fakes.py` (moe_svc's non-streamed chat
+The stub is `tests/helpers/gateway_fakes.py` (moe_svc's non-streamed chat
 answer, model `fake-moe`); the gateway runs with a real Redis, an API key and
 its rate limiter, as in production. For 1, 16 and 64 concurrent clients it
 prints requests/s and p50/p95/p99 latency of both paths, the difference of
@@ -89,7 +89,7 @@ def main() -> None:
         redis = start_redis(log_dir / "redis")
         stub_port, gateway_port = free_port(), free_port()
         stub = start_module(
-            "tests.integration.gateway_fakes",
+            "tests.helpers.gateway_fakes",
             name="stub",
             port=stub_port,
             env={"FAKE_PORT": str(stub_port)},

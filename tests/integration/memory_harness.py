@@ -26,10 +26,10 @@ def shared_tokenizer() -> Path:
 
 
 def start_fakes(log_dir: Path, name: str = "fakes", **env: str) -> RunningServer:
-    """The fake rag_svc embeddings and moe_svc chat/tokenize (tests/integration/memory_fakes)."""
+    """The fake rag_svc embeddings and moe_svc chat/tokenize (tests/helpers/memory_fakes)."""
     port = free_port()
     return start_module(
-        "tests.integration.memory_fakes",
+        "tests.helpers.memory_fakes",
         name=name,
         port=port,
         env={"FAKE_PORT": str(port), "FAKE_TOKENIZER": str(shared_tokenizer()), **env},

@@ -2,7 +2,7 @@
 
 router_svc fanning out to the real memory_svc (on real Redis), rag_svc, reasoning_svc
 and tools_svc; moe_svc's chat API and creative_svc are the scripted stand-ins of
-tests/integration/router_fakes.py, answering by RULES. Used by the router's dispatch
+tests/helpers/router_fakes.py, answering by RULES. Used by the router's dispatch
 tests and by the gateway's pipeline tests (which put the gateway in front).
 """
 
@@ -86,7 +86,7 @@ def pipeline_stack(root: Path) -> Iterator[PipelineStack]:
     try:
         port = free_port()
         fake = start_module(
-            "tests.integration.router_fakes",
+            "tests.helpers.router_fakes",
             name="fakes",
             port=port,
             env={"FAKE_PORT": str(port), "FAKE_DEFAULT_REPLY": "Hello! How can I help?"},

@@ -76,7 +76,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(moe)
         port = free_port()
         slow = start_module(
-            "tests.integration.slow_model",
+            "tests.helpers.slow_model",
             name="slow_model",
             port=port,
             env={"FAKE_PORT": str(port)},

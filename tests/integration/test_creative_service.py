@@ -36,7 +36,7 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Runn
     log_dir: Path = tmp_path_factory.mktemp("creative")
     port = free_port()
     moe = start_module(
-        "tests.integration.creative_fake_moe",
+        "tests.helpers.creative_fake_moe",
         name="fake_moe",
         port=port,
         env={"FAKE_MOE_PORT": str(port), "FAKE_MOE_REPLIES": json.dumps([IDEAS, CRITIQUE])},

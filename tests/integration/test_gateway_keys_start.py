@@ -34,7 +34,7 @@ def backends(
     store = start_redis(log_dir / "redis")
     port = free_port()
     fake = start_module(
-        "tests.integration.gateway_fakes",
+        "tests.helpers.gateway_fakes",
         name="gateway_fakes",
         port=port,
         env={"FAKE_PORT": str(port)},

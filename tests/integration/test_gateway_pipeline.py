@@ -1,6 +1,6 @@
 """The gateway in front of the real pipeline: router_svc, memory_svc (real Redis), rag_svc,
 reasoning_svc and tools_svc as real processes; moe_svc and creative_svc are the scripted
-stand-ins of tests/integration/router_fakes.py. Driven only through the gateway, with the
+stand-ins of tests/helpers/router_fakes.py. Driven only through the gateway, with the
 official `openai` client."""
 
 from __future__ import annotations

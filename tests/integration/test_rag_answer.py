@@ -50,7 +50,7 @@ DOCS = [
 def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
     server = start_module(
-        "tests.integration.rag_fake_moe",
+        "tests.helpers.rag_fake_moe",
         name="fake_moe",
         port=port,
         env={"FAKE_MOE_PORT": str(port)},

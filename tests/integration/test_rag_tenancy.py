@@ -56,7 +56,7 @@ def client_for(server: RunningServer, **caller: Any) -> httpx.Client:
 def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
     server = start_module(
-        "tests.integration.rag_fake_moe",
+        "tests.helpers.rag_fake_moe",
         name="fake_moe",
         port=port,
         env={"FAKE_MOE_PORT": str(port)},

@@ -1,5 +1,5 @@
 """reasoning_svc as a real process with the real tools_svc; a scripted moe_svc stands in
-until moe_svc serves its OpenAI API (tests/integration/router_fakes.py)."""
+until moe_svc serves its OpenAI API (tests/helpers/router_fakes.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
     server = start_module(
-        "tests.integration.router_fakes",
+        "tests.helpers.router_fakes",
         name="fake_moe",
         port=port,
         env={"FAKE_PORT": str(port)},

@@ -1,6 +1,6 @@
 """router_svc as a real process fanning out to the real memory_svc (on real Redis), rag_svc,
 reasoning_svc and tools_svc. moe_svc's OpenAI API and creative_svc are scripted stand-ins
-until they serve (tests/integration/router_fakes.py): every answer the model writes here is
+until they serve (tests/helpers/router_fakes.py): every answer the model writes here is
 scripted, every other hop is the real service."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.helpers.router_fakes import FAKE_EXPERTS
 from tests.helpers.servers import RunningServer
 from tests.integration.pipeline_stack import BELL, RULES, PipelineStack, pipeline_stack
-from tests.integration.router_fakes import FAKE_EXPERTS
 
 pytestmark = pytest.mark.integration
 

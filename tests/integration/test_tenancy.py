@@ -2,7 +2,7 @@
 
 The real router_svc, memory_svc (real Redis), rag_svc, reasoning_svc and tools_svc
 behind the real gateway; moe_svc and creative_svc are the scripted stand-ins of
-tests/integration/router_fakes.py, which record every prompt they are sent. Keys are
+tests/helpers/router_fakes.py, which record every prompt they are sent. Keys are
 made with the admin CLI as an operator would. Every cross-tenant read, write, rating,
 listing and session or user takeover fails as if the thing did not exist and changes
 nothing; the same calls between two keys of one tenant work.

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     port = free_port()
     server = start_module(
-        "tests.integration.tools_fake_upstreams",
+        "tests.helpers.tools_fake_upstreams",
         name="fake_upstreams",
         port=port,
         env={"FAKE_PORT": str(port)},

@@ -1,6 +1,6 @@
 """Untrusted text never chooses code to run, on real servers: router_svc, reasoning_svc and
 tools_svc (its real python sandbox and audit log). moe_svc is the scripted stand-in of
-tests/integration/router_fakes.py, copying a poisoned document's action line as the 135M
+tests/helpers/router_fakes.py, copying a poisoned document's action line as the 135M
 model did; rag_svc (behind knowledge_search) is tools_fake_upstreams' `notes` collection.
 
 Whether code ran is read from tools_svc's audit log, by request id."""
@@ -18,7 +18,7 @@ import pytest
 
 from common.caller import Caller
 from tests.helpers.servers import RunningServer, free_port, start_module, start_service, wait_ready
-from tests.integration.tools_fake_upstreams import INJECTED_ACTION, INJECTED_MARKER
+from tests.helpers.tools_fake_upstreams import INJECTED_ACTION, INJECTED_MARKER
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         port = free_port()
         fake = start_module(
-            "tests.integration.router_fakes",
+            "tests.helpers.router_fakes",
             name="moe_stand_in",
             port=port,
             env={"FAKE_PORT": str(port)},
@@ -97,7 +97,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         started.append(fake)
         port = free_port()
         rag = start_module(
-            "tests.integration.tools_fake_upstreams",
+            "tests.helpers.tools_fake_upstreams",
             name="rag_stand_in",
             port=port,
             env={"FAKE_PORT": str(port)},

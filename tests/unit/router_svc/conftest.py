@@ -18,7 +18,7 @@ from router_svc.backends import Backends
 from router_svc.dispatch import Dispatcher
 from router_svc.intent_head import IntentHead
 from router_svc.settings import RouterSettings
-from tests.unit.router_svc.fakes import FakeUpstreams, KeywordEmbedder
+from tests.helpers.router_unit_fakes import FakeUpstreams, KeywordEmbedder
 
 AppClient = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 

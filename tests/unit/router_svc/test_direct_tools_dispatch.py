@@ -9,8 +9,8 @@ import pytest
 
 from common.caller import Caller
 from router_svc.settings import RouterSettings
+from tests.helpers.router_unit_fakes import FakeUpstreams
 from tests.unit.router_svc.conftest import AppClient
-from tests.unit.router_svc.fakes import FakeUpstreams
 
 CODE = "```python\nprint(2 ** 10)\n```"
 

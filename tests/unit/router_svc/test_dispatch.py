@@ -18,7 +18,7 @@ from router_svc.plan_run import PlanRun, Prepared
 from router_svc.plans import failed
 from router_svc.settings import RouterSettings
 from router_svc.step_runners import STEP_RUNNERS
-from tests.unit.router_svc.fakes import FakeUpstreams
+from tests.helpers.router_unit_fakes import FakeUpstreams
 
 
 def plan_run(settings: RouterSettings, steps: list[PlanStep]) -> PlanRun:

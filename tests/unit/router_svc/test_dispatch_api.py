@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from router_svc.settings import RouterSettings
+from tests.helpers.router_unit_fakes import FakeUpstreams
 from tests.unit.router_svc.conftest import AppClient
-from tests.unit.router_svc.fakes import FakeUpstreams
 
 
 async def dispatch(client: httpx.AsyncClient, text: str, **extra: Any) -> httpx.Response:

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from router_svc.settings import RouterSettings
+from tests.helpers.router_unit_fakes import FakeUpstreams
 from tests.unit.router_svc.conftest import AppClient
-from tests.unit.router_svc.fakes import FakeUpstreams
 
 
 def events(text: str) -> list[Any]:

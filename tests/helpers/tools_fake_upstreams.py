@@ -1,6 +1,6 @@
 """Fake upstreams of tools_svc's integration tests, run as a real uvicorn process.
 
-`python -m tests.integration.tools_fake_upstreams` with FAKE_PORT. It serves
+`python -m tests.helpers.tools_fake_upstreams` with FAKE_PORT. It serves
 rag_svc's search contract (`POST /v1/collections/{name}/search`
 -> `{results: [{doc_id, chunk_id, text, score, metadata}]}`) over a few fixed
 passages (collection `docs`; `notes` holds one whose text carries an agent

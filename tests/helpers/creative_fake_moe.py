@@ -1,6 +1,6 @@
 """A scripted stand-in for moe_svc in creative_svc's integration tests (a TEST DOUBLE).
 
-`python -m tests.integration.creative_fake_moe` serves on `FAKE_MOE_PORT`:
+`python -m tests.helpers.creative_fake_moe` serves on `FAKE_MOE_PORT`:
 `GET /healthz`, `GET /v1/models`, and `POST /v1/chat/completions` answering
 the replies in `FAKE_MOE_REPLIES` (a JSON list) in turn, the last repeating.
 `GET /requests` lists the chat requests it received.

@@ -1,6 +1,6 @@
 """A slow, counting stand-in for moe_svc's chat API, to watch a caller stop calling it.
 
-A TEST DOUBLE, not a service: `python -m tests.integration.slow_model` serves on
+A TEST DOUBLE, not a service: `python -m tests.helpers.slow_model` serves on
 `FAKE_PORT`. `POST /v1/chat/completions` (not streamed) waits `delay_s`, then
 answers `reply` and reports the max_tokens it was allowed as its completion
 tokens (a model that writes all it may). The wait is cancelled when the caller

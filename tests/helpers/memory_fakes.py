@@ -1,4 +1,4 @@
-"""Fake upstreams of memory_svc's integration tests: `python -m tests.integration.memory_fakes`.
+"""Fake upstreams of memory_svc's integration tests: `python -m tests.helpers.memory_fakes`.
 
 A TEST DOUBLE, not a service: it stands in for rag_svc's `/v1/embeddings` and
 moe_svc's `/v1/chat/completions`, `/v1/models` and `/v1/tokenize` until those

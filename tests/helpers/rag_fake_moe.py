@@ -1,6 +1,6 @@
 """A scripted stand-in for moe_svc's OpenAI chat API, for rag_svc's answer tests.
 
-`python -m tests.integration.rag_fake_moe` serves on `FAKE_MOE_PORT`. Tests
+`python -m tests.helpers.rag_fake_moe` serves on `FAKE_MOE_PORT`. Tests
 script it with `PUT /script` (a list of `{"contains", "reply"}` rules: the
 first rule whose text occurs in the request's messages gives the reply, or
 `{"contains", "status"}` to fail with that status) and read what it was asked

@@ -1,6 +1,6 @@
 """Scripted stand-ins for moe_svc and creative_svc in the router and reasoning integration tests.
 
-A TEST DOUBLE, not a service: `python -m tests.integration.router_fakes` serves
+A TEST DOUBLE, not a service: `python -m tests.helpers.router_fakes` serves
 on `FAKE_PORT` until moe_svc's OpenAI API and creative_svc exist.
 
 - moe_svc: `GET /v1/models`, `POST /v1/chat/completions` (plain and `stream`),

@@ -1,6 +1,6 @@
 """Scripted stand-ins for the gateway's upstreams in its integration tests.
 
-A TEST DOUBLE, not a service: `python -m tests.integration.gateway_fakes`
+A TEST DOUBLE, not a service: `python -m tests.helpers.gateway_fakes`
 serves on `FAKE_PORT`, in one process, what the gateway calls:
 
 - router_svc `POST /v1/dispatch` (plain and `stream`): a factual answer that
