@@ -70,59 +70,61 @@ def _require_admin(caller: Caller, name: str, action: str) -> None:
         )
 
 
-def _resolve(engine: Library, caller: Caller, name: str) -> CollectionRef:
-    engine.require_models()  # until then every stored collection would read as missing
-    if name in engine.settings.default_collections:
-        engine.ensure_default_collections(caller.tenant)
-    ref = engine.find(caller.tenant, name)
+def _resolve(library: Library, caller: Caller, name: str) -> CollectionRef:
+    library.require_models()  # until then every stored collection would read as missing
+    if name in library.settings.default_collections:
+        library.ensure_default_collections(caller.tenant)
+    ref = library.find(caller.tenant, name)
     if ref is None:
         raise collection_not_found(name)
     return ref
 
 
-def readable(engine: Library, caller: Caller, name: str) -> CollectionRef:
+def readable(library: Library, caller: Caller, name: str) -> CollectionRef:
     """The collection `name` means to the caller, for a search, an answer or a read."""
     validate_collection_name(name)
     _require_scope(caller, READ_SCOPE)
-    return _resolve(engine, caller, name)
+    return _resolve(library, caller, name)
 
 
-def writable(engine: Library, caller: Caller, name: str) -> CollectionRef:
+def writable(library: Library, caller: Caller, name: str) -> CollectionRef:
     """The collection `name` means to the caller, for an ingest or a delete."""
     validate_collection_name(name)
     _require_scope(caller, WRITE_SCOPE)
-    ref = _resolve(engine, caller, name)
+    ref = _resolve(library, caller, name)
     if ref.shared:
         _require_admin(caller, name, "change")
     return ref
 
 
-def collection_to_create(engine: Library, caller: Caller, name: str, shared: bool) -> CollectionRef:
+def collection_to_create(
+    library: Library, caller: Caller, name: str, shared: bool
+) -> CollectionRef:
     """Where a new collection goes: the caller's tenant, or shared (admins only)."""
     validate_collection_name(name)
     _require_scope(caller, WRITE_SCOPE)
     if not shared:
         return CollectionRef(name, caller.tenant)
     _require_admin(caller, name, "create")
-    _refuse_default_name(engine, name)
+    _refuse_default_name(library, name)
     return CollectionRef(name, None)
 
 
-def list_collections(engine: Library, caller: Caller) -> list[dict[str, Any]]:
+def list_collections(library: Library, caller: Caller) -> list[dict[str, Any]]:
     _require_scope(caller, READ_SCOPE)
-    engine.require_models()
-    engine.ensure_default_collections(caller.tenant)
-    return engine.list_collections(caller.tenant)
+    library.require_models()
+    library.ensure_default_collections(caller.tenant)
+    return library.list_collections(caller.tenant)
 
 
-def set_shared(engine: Library, caller: Caller, name: str, shared: bool) -> dict[str, Any]:
+def set_shared(library: Library, caller: Caller, name: str, shared: bool) -> dict[str, Any]:
     """Share the caller's own collection `name`, or take the shared one back (admins only).
 
     A collection taken back becomes the admin's tenant's own.
     """
     validate_collection_name(name)
     _require_scope(caller, WRITE_SCOPE)
-    ref = _resolve(engine, caller, name)
+    ref = _resolve(library, caller, name)
     if not caller.is_admin:
         # A member learns nothing more than a read shows: the collection exists for it.
         raise Forbidden(
@@ -131,14 +133,14 @@ def set_shared(engine: Library, caller: Caller, name: str, shared: bool) -> dict
             code="admin_required",
         )
     if ref.shared == shared:
-        return engine.info(ref)
+        return library.info(ref)
     if shared:
-        _refuse_default_name(engine, name)
-    return engine.move_collection(ref, CollectionRef(name, None if shared else caller.tenant))
+        _refuse_default_name(library, name)
+    return library.move_collection(ref, CollectionRef(name, None if shared else caller.tenant))
 
 
-def _refuse_default_name(engine: Library, name: str) -> None:
-    if name in engine.settings.default_collections:
+def _refuse_default_name(library: Library, name: str) -> None:
+    if name in library.settings.default_collections:
         raise Conflict(
             f"{name!r} is a default collection that every tenant owns; it cannot be shared.",
             param="name",

@@ -91,8 +91,8 @@ def assemble_sources(
 
 
 class Answerer:
-    def __init__(self, engine: Library, chat: ChatClient, settings: RagSettings) -> None:
-        self.engine = engine
+    def __init__(self, library: Library, chat: ChatClient, settings: RagSettings) -> None:
+        self.library = library
         self.chat = chat
         self.settings = settings
 
@@ -125,9 +125,9 @@ class Answerer:
         `NotFound` for a collection that does not exist, `ServiceUnavailable`
         while the models load, and moe_svc's errors (`ServiceError`) as they come.
         """
-        engine, s = self.engine, self.settings
-        collection = engine.collection(ref)
-        models = engine.require_models()
+        library, s = self.library, self.settings
+        collection = library.collection(ref)
+        models = library.require_models()
         question = request.question.strip()
         max_tokens = request.max_tokens or s.answer_max_tokens
 
@@ -161,7 +161,7 @@ class Answerer:
         rankings = await asyncio.gather(
             *(
                 asyncio.to_thread(
-                    engine.search,
+                    library.search,
                     ref,
                     SearchRequest(
                         query=query,

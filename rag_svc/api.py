@@ -1,4 +1,4 @@
-"""rag_svc's routes: thin handlers over the engine; `rag_svc.access` decides who reaches what."""
+"""rag_svc's routes: thin handlers over the library; `rag_svc.access` decides who reaches what."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from rag_svc.deps import (
     AnswererDep,
     CallerDep,
     DocumentIdDep,
-    EngineDep,
+    LibraryDep,
     ReadableDep,
     SettingsDep,
     WritableDep,
@@ -87,9 +87,9 @@ class UnsupportedMediaType(ServiceError):
 
 @router.post("/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"])
 async def embeddings(
-    body: EmbeddingsRequest, engine: EngineDep, settings: SettingsDep
+    body: EmbeddingsRequest, library: LibraryDep, settings: SettingsDep
 ) -> EmbeddingsResponse:
-    embedder = engine.require_models().embedder
+    embedder = library.require_models().embedder
     return await asyncio.to_thread(
         create_embeddings, embedder, body, settings.embeddings_max_inputs
     )
@@ -102,36 +102,36 @@ async def embeddings(
     tags=["collections"],
 )
 async def create_collection(
-    body: CollectionCreate, engine: EngineDep, caller: CallerDep
+    body: CollectionCreate, library: LibraryDep, caller: CallerDep
 ) -> dict[str, Any]:
     """A new collection of the caller's tenant; `shared: true` (admins): readable by all."""
-    ref = access.collection_to_create(engine, caller, body.name, body.shared)
-    return await asyncio.to_thread(engine.create_collection, ref, body.metadata)
+    ref = access.collection_to_create(library, caller, body.name, body.shared)
+    return await asyncio.to_thread(library.create_collection, ref, body.metadata)
 
 
 @router.get("/collections", response_model=CollectionList, tags=["collections"])
-async def list_collections(engine: EngineDep, caller: CallerDep) -> CollectionList:
+async def list_collections(library: LibraryDep, caller: CallerDep) -> CollectionList:
     """The caller's tenant's collections and the shared ones."""
-    infos = await asyncio.to_thread(access.list_collections, engine, caller)
+    infos = await asyncio.to_thread(access.list_collections, library, caller)
     return CollectionList(data=[CollectionInfo.model_validate(i) for i in infos])
 
 
 @router.get("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
-async def get_collection(ref: ReadableDep, engine: EngineDep) -> dict[str, Any]:
-    return engine.info(ref)
+async def get_collection(ref: ReadableDep, library: LibraryDep) -> dict[str, Any]:
+    return library.info(ref)
 
 
 @router.patch("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
 async def update_collection(
-    name: str, body: CollectionUpdate, engine: EngineDep, caller: CallerDep
+    name: str, body: CollectionUpdate, library: LibraryDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Share a collection of the admin's tenant with every tenant, or take a shared one back."""
-    return await asyncio.to_thread(access.set_shared, engine, caller, name, body.shared)
+    return await asyncio.to_thread(access.set_shared, library, caller, name, body.shared)
 
 
 @router.delete("/collections/{name}", response_model=Deleted, tags=["collections"])
-async def delete_collection(ref: WritableDep, engine: EngineDep) -> Deleted:
-    await asyncio.to_thread(engine.delete_collection, ref)
+async def delete_collection(ref: WritableDep, library: LibraryDep) -> Deleted:
+    await asyncio.to_thread(library.delete_collection, ref)
     return Deleted(id=ref.name, object="collection")
 
 
@@ -142,7 +142,7 @@ async def delete_collection(ref: WritableDep, engine: EngineDep) -> Deleted:
     openapi_extra=_INGEST_BODY_DOC,
 )
 async def ingest_documents(
-    ref: WritableDep, request: Request, engine: EngineDep, settings: SettingsDep
+    ref: WritableDep, request: Request, library: LibraryDep, settings: SettingsDep
 ) -> IngestResponse:
     """JSON `{documents: [...]}`, or a multipart upload with a `file` (txt, md, html, pdf)."""
     # The collection was resolved (404, 403) before the body is read.
@@ -157,27 +157,27 @@ async def ingest_documents(
             f"not {media_type}.",
             code="unsupported_media_type",
         )
-    return await asyncio.to_thread(engine.ingest, ref, documents, redact)
+    return await asyncio.to_thread(library.ingest, ref, documents, redact)
 
 
 @router.get(
     "/collections/{name}/documents/{doc_id}", response_model=DocumentOut, tags=["documents"]
 )
 async def get_document(
-    ref: ReadableDep, doc_id: DocumentIdDep, engine: EngineDep
+    ref: ReadableDep, doc_id: DocumentIdDep, library: LibraryDep
 ) -> dict[str, Any]:
-    return engine.get_document(ref, doc_id)
+    return library.get_document(ref, doc_id)
 
 
 @router.delete("/collections/{name}/documents/{doc_id}", response_model=Deleted, tags=["documents"])
-async def delete_document(ref: WritableDep, doc_id: DocumentIdDep, engine: EngineDep) -> Deleted:
-    await asyncio.to_thread(engine.delete_document, ref, doc_id)
+async def delete_document(ref: WritableDep, doc_id: DocumentIdDep, library: LibraryDep) -> Deleted:
+    await asyncio.to_thread(library.delete_document, ref, doc_id)
     return Deleted(id=doc_id, object="document")
 
 
 @router.post("/collections/{name}/search", response_model=SearchResponse, tags=["search"])
-async def search(ref: ReadableDep, body: SearchRequest, engine: EngineDep) -> SearchResponse:
-    return await asyncio.to_thread(engine.search, ref, body)
+async def search(ref: ReadableDep, body: SearchRequest, library: LibraryDep) -> SearchResponse:
+    return await asyncio.to_thread(library.search, ref, body)
 
 
 @router.post("/collections/{name}/answer", response_model=AnswerResponse, tags=["search"])

@@ -38,14 +38,14 @@ def create_app(settings: RagSettings) -> FastAPI:
         # faiss reports which CPU build it loaded at INFO: noise in every start-up.
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         logging.getLogger("bm25s").setLevel(logging.WARNING)
-        engine = Library(settings)
+        library = Library(settings)
         chat = ChatClient(
             app.state.upstreams["moe_svc"], settings.answer_model, settings.answer_timeout_s
         )
-        app.state.engine = engine
-        app.state.answerer = Answerer(engine, chat, settings)
+        app.state.library = library
+        app.state.answerer = Answerer(library, chat, settings)
         wiki = (
-            WikiKnowledgeBase(engine, settings.wiki_max_pages, settings.wiki_max_chars_per_page)
+            WikiKnowledgeBase(library, settings.wiki_max_pages, settings.wiki_max_chars_per_page)
             if settings.wiki_enabled
             else None
         )
@@ -55,9 +55,9 @@ def create_app(settings: RagSettings) -> FastAPI:
         async def start() -> None:
             stage = "models"
             try:
-                await asyncio.to_thread(engine.load)
+                await asyncio.to_thread(library.load)
                 # The platform's own; every other tenant gets its own on first use.
-                engine.ensure_default_collections(DEFAULT_TENANT)
+                library.ensure_default_collections(DEFAULT_TENANT)
                 if wiki is not None:
                     stage = "wiki"
                     await asyncio.to_thread(wiki.ensure)
@@ -68,12 +68,12 @@ def create_app(settings: RagSettings) -> FastAPI:
         async def models_loaded() -> None:
             if "models" in failures:
                 raise RuntimeError(failures["models"])
-            if engine.models is None:
+            if library.models is None:
                 raise RuntimeError("loading the embedding and reranking models")
             missing = [
                 name
                 for name in settings.default_collections
-                if not engine.has_collection(CollectionRef(name, DEFAULT_TENANT))
+                if not library.has_collection(CollectionRef(name, DEFAULT_TENANT))
             ]
             if missing:
                 raise RuntimeError(f"creating the default collections {missing}")

@@ -18,16 +18,16 @@ __all__ = [
     "AnswererDep",
     "CallerDep",
     "DocumentIdDep",
-    "EngineDep",
+    "LibraryDep",
     "ReadableDep",
     "SettingsDep",
     "WritableDep",
 ]
 
 
-def get_engine(request: Request) -> Library:
-    engine: Library = request.app.state.engine
-    return engine
+def get_library(request: Request) -> Library:
+    library: Library = request.app.state.library
+    return library
 
 
 def get_answerer(request: Request) -> Answerer:
@@ -44,19 +44,19 @@ async def get_caller() -> Caller:
     return current_caller()
 
 
-EngineDep = Annotated[Library, Depends(get_engine)]
+LibraryDep = Annotated[Library, Depends(get_library)]
 AnswererDep = Annotated[Answerer, Depends(get_answerer)]
 SettingsDep = Annotated[RagSettings, Depends(get_settings)]
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 # A thread: reaching a tenant's default collection the first time creates it on disk.
-async def readable_collection(name: str, engine: EngineDep, caller: CallerDep) -> CollectionRef:
-    return await asyncio.to_thread(access.readable, engine, caller, name)
+async def readable_collection(name: str, library: LibraryDep, caller: CallerDep) -> CollectionRef:
+    return await asyncio.to_thread(access.readable, library, caller, name)
 
 
-async def writable_collection(name: str, engine: EngineDep, caller: CallerDep) -> CollectionRef:
-    return await asyncio.to_thread(access.writable, engine, caller, name)
+async def writable_collection(name: str, library: LibraryDep, caller: CallerDep) -> CollectionRef:
+    return await asyncio.to_thread(access.writable, library, caller, name)
 
 
 async def document_id(doc_id: str) -> str:

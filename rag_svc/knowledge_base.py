@@ -31,11 +31,11 @@ PAGES_PER_BATCH = 8
 
 
 class WikiKnowledgeBase:
-    def __init__(self, engine: Library, max_pages: int = 0, max_chars: int = 0) -> None:
-        self.engine = engine
+    def __init__(self, library: Library, max_pages: int = 0, max_chars: int = 0) -> None:
+        self.library = library
         self.max_pages = max_pages
         self.max_chars = max_chars
-        self.marker = engine.root / "wiki.built"
+        self.marker = library.root / "wiki.built"
         self.ready = False
         self.progress = "waiting for the models"
         self._stop = threading.Event()
@@ -52,8 +52,8 @@ class WikiKnowledgeBase:
             return
         started = time.perf_counter()
         pages = list(iter_wiki_pages(self.max_pages, self.max_chars))
-        if not self.engine.has_collection(WIKI_COLLECTION):
-            self.engine.create_collection(
+        if not self.library.has_collection(WIKI_COLLECTION):
+            self.library.create_collection(
                 WIKI_COLLECTION, {"source": "gensim test data: English Wikipedia pages"}
             )
         chunks = 0
@@ -62,7 +62,7 @@ class WikiKnowledgeBase:
                 logger.info("wiki build interrupted", extra={"pages_done": start})
                 return
             batch = pages[start : start + PAGES_PER_BATCH]
-            result = self.engine.ingest(
+            result = self.library.ingest(
                 WIKI_COLLECTION,
                 [
                     DocumentIn(
