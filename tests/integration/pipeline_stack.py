@@ -25,7 +25,7 @@ from tests.helpers.servers import (
     start_service,
     wait_ready,
 )
-from tests.integration.memory_harness import shared_tokenizer
+from tests.integration.memory.harness import shared_tokenizer
 
 __all__ = ["BELL", "RULES", "PipelineStack", "gateway_in_front", "pipeline_stack"]
 

@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers.servers import RunningServer, start_redis, start_service
 from tests.integration.gateway_support import admin, gateway_stack
-from tests.integration.memory_harness import start_memory
+from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
 

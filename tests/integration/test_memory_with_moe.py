@@ -19,7 +19,7 @@ from tests.helpers.servers import (
     start_service,
     wait_ready,
 )
-from tests.integration.memory_harness import start_memory
+from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
 

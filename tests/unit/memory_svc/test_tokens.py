@@ -13,7 +13,7 @@ from common.breaker import CircuitBreaker
 from common.http_client import ServiceClient
 from memory_svc.tokenizer_file import build_tokenizer_json, load_tokenizer, smollm2_gguf_path
 from memory_svc.tokens import GENERATION_PROMPT, LocalTokenCounter, MoeTokenCounter, render_message
-from tests.integration.memory_harness import shared_tokenizer
+from tests.integration.memory.harness import shared_tokenizer
 
 SAMPLES = [
     "Hello, world! How are you doing today?",

@@ -19,41 +19,17 @@ import pytest
 import redis as redis_sync
 
 from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import start_fakes, start_memory
+from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
+
+MEMORY_UPSTREAMS = ("rag_svc",)
 
 A, B = "acme", "globex"
 
 
 def caller(tenant: str, role: str = "member") -> dict[str, str]:
     return {"X-Tenant-ID": tenant, "X-Key-Role": role, "X-Key-Scopes": "chat feedback"}
-
-
-@pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("tenancy")
-
-
-@pytest.fixture(scope="module")
-def redis(log_dir: Path) -> Iterator[RunningRedis]:
-    server = start_redis(log_dir / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def fakes(log_dir: Path) -> Iterator[RunningServer]:
-    server = start_fakes(log_dir)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def memory(log_dir: Path, redis: RunningRedis, fakes: RunningServer) -> Iterator[RunningServer]:
-    server = start_memory(log_dir, redis.url, rag_url=fakes.url)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -16,21 +16,9 @@ import redis as redis_sync
 
 from memory_svc.redis_conn import decode
 from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import start_fakes, start_memory
+from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("durability")
-
-
-@pytest.fixture(scope="module")
-def fakes(log_dir: Path) -> Iterator[RunningServer]:
-    server = start_fakes(log_dir)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,44 +10,12 @@ import pytest
 from tokenizers import Tokenizer
 
 from memory_svc.tokens import GENERATION_PROMPT, render_message
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import shared_tokenizer, start_fakes, start_memory
+from tests.helpers.servers import RunningServer
+from tests.integration.memory.harness import shared_tokenizer
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("context")
-
-
-@pytest.fixture(scope="module")
-def redis(log_dir: Path) -> Iterator[RunningRedis]:
-    server = start_redis(log_dir / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def fakes(log_dir: Path) -> Iterator[RunningServer]:
-    server = start_fakes(log_dir)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def memory(log_dir: Path, redis: RunningRedis, fakes: RunningServer) -> Iterator[RunningServer]:
-    server = start_memory(log_dir, redis.url, rag_url=fakes.url, moe_url=fakes.url)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def alone(log_dir: Path, redis: RunningRedis) -> Iterator[RunningServer]:
-    """The same service with neither moe_svc nor rag_svc reachable."""
-    server = start_memory(log_dir / "alone", redis.url)
-    yield server
-    server.stop()
+MEMORY_UPSTREAMS = ("rag_svc", "moe_svc")
 
 
 @pytest.fixture(scope="module")

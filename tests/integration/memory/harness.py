@@ -1,4 +1,4 @@
-"""Starting memory_svc and its fake upstreams for the `test_memory_*` integration tests."""
+"""Starting memory_svc and its fake upstreams for the memory integration tests (this folder)."""
 
 from __future__ import annotations
 

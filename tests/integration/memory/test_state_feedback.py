@@ -5,34 +5,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import start_memory
+from tests.helpers.servers import RunningServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("state")
-
-
-@pytest.fixture(scope="module")
-def redis(log_dir: Path) -> Iterator[RunningRedis]:
-    server = start_redis(log_dir / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def memory(log_dir: Path, redis: RunningRedis) -> Iterator[RunningServer]:
-    server = start_memory(log_dir, redis.url)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -11,26 +11,9 @@ import httpx
 import pytest
 import redis as redis_sync
 
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import start_memory
+from tests.helpers.servers import RunningRedis, RunningServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningRedis]:
-    server = start_redis(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def memory(
-    tmp_path_factory: pytest.TempPathFactory, redis: RunningRedis
-) -> Iterator[RunningServer]:
-    server = start_memory(tmp_path_factory.mktemp("memory"), redis.url)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

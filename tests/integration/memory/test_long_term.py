@@ -10,36 +10,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.memory_harness import start_fakes, start_memory
+from tests.helpers.servers import RunningRedis, RunningServer
+from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
 
-
-@pytest.fixture(scope="module")
-def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("long_term")
-
-
-@pytest.fixture(scope="module")
-def redis(log_dir: Path) -> Iterator[RunningRedis]:
-    server = start_redis(log_dir / "redis")
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def fakes(log_dir: Path) -> Iterator[RunningServer]:
-    server = start_fakes(log_dir)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def memory(log_dir: Path, redis: RunningRedis, fakes: RunningServer) -> Iterator[RunningServer]:
-    server = start_memory(log_dir, redis.url, rag_url=fakes.url)
-    yield server
-    server.stop()
+MEMORY_UPSTREAMS = ("rag_svc",)
 
 
 @pytest.fixture(scope="module")
