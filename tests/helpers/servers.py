@@ -25,6 +25,7 @@ __all__ = [
     "REPO_ROOT",
     "RunningServer",
     "free_port",
+    "start_fake",
     "start_module",
     "start_redis",
     "start_service",
@@ -145,6 +146,16 @@ def start_module(
     server = _spawn(name, port, [sys.executable, "-m", module], env, log_dir)
     _wait_http(server, ready_path, timeout_s)
     return server
+
+
+def start_fake(
+    module: str, log_dir: Path, *, name: str, env: Mapping[str, str] | None = None
+) -> RunningServer:
+    """A stand-in server from tests/helpers (`module`) on a free port, told it by `FAKE_PORT`."""
+    port = free_port()
+    return start_module(
+        module, name=name, port=port, env={"FAKE_PORT": str(port), **(env or {})}, log_dir=log_dir
+    )
 
 
 def start_service(

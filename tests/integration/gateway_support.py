@@ -17,8 +17,7 @@ from tests.helpers.servers import (
     REPO_ROOT,
     RunningRedis,
     RunningServer,
-    free_port,
-    start_module,
+    start_fake,
     start_redis,
     start_service,
 )
@@ -32,14 +31,7 @@ def gateway_stack(
 ) -> Iterator[tuple[RunningServer, RunningServer, RunningRedis]]:
     """(gateway, fake upstreams, redis), stopped on exit."""
     redis = start_redis(log_dir / "redis")
-    port = free_port()
-    fake = start_module(
-        "tests.helpers.gateway_fakes",
-        name="gateway_fakes",
-        port=port,
-        env={"FAKE_PORT": str(port)},
-        log_dir=log_dir,
-    )
+    fake = start_fake("tests.helpers.gateway_fakes", log_dir, name="gateway_fakes")
     gateway = None
     try:
         gateway = start_gateway(log_dir, redis, fake, env)

@@ -19,8 +19,7 @@ import httpx
 from tests.helpers.servers import (
     RunningRedis,
     RunningServer,
-    free_port,
-    start_module,
+    start_fake,
     start_redis,
     start_service,
     wait_ready,
@@ -84,13 +83,11 @@ def pipeline_stack(root: Path) -> Iterator[PipelineStack]:
     """Start the stack under `root` (rag_svc with its empty `docs` collection); stop it on exit."""
     started: list[Any] = []
     try:
-        port = free_port()
-        fake = start_module(
+        fake = start_fake(
             "tests.helpers.router_fakes",
+            root,
             name="fakes",
-            port=port,
-            env={"FAKE_PORT": str(port), "FAKE_DEFAULT_REPLY": "Hello! How can I help?"},
-            log_dir=root,
+            env={"FAKE_DEFAULT_REPLY": "Hello! How can I help?"},
         )
         started.append(fake)
         redis = start_redis(root / "redis")

@@ -25,8 +25,7 @@ from gateway.keys import KeyStore
 from tests.helpers.servers import (
     RunningRedis,
     RunningServer,
-    free_port,
-    start_module,
+    start_fake,
     start_redis,
     start_service,
     wait_ready,
@@ -74,14 +73,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         }
         moe = start_service("moe_svc", root, env=moe_env)
         started.append(moe)
-        port = free_port()
-        slow = start_module(
-            "tests.helpers.slow_model",
-            name="slow_model",
-            port=port,
-            env={"FAKE_PORT": str(port)},
-            log_dir=root,
-        )
+        slow = start_fake("tests.helpers.slow_model", root, name="slow_model")
         started.append(slow)
         reasoning = start_service("reasoning_svc", root, upstreams={"moe_svc": slow.url})
         started.append(reasoning)

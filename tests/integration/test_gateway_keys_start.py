@@ -19,7 +19,7 @@ import redis
 
 from common.caller import ALL_SCOPES, DEFAULT_MEMBER_SCOPES
 from gateway.keys import new_key
-from tests.helpers.servers import RunningRedis, RunningServer, free_port, start_module, start_redis
+from tests.helpers.servers import RunningRedis, RunningServer, start_fake, start_redis
 from tests.integration.gateway_support import admin, start_gateway
 
 CHAT = {"model": "auto", "messages": [{"role": "user", "content": "Who invented the telephone?"}]}
@@ -32,14 +32,7 @@ def backends(
 ) -> Iterator[tuple[RunningRedis, RunningServer]]:
     log_dir = tmp_path_factory.mktemp("gateway_keys_start")
     store = start_redis(log_dir / "redis")
-    port = free_port()
-    fake = start_module(
-        "tests.helpers.gateway_fakes",
-        name="gateway_fakes",
-        port=port,
-        env={"FAKE_PORT": str(port)},
-        log_dir=log_dir,
-    )
+    fake = start_fake("tests.helpers.gateway_fakes", log_dir, name="gateway_fakes")
     yield store, fake
     fake.stop()
     store.stop()

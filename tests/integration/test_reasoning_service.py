@@ -9,20 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningServer, free_port, start_module, start_service
+from tests.helpers.servers import RunningServer, start_fake, start_service
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = free_port()
-    server = start_module(
-        "tests.helpers.router_fakes",
-        name="fake_moe",
-        port=port,
-        env={"FAKE_PORT": str(port)},
-        log_dir=tmp_path_factory.mktemp("fake"),
+    server = start_fake(
+        "tests.helpers.router_fakes", tmp_path_factory.mktemp("fake"), name="fake_moe"
     )
     yield server
     server.stop()

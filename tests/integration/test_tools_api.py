@@ -8,20 +8,15 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.helpers.servers import RunningServer, free_port, start_module, start_service
+from tests.helpers.servers import RunningServer, start_fake, start_service
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def fake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = free_port()
-    server = start_module(
-        "tests.helpers.tools_fake_upstreams",
-        name="fake_upstreams",
-        port=port,
-        env={"FAKE_PORT": str(port)},
-        log_dir=tmp_path_factory.mktemp("fake"),
+    server = start_fake(
+        "tests.helpers.tools_fake_upstreams", tmp_path_factory.mktemp("fake"), name="fake_upstreams"
     )
     yield server
     server.stop()

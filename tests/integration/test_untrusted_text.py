@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from common.caller import Caller
-from tests.helpers.servers import RunningServer, free_port, start_module, start_service, wait_ready
+from tests.helpers.servers import RunningServer, start_fake, start_service, wait_ready
 from tests.helpers.tools_fake_upstreams import INJECTED_ACTION, INJECTED_MARKER
 
 pytestmark = pytest.mark.integration
@@ -86,23 +86,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("untrusted")
     started: list[RunningServer] = []
     try:
-        port = free_port()
-        fake = start_module(
-            "tests.helpers.router_fakes",
-            name="moe_stand_in",
-            port=port,
-            env={"FAKE_PORT": str(port)},
-            log_dir=root,
-        )
+        fake = start_fake("tests.helpers.router_fakes", root, name="moe_stand_in")
         started.append(fake)
-        port = free_port()
-        rag = start_module(
-            "tests.helpers.tools_fake_upstreams",
-            name="rag_stand_in",
-            port=port,
-            env={"FAKE_PORT": str(port)},
-            log_dir=root,
-        )
+        rag = start_fake("tests.helpers.tools_fake_upstreams", root, name="rag_stand_in")
         started.append(rag)
         tools = start_service(
             "tools_svc",
