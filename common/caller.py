@@ -128,9 +128,6 @@ class Caller:
             headers[KEY_ID_HEADER] = self.key_id
         return headers
 
-    def log_fields(self) -> dict[str, str | None]:
-        return {"tenant": self.tenant, "key_id": self.key_id}
-
 
 INTERNAL_CALLER = Caller()
 

@@ -13,7 +13,6 @@ import random
 import threading
 from dataclasses import dataclass
 
-import numpy as np
 from PIL import Image
 
 from common.contracts.creative import ImageModel, PromptReading
@@ -152,8 +151,3 @@ class ImageStudio:
 
 def b64(png: bytes) -> str:
     return base64.b64encode(png).decode("ascii")
-
-
-def decode_gray(png_b64: str) -> np.ndarray:
-    """A response image back to grayscale (H, W) uint8 (tests and evaluation)."""
-    return np.asarray(Image.open(io.BytesIO(base64.b64decode(png_b64))).convert("L"))

@@ -72,10 +72,6 @@ class Style:
     colour: str | None = None
     tones: tuple[str, ...] = field(default_factory=tuple)
 
-    @property
-    def is_plain(self) -> bool:
-        return self.colour is None and not self.tones
-
     def describe(self) -> str:
         return " ".join([*self.tones, *([self.colour] if self.colour else [])]) or "grayscale"
 

@@ -79,10 +79,6 @@ class ModelConfig:
     def is_moe(self) -> bool:
         return self.model_type == "mixtral"
 
-    @property
-    def n_kv_groups(self) -> int:
-        return self.num_attention_heads // self.num_key_value_heads
-
     # ---- Hugging Face config.json ----
 
     @classmethod

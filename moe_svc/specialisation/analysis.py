@@ -3,8 +3,6 @@ choice of expert tells about the domain (mutual information)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 __all__ = ["RoutingCounts", "mutual_information", "upcycled_routers"]
@@ -65,7 +63,3 @@ class RoutingCounts:
     def favourite_experts(self) -> list[int]:
         """Each domain's expert with the largest share."""
         return self.shares().argmax(-1).tolist()
-
-
-def entropy_bits(num: int) -> float:
-    return math.log2(num)
