@@ -2,9 +2,12 @@
 
 Readers take `collection.snapshot` (one attribute read) and work on it without
 locks; a snapshot is never mutated. Writers (ingest, delete) serialise on the
-collection's lock, build the next snapshot from the current one, persist it,
-and only then publish it: concurrent searches see the old state or the new,
-never a mix, and a failed write publishes nothing.
+collection's lock, append the new rows to the indexes (rows a snapshot already
+sees are never touched), persist one segment (`rag_svc.store`), and only then
+publish the next snapshot: concurrent searches see the old state or the new,
+never a mix, and a failed write publishes nothing. A deleted or replaced
+document's chunks keep their rows, hidden by the snapshot's `alive` mask,
+until the collection is next loaded (which indexes live rows only).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +24,10 @@ import numpy as np
 
 from common.contracts.rag import DuplicateDocument
 from rag_svc.dedup import best_match
-from rag_svc.indexes import DenseIndex, SparseIndex, bm25_tokens
-from rag_svc.store import (
-    GenerationData,
-    StoredChunk,
-    StoredDocument,
-    read_generation,
-    write_generation,
-)
+from rag_svc.indexes import DenseIndex, GrowableRows, SparseIndex, bm25_tokens
+from rag_svc.store import SegmentData, SegmentStore, StoredChunk, StoredDocument
 
-__all__ = ["Collection", "IndexConfig", "PreparedDocument", "Snapshot"]
+__all__ = ["Collection", "CommitResult", "IndexConfig", "PreparedDocument", "Snapshot"]
 
 
 @dataclass(frozen=True)
@@ -58,18 +55,61 @@ class PreparedDocument:
 
 @dataclass(frozen=True)
 class Snapshot:
+    """One consistent state of a collection: what a search reads."""
+
     generation: int
     documents: dict[str, StoredDocument]
-    chunks: list[StoredChunk]
+    chunks: list[StoredChunk]  # every row, live or not
+    alive: np.ndarray  # (len(chunks),) bool: rows of live documents
     dense: DenseIndex
     sparse: SparseIndex
-    # BM25 tokens per chunk, kept to rebuild BM25 on the next commit (None: not yet made).
-    tokens: list[list[str]] | None = field(default=None, repr=False)
+    # Row of each live document's MinHash signature in `signatures` (rows only get appended).
+    signature_rows: dict[str, int]
+    signatures: GrowableRows
+    signature_ids: list[str]  # the document of each signature row, live or not
+    signature_alive: np.ndarray  # (len(signature_ids),) bool
+    # Rows of each live document's chunks, in order.
+    document_rows: dict[str, range]
 
-    def signatures(self, size: int) -> np.ndarray:
-        if not self.documents:
-            return np.zeros((0, size), dtype=np.uint32)
-        return np.stack([d.signature for d in self.documents.values()])
+    @property
+    def live_chunks(self) -> int:
+        return int(self.alive.sum())
+
+    def mask(self, allowed: np.ndarray | None) -> np.ndarray:
+        """Live rows, narrowed by `allowed` (a filter's rows) when given."""
+        return self.alive if allowed is None else self.alive & allowed
+
+    def nearest_document(self, signature: np.ndarray, excluding: set[str]) -> tuple[str, float]:
+        """The live document (not in `excluding`) whose signature is closest, and the similarity.
+
+        ("", 0.0) when there is none.
+        """
+        count = len(self.signature_ids)
+        usable = self.signature_alive.copy()
+        for document_id in excluding:
+            if document_id in self.signature_rows:
+                usable[self.signature_rows[document_id]] = False
+        if not usable.any():
+            return "", 0.0
+        similarity = (self.signatures.view(count) == signature[None, :]).mean(axis=1)  # (N,)
+        row = int(np.where(usable, similarity, -1.0).argmax())
+        return self.signature_ids[row], float(similarity[row])
+
+
+def _empty_snapshot(config: IndexConfig) -> Snapshot:
+    return Snapshot(
+        0,
+        {},
+        [],
+        np.zeros(0, bool),
+        DenseIndex.empty(config.dimensions, config.hnsw_ef_search),
+        SparseIndex.empty(),
+        {},
+        GrowableRows(config.signature_size, np.uint32),
+        [],
+        np.zeros(0, bool),
+        {},
+    )
 
 
 @dataclass
@@ -81,22 +121,26 @@ class CommitResult:
 
 class Collection:
     def __init__(
-        self,
-        name: str,
-        directory: Path,
-        config: IndexConfig,
-        snapshot: Snapshot,
-        created_at: float,
-        metadata: dict[str, Any],
+        self, name: str, store: SegmentStore, config: IndexConfig, snapshot: Snapshot
     ) -> None:
         self.name = name
-        self.directory = directory
+        self.store = store
         self.config = config
         self.snapshot = snapshot
-        self.created_at = created_at
-        self.metadata = metadata
         self.deleted = False
         self._lock = threading.Lock()
+
+    @property
+    def directory(self) -> Path:
+        return self.store.directory
+
+    @property
+    def created_at(self) -> float:
+        return float(self.store.header["created_at"])
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return dict(self.store.header["metadata"])
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -107,49 +151,43 @@ class Collection:
         """Create `root/name` atomically; FileExistsError if it exists."""
         tmp = root / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
         tmp.mkdir(parents=True)
-        created_at = time.time()
-        snapshot = Snapshot(
-            0,
-            {},
-            [],
-            DenseIndex.build(
-                np.zeros((0, config.dimensions), np.float32),
-                hnsw_threshold=config.hnsw_threshold,
-                hnsw_m=config.hnsw_m,
-                ef_search=config.hnsw_ef_search,
-            ),
-            SparseIndex(None, 0),
-            [],
-        )
-        collection = cls(name, tmp, config, snapshot, created_at, metadata)
-        collection._persist(snapshot)
+        header = {"name": name, "created_at": time.time(), "metadata": metadata}
+        store = SegmentStore.create(tmp, header, config.signature_size)
         try:
             tmp.rename(root / name)  # fails when the name exists (a non-empty directory)
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             raise FileExistsError(name) from None
-        collection.directory = root / name
-        return collection
+        store.directory = root / name
+        return cls(name, store, config, _empty_snapshot(config))
 
     @classmethod
     def open(cls, directory: Path, config: IndexConfig) -> Collection:
-        data = read_generation(directory)
-        vectors = data.vectors.astype(np.float32, copy=False)
-        manifest = data.manifest
-        assert data.directory is not None
-        dense = DenseIndex.load(data.directory / "dense.faiss", vectors, config.hnsw_ef_search)
-        sparse = SparseIndex.load(data.directory / "bm25", len(data.chunks))
-        snapshot = Snapshot(
-            data.generation, {d.id: d for d in data.documents}, data.chunks, dense, sparse
-        )
-        return cls(
-            manifest["name"],
-            directory,
-            config,
-            snapshot,
-            float(manifest["created_at"]),
-            dict(manifest.get("metadata", {})),
-        )
+        """Load every segment's live documents into fresh indexes."""
+        store, segments = SegmentStore.open(directory, config.signature_size)
+        snapshot = _empty_snapshot(config)
+        for data, deleted in segments:
+            # A later segment may hold a newer version of a document: it replaces this one.
+            documents = [d for d in data.documents if d.id not in deleted]
+            live = {d.id for d in documents}
+            rows = [i for i, c in enumerate(data.chunks) if c.doc_id in live]
+            chunks = [data.chunks[i] for i in rows]
+            tokens = (
+                [data.tokens[i] for i in rows]
+                if data.tokens is not None
+                else bm25_tokens([c.index_text for c in chunks])
+            )
+            snapshot = _appended(
+                snapshot,
+                config,
+                set(snapshot.documents) & live,
+                documents,
+                chunks,
+                data.vectors[rows],
+                tokens,
+            )
+        collection = cls(str(store.header["name"]), store, config, snapshot)
+        return collection
 
     def move(self, target: Path) -> None:
         """Rename the collection's directory to `target` (FileExistsError if it exists).
@@ -162,7 +200,7 @@ class Collection:
             if target.exists():
                 raise FileExistsError(str(target))
             self.directory.rename(target)
-            self.directory = target
+            self.store.directory = target
 
     def destroy(self, trash: Path) -> None:
         """Remove the collection from disk: one rename, then the slow delete."""
@@ -179,26 +217,22 @@ class Collection:
         return {
             "name": self.name,
             "documents": len(snapshot.documents),
-            "chunks": len(snapshot.chunks),
+            "chunks": snapshot.live_chunks,
             "index": snapshot.dense.kind,
             "created_at": int(self.created_at),
             "metadata": self.metadata,
         }
 
+    def document(self, document_id: str) -> StoredDocument | None:
+        return self.snapshot.documents.get(document_id)
+
     # --- writes -----------------------------------------------------------------------
 
     def find_duplicate(self, document_id: str, signature: np.ndarray) -> tuple[str, float] | None:
         """The stored document (other than `document_id`) this signature nearly repeats."""
-        snapshot = self.snapshot
-        ids = list(snapshot.documents)
-        signatures = snapshot.signatures(self.config.signature_size)
-        if document_id in snapshot.documents:
-            keep = [i for i, d in enumerate(ids) if d != document_id]
-            ids = [ids[i] for i in keep]
-            signatures = signatures[keep]
-        row, similarity = best_match(signature, signatures)
-        if row >= 0 and similarity >= self.config.dedup_threshold:
-            return ids[row], similarity
+        match, similarity = self.snapshot.nearest_document(signature, {document_id})
+        if match and similarity >= self.config.dedup_threshold:
+            return match, similarity
         return None
 
     def commit(self, prepared: list[PreparedDocument]) -> CommitResult:
@@ -207,32 +241,55 @@ class Collection:
             self._check_alive()
             old = self.snapshot
             incoming = {p.id for p in prepared}
-            others = [d for d in old.documents.values() if d.id not in incoming]
-            known_ids = [d.id for d in others]
-            known = [d.signature for d in others]
+            threshold = self.config.dedup_threshold
             accepted: list[PreparedDocument] = []
             duplicates: list[DuplicateDocument] = []
-            threshold = self.config.dedup_threshold
             for doc in prepared:
-                matrix = (
-                    np.stack(known)
-                    if known
-                    else np.zeros((0, self.config.signature_size), np.uint32)
-                )
-                row, similarity = best_match(doc.signature, matrix)
-                if row >= 0 and similarity >= threshold:
+                match, similarity = old.nearest_document(doc.signature, incoming)
+                if not match or similarity < threshold:
+                    # Earlier documents of this batch count too.
+                    batch = np.stack([d.signature for d in accepted]) if accepted else None
+                    row, similarity = (
+                        best_match(doc.signature, batch) if batch is not None else (-1, 0.0)
+                    )
+                    match = accepted[row].id if row >= 0 and similarity >= threshold else ""
+                if match:
                     duplicates.append(
                         DuplicateDocument(
-                            id=doc.id, duplicate_of=known_ids[row], similarity=round(similarity, 4)
+                            id=doc.id, duplicate_of=match, similarity=round(similarity, 4)
                         )
                     )
-                    continue
-                accepted.append(doc)
-                known.append(doc.signature)
-                known_ids.append(doc.id)
-            replaced = {d.id for d in accepted if d.id in old.documents}
+                else:
+                    accepted.append(doc)
             if accepted:
-                self._publish(self._next_snapshot(old, replaced, accepted))
+                now = time.time()
+                documents = [
+                    StoredDocument(d.id, d.text, d.metadata, len(d.chunks), now, d.signature)
+                    for d in accepted
+                ]
+                replaced = {d.id for d in accepted if d.id in old.documents}
+                segment = SegmentData(
+                    documents,
+                    [c for d in accepted for c in d.chunks],
+                    np.concatenate([d.vectors for d in accepted]).astype(np.float32, copy=False),
+                    [t for d in accepted for t in d.tokens],
+                )
+                name = self.store.commit(segment, self._tombstones(old, replaced))
+                documents = [
+                    StoredDocument(
+                        d.id, d.text, d.metadata, d.chunk_count, d.created_at, d.signature, name
+                    )
+                    for d in documents
+                ]
+                self.snapshot = _appended(
+                    old,
+                    self.config,
+                    replaced,
+                    documents,
+                    segment.chunks,
+                    segment.vectors,
+                    segment.tokens or [],
+                )
             return CommitResult(
                 [d.id for d in accepted], sum(len(d.chunks) for d in accepted), duplicates
             )
@@ -243,79 +300,74 @@ class Collection:
             old = self.snapshot
             if document_id not in old.documents:
                 return False
-            self._publish(self._next_snapshot(old, {document_id}, []))
+            self.store.commit(None, self._tombstones(old, {document_id}))
+            self.snapshot = _appended(old, self.config, {document_id}, [], [], None, [])
             return True
+
+    @staticmethod
+    def _tombstones(snapshot: Snapshot, removed: set[str]) -> dict[str, set[str]]:
+        by_segment: dict[str, set[str]] = {}
+        for document_id in removed:
+            by_segment.setdefault(snapshot.documents[document_id].segment, set()).add(document_id)
+        return by_segment
 
     def _check_alive(self) -> None:
         if self.deleted:
             raise KeyError(self.name)
 
-    def _next_snapshot(
-        self, old: Snapshot, removed: set[str], added: list[PreparedDocument]
-    ) -> Snapshot:
-        config = self.config
-        old_tokens = old.tokens
-        if old_tokens is None:
-            old_tokens = bm25_tokens([c.index_text for c in old.chunks])
-        new_vectors = (
-            np.concatenate([d.vectors for d in added])
-            if added
-            else np.zeros((0, config.dimensions), np.float32)
-        )
-        new_chunks = [c for d in added for c in d.chunks]
-        new_tokens = [t for d in added for t in d.tokens]
-        if removed:
-            keep = [i for i, c in enumerate(old.chunks) if c.doc_id not in removed]
-            vectors = np.concatenate([old.dense.vectors[keep], new_vectors])
-            dense = DenseIndex.build(
-                vectors,
-                hnsw_threshold=config.hnsw_threshold,
-                hnsw_m=config.hnsw_m,
-                ef_search=config.hnsw_ef_search,
-            )
-            chunks = [old.chunks[i] for i in keep] + new_chunks
-            tokens = [old_tokens[i] for i in keep] + new_tokens
-        else:
-            dense = old.dense.extended(
-                new_vectors, hnsw_threshold=config.hnsw_threshold, hnsw_m=config.hnsw_m
-            )
-            chunks = old.chunks + new_chunks
-            tokens = old_tokens + new_tokens
-        documents = {k: v for k, v in old.documents.items() if k not in removed}
-        now = time.time()
-        for d in added:
-            documents.pop(d.id, None)
-            documents[d.id] = StoredDocument(
-                d.id, d.text, d.metadata, len(d.chunks), now, d.signature
-            )
-        return Snapshot(
-            old.generation + 1, documents, chunks, dense, SparseIndex.build(tokens), tokens
-        )
 
-    def _publish(self, snapshot: Snapshot) -> None:
-        self._persist(snapshot)
-        self.snapshot = snapshot
+def _appended(
+    old: Snapshot,
+    config: IndexConfig,
+    removed: set[str],
+    documents: list[StoredDocument],
+    chunks: list[StoredChunk],
+    vectors: np.ndarray | None,
+    tokens: list[list[str]],
+) -> Snapshot:
+    """The snapshot after removing `removed` and appending `documents` with their chunks.
 
-    def _persist(self, snapshot: Snapshot) -> None:
-        manifest = {
-            "name": self.name,
-            "created_at": self.created_at,
-            "metadata": self.metadata,
-            "dimensions": self.config.dimensions,
-            "documents": len(snapshot.documents),
-            "chunks": len(snapshot.chunks),
-            "index": snapshot.dense.kind,
-        }
-        data = GenerationData(
-            snapshot.generation,
-            manifest,
-            list(snapshot.documents.values()),
-            snapshot.chunks,
-            snapshot.dense.vectors,
+    Costs what the removed and appended rows cost, plus copies of the small
+    per-snapshot tables (the id maps, the chunk list and the alive mask).
+    """
+    alive = np.concatenate([old.alive, np.ones(len(chunks), bool)])
+    document_rows = dict(old.document_rows)
+    signature_rows = dict(old.signature_rows)
+    signature_alive = np.concatenate([old.signature_alive, np.ones(len(documents), bool)])
+    stored = dict(old.documents)
+    for document_id in removed:
+        rows = document_rows.pop(document_id)
+        alive[rows.start : rows.stop] = False
+        signature_alive[signature_rows.pop(document_id)] = False
+        stored.pop(document_id)
+    dense, sparse, signatures = old.dense, old.sparse, old.signatures
+    signature_count = len(old.signature_ids)
+    if documents:
+        dense = dense.appended(
+            vectors if vectors is not None else np.zeros((0, config.dimensions), np.float32),
+            hnsw_threshold=config.hnsw_threshold,
+            hnsw_m=config.hnsw_m,
         )
-        write_generation(
-            self.directory,
-            data,
-            [("dense.faiss", snapshot.dense.save), ("bm25", snapshot.sparse.save)],
-            snapshot.signatures(self.config.signature_size),
+        sparse = sparse.appended(tokens)
+        signatures = signatures.appended(
+            signature_count, np.stack([d.signature for d in documents])
         )
+        row = len(old.chunks)
+        for index, document in enumerate(documents):
+            stored[document.id] = document
+            document_rows[document.id] = range(row, row + document.chunk_count)
+            signature_rows[document.id] = signature_count + index
+            row += document.chunk_count
+    return Snapshot(
+        old.generation + 1,
+        stored,
+        old.chunks + chunks if chunks else old.chunks,
+        alive,
+        dense,
+        sparse,
+        signature_rows,
+        signatures,
+        old.signature_ids + [d.id for d in documents] if documents else old.signature_ids,
+        signature_alive,
+        document_rows,
+    )

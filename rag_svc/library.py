@@ -117,7 +117,9 @@ class Library:
             retriever=Retriever(
                 embedder,
                 reranker,
-                SearchOptions(s.fusion_candidates, s.rrf_k, s.rerank_candidates),
+                SearchOptions(
+                    s.fusion_candidates, s.rrf_k, s.rerank_candidates, s.rerank_passage_chars
+                ),
             ),
         )
         logger.info(
@@ -341,8 +343,7 @@ class Library:
         )
 
     def get_document(self, ref: CollectionRef, document_id: str) -> dict[str, Any]:
-        snapshot = self.collection(ref).snapshot
-        document = snapshot.documents.get(document_id)
+        document = self.collection(ref).document(document_id)
         if document is None:
             raise self._document_not_found(ref.name, document_id)
         return {

@@ -1,12 +1,17 @@
-"""Search: dense (FAISS) and/or BM25 candidates, reciprocal rank fusion, cross-encoder rerank.
+"""Search: dense and/or BM25 candidates, reciprocal rank fusion, cross-encoder rerank.
 
     query -> dense top-N  --+
-                            +-- RRF --> top max(k, R) --> cross-encoder --> top k
-    query -> BM25 top-N   --+
+                            +-- RRF --> one chunk per document --> top max(k, R)
+    query -> BM25 top-N   --+        --> cross-encoder on each document's passage --> top k
 
-With `rerank` the first `R` (`rerank_candidates`, at least k) candidates are
-rescored by the cross-encoder and the result's `score` is its probability;
-without, the score is the first stage's (cosine, BM25 or RRF).
+With `rerank` the candidates are first folded to one per document (its best
+chunk), so the cross-encoder's `R` slots (`rerank_candidates`, at least k) go
+to `R` different documents; each is scored on a passage that starts at its best
+chunk and runs on through the document for up to `rerank_passage_chars`
+characters (chunks are shorter than the cross-encoder's window, and the words
+around a chunk are evidence too). The result's `score` is then the
+probability; without `rerank`, results are chunks scored by the first stage
+(cosine, BM25 or RRF).
 """
 
 from __future__ import annotations
@@ -43,6 +48,8 @@ class SearchOptions:
     fusion_candidates: int = 50
     rrf_k: int = 60
     rerank_candidates: int = 20
+    # Characters of the document, from the best chunk on, the cross-encoder reads (0: the chunk).
+    rerank_passage_chars: int = 2000
 
 
 class Retriever:
@@ -66,15 +73,17 @@ class Retriever:
     ) -> list[SearchResult]:
         """Top `k` chunks for `query`; `dense_text` replaces it for the dense side (HyDE)."""
         snapshot = collection.snapshot
-        if not snapshot.chunks:
+        if not snapshot.documents:
             return []
-        mask = self._mask(snapshot, filter)
-        if mask is not None and not mask.any():
+        mask = snapshot.mask(self._mask(snapshot, filter))
+        if not mask.any():
             return []
         pool = max(k, self.options.rerank_candidates) if rerank else k
         stage: dict[int, dict[str, float]] = {}
         rankings: list[list[int]] = []
-        depth = max(pool, self.options.fusion_candidates) if mode == "hybrid" else pool
+        # Reranking folds chunks into documents: it needs more chunks than it keeps.
+        deep = mode == "hybrid" or rerank
+        depth = max(pool, self.options.fusion_candidates) if deep else pool
         if mode in ("dense", "hybrid"):
             vector = self.embedder.encode([dense_text or query])[0]
             hits = snapshot.dense.search(vector, depth, mask)
@@ -82,22 +91,25 @@ class Retriever:
             for row, score in hits:
                 stage.setdefault(row, {})["dense"] = score
         if mode in ("bm25", "hybrid"):
-            hits = snapshot.sparse.search(bm25_tokens([query])[0], depth, mask)
+            hits = snapshot.sparse.search(bm25_tokens([query])[0], depth, snapshot.alive, mask)
             rankings.append([row for row, _ in hits])
             for row, score in hits:
                 stage.setdefault(row, {})["bm25"] = score
         if mode == "hybrid":
-            fused = reciprocal_rank_fusion(rankings, self.options.rrf_k)
-            for row, score in fused:
+            candidates = reciprocal_rank_fusion(rankings, self.options.rrf_k)
+            for row, score in candidates:
                 stage[row]["rrf"] = score
-            ranked = fused[:pool]
         else:
             key = "dense" if mode == "dense" else "bm25"
-            ranked = [(row, stage[row][key]) for row in rankings[0][:pool]]
+            candidates = [(row, stage[row][key]) for row in rankings[0]]
+        ranked = candidates[:pool]
         if rerank and ranked:
-            rows = [row for row, _ in ranked]
+            best_chunk: dict[str, int] = {}
+            for row, _ in candidates:
+                best_chunk.setdefault(snapshot.chunks[row].doc_id, row)
+            rows = list(best_chunk.values())[:pool]
             probabilities = self.reranker.score(
-                query, [snapshot.chunks[row].index_text for row in rows]
+                query, [self._passage(snapshot, row) for row in rows]
             )
             for row, p in zip(rows, probabilities, strict=True):
                 stage[row]["rerank"] = float(p)
@@ -111,8 +123,20 @@ class Retriever:
     def best_similarity(self, collection: Collection, query: str) -> float:
         """The highest cosine between `query` and any chunk (-1 for an empty collection)."""
         snapshot = collection.snapshot
-        hits = snapshot.dense.search(self.embedder.encode([query])[0], 1)
+        hits = snapshot.dense.search(self.embedder.encode([query])[0], 1, snapshot.alive)
         return hits[0][1] if hits else -1.0
+
+    def _passage(self, snapshot: Snapshot, row: int) -> str:
+        """What the cross-encoder reads for a chunk's document: the chunk and what follows it."""
+        chunk = snapshot.chunks[row]
+        start = chunk.metadata.get("char_start")
+        document = snapshot.documents.get(chunk.doc_id)
+        budget = self.options.rerank_passage_chars
+        if not budget or not isinstance(start, int) or document is None:
+            return chunk.index_text
+        header = chunk.index_text[: len(chunk.index_text) - len(chunk.text)]
+        end = max(start + budget, int(chunk.metadata.get("char_end", start)))
+        return header + document.text[start:end]
 
     @staticmethod
     def _mask(snapshot: Snapshot, spec: dict[str, Any] | None) -> np.ndarray | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -55,6 +55,11 @@ class RagSettings(ServiceSettings):
     rerank_candidates: int = Field(
         20, ge=1, le=200, description="First-stage candidates the cross-encoder rescores."
     )
+    rerank_passage_chars: int = Field(
+        2000,
+        ge=0,
+        description="Document characters, from the best chunk on, the reranker reads (0: chunk).",
+    )
     reranker_threads: int = Field(0, ge=0, description="onnxruntime threads (0: its default).")
 
     # Answers.
@@ -71,6 +76,12 @@ class RagSettings(ServiceSettings):
     )
     support_embedding_threshold: float = Field(
         0.65, ge=-1, le=1, description="Cosine to a source sentence that also counts as support."
+    )
+    attribution_threshold: float = Field(
+        3.0, description="Cross-encoder logit a source needs to support an answer sentence."
+    )
+    unsupported_sentences: Literal["flag", "drop"] = Field(
+        "drop", description="Answer sentences no source supports: flagged, or dropped."
     )
     multi_hop_max_subquestions: int = Field(3, ge=1, le=8, description="Sub-questions per hop.")
     self_rag_min_similarity: float = Field(

@@ -1,4 +1,4 @@
-"""Collections on disk: commits, replacement, duplicates, deletion, reopening, crashes."""
+"""Collections on disk: commits, replacement, duplicates, deletion, reopening, crashes, segments."""
 
 from __future__ import annotations
 
@@ -51,13 +51,14 @@ def prepared(doc_id: str, *sentences: str, **metadata: object) -> PreparedDocume
 
 def bm25_ids(collection: Collection, query: str) -> list[str]:
     snapshot = collection.snapshot
-    hits = snapshot.sparse.search(bm25_tokens([query])[0], 10)
+    hits = snapshot.sparse.search(bm25_tokens([query])[0], 10, snapshot.alive)
     return [snapshot.chunks[row].chunk_id for row, _ in hits]
 
 
 def dense_ids(collection: Collection, sentence: str) -> list[str]:
     snapshot = collection.snapshot
-    return [snapshot.chunks[row].chunk_id for row, _ in snapshot.dense.search(vector(sentence), 3)]
+    hits = snapshot.dense.search(vector(sentence), 3, snapshot.alive)
+    return [snapshot.chunks[row].chunk_id for row, _ in hits]
 
 
 @pytest.fixture
@@ -102,10 +103,16 @@ def test_same_id_replaces_not_duplicates(collection: Collection) -> None:
     assert (result.ids, result.duplicates) == (["a"], [])
     collection.commit([prepared("a", "New text about dogs.")])
 
-    assert [c.chunk_id for c in collection.snapshot.chunks] == ["a#0"]
+    snapshot = collection.snapshot
+    assert [
+        c.chunk_id for c, live in zip(snapshot.chunks, snapshot.alive, strict=True) if live
+    ] == ["a#0"]
     assert bm25_ids(collection, "cats") == []
     assert bm25_ids(collection, "dogs") == ["a#0"]
-    assert collection.snapshot.dense.vectors.shape == (1, DIM)
+    assert collection.info()["chunks"] == 1
+    # The replaced version is gone after a restart too.
+    reopened = Collection.open(collection.directory, CONFIG)
+    assert [c.text for c in reopened.snapshot.chunks] == ["New text about dogs."]
 
 
 def test_delete_removes_from_every_index(collection: Collection) -> None:
@@ -139,11 +146,11 @@ def test_a_crash_mid_commit_leaves_the_last_good_state(
 ) -> None:
     collection.commit([prepared("a", "Alpha apples.")])
 
-    def crash(self: object, directory: Path) -> None:
-        (directory / "half-written").mkdir(parents=True)
+    def crash(path: Path, array: object) -> None:
+        path.write_bytes(b"\x93NUMPY half")
         raise OSError("disk full")
 
-    monkeypatch.setattr("rag_svc.indexes.SparseIndex.save", crash)
+    monkeypatch.setattr("rag_svc.store.np.save", crash)
     with pytest.raises(OSError, match="disk full"):
         collection.commit([prepared("b", "Beta bananas.")])
     monkeypatch.undo()
@@ -152,7 +159,7 @@ def test_a_crash_mid_commit_leaves_the_last_good_state(
     assert list(collection.snapshot.documents) == ["a"]
     reopened = Collection.open(tmp_path / "notes", CONFIG)
     assert list(reopened.snapshot.documents) == ["a"]
-    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["CURRENT", "gen-00000001"]
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["MANIFEST", "seg-00000001"]
 
 
 def test_hnsw_beyond_the_threshold(tmp_path: Path) -> None:
@@ -181,7 +188,7 @@ def test_concurrent_commits_and_reads(collection: Collection) -> None:
             for _ in range(50):
                 snapshot = collection.snapshot
                 assert snapshot.dense.vectors.shape[0] == len(snapshot.chunks)
-                assert snapshot.sparse.size == len(snapshot.chunks)
+                assert snapshot.sparse.size == len(snapshot.chunks) == snapshot.alive.size
         except BaseException as exc:
             errors.append(exc)
 
@@ -201,3 +208,63 @@ def test_create_refuses_an_existing_name(tmp_path: Path, collection: Collection)
     with pytest.raises(FileExistsError):
         Collection.create(tmp_path, "notes", CONFIG, {})
     assert [p.name for p in tmp_path.iterdir()] == ["notes"]
+
+
+def test_an_ingest_writes_only_its_own_segment(tmp_path: Path, collection: Collection) -> None:
+    collection.commit([prepared("a", "Alpha apples.")])
+    first = tmp_path / "notes" / "seg-00000001"
+    written = {p.name: p.stat().st_mtime_ns for p in first.iterdir()}
+    collection.commit([prepared("b", "Beta bananas.")])
+    collection.delete_document("a")
+
+    # Earlier segments are never rewritten; a segment whose documents are all gone is dropped.
+    assert not first.exists()
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["MANIFEST", "seg-00000002"]
+    collection.commit([prepared("c", "Gamma grapes.")])
+    second = tmp_path / "notes" / "seg-00000002"
+    assert {p.name for p in second.iterdir()} == set(written)
+    assert sorted(Collection.open(tmp_path / "notes", CONFIG).snapshot.documents) == ["b", "c"]
+
+
+def test_the_first_on_disk_format_is_converted(tmp_path: Path, collection: Collection) -> None:
+    """A collection written as one generation (`CURRENT` + `gen-N/`) opens and keeps working."""
+    collection.commit([prepared("a", "Alpha apples."), prepared("b", "Beta bananas.")])
+    directory = tmp_path / "notes"
+    generation = directory / "gen-00000003"
+    (directory / "seg-00000001").rename(generation)
+    (directory / "MANIFEST").unlink()
+    (generation / "manifest.json").write_text(
+        '{"name": "notes", "created_at": 5, "metadata": {"owner": "tests"}}'
+    )
+    (directory / "CURRENT").write_text("gen-00000003")
+
+    reopened = Collection.open(directory, CONFIG)
+    assert sorted(reopened.snapshot.documents) == ["a", "b"]
+    assert bm25_ids(reopened, "bananas") == ["b#0"]
+    reopened.commit([prepared("c", "Gamma grapes.")])
+    assert sorted(p.name for p in directory.iterdir()) == [
+        "MANIFEST",
+        "seg-00000001",
+        "seg-00000002",
+    ]
+    assert sorted(Collection.open(directory, CONFIG).snapshot.documents) == ["a", "b", "c"]
+
+
+def test_bm25_scores_match_bm25s_after_appends_and_deletes(collection: Collection) -> None:
+    """The in-place index scores as bm25s would over the live chunks, rebuilt from scratch."""
+    import bm25s
+
+    texts = [f"River {w} boats and {w} harbours near the sea." for w in ("red", "blue", "green")]
+    texts += ["Mountains and snow.", "Boats on the river at night, boats everywhere."]
+    for i, text in enumerate(texts):
+        collection.commit([prepared(f"d{i}", text)])
+    collection.delete_document("d1")
+    live = [t for i, t in enumerate(texts) if i != 1]
+    reference = bm25s.BM25()
+    reference.index(bm25_tokens(live), show_progress=False)
+    expected = reference.get_scores(bm25_tokens(["river boats"])[0])
+
+    snapshot = collection.snapshot
+    hits = dict(snapshot.sparse.search(bm25_tokens(["river boats"])[0], 10, snapshot.alive))
+    got = [hits.get(row, 0.0) for row in (0, 2, 3, 4)]
+    assert np.allclose(got, expected, atol=1e-5)
