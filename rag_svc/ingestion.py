@@ -18,11 +18,11 @@ import numpy as np
 
 from common.contracts.rag import DocumentIn, DuplicateDocument
 from common.minilm import MiniLMEmbedder
+from common.pii import redact_pii
 from rag_svc.chunking import Chunker
 from rag_svc.collection import Collection, PreparedDocument
 from rag_svc.dedup import MinHasher, best_match
 from rag_svc.indexes import bm25_tokens
-from rag_svc.pii import redact_pii
 from rag_svc.store import StoredChunk
 
 __all__ = ["EmptyDocument", "PreparedBatch", "prepare_documents", "stable_document_id"]

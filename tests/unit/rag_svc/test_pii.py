@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag_svc.pii import luhn_valid, redact_pii
+from common.pii import luhn_valid, redact_pii
 
 
 def test_emails_phones_and_cards_are_replaced() -> None:

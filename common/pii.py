@@ -1,4 +1,7 @@
-"""Redaction of personal data on ingest: emails, phone numbers, payment card numbers.
+"""Redaction of personal data: emails, phone numbers, payment card numbers.
+
+The one set of PII rules on the platform: rag_svc redacts documents with it on
+ingest and the curation CLI (`curate`) redacts training and knowledge records.
 
 Card numbers are 13-19 digits (spaces or dashes allowed) that pass the Luhn
 check, so order numbers and ISBNs of that length survive. Phone numbers need
@@ -29,6 +32,8 @@ _PHONE = re.compile(
 
 @dataclass(frozen=True)
 class Redaction:
+    """The redacted text and how many of each kind of personal data were replaced."""
+
     text: str
     emails: int = 0
     phones: int = 0
