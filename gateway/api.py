@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from common.contracts.health import GatewayReadiness
 from gateway.deps import (
+    CatalogueDep,
     ChatDep,
+    ImagesDep,
+    ImageStoreDep,
     ProbeClientsDep,
     RedisDep,
     SettingsDep,
@@ -22,13 +25,18 @@ from gateway.deps import (
 from gateway.passthrough import (
     forward_documents,
     forward_json,
-    list_models,
     read_json,
     read_query,
     upstream_path,
 )
 from gateway.readiness import platform_readiness
-from gateway.schemas import FeedbackQuery, GatewayChatRequest
+from gateway.schemas import (
+    FeedbackQuery,
+    GatewayChatRequest,
+    GatewayImagesResponse,
+    GatewayModelCard,
+    GatewayModelList,
+)
 
 __all__ = ["STATIC_DIR", "router", "v1"]
 
@@ -51,9 +59,29 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/images/{tenant}/{name}", tags=["openai"], response_class=FileResponse)
+async def signed_image(
+    tenant: str,
+    name: str,
+    store: ImageStoreDep,
+    expires: Annotated[int, Query()],
+    signature: Annotated[str, Query(max_length=128)],
+) -> FileResponse:
+    """A generated image, without an API key, while its signed URL is valid."""
+    path = store.open(tenant, name, expires, signature)
+    return FileResponse(path, media_type="image/png", headers={"Cache-Control": "private"})
+
+
 @v1.get("/models", tags=["openai"], dependencies=[authorize(None)])
-async def models(upstreams: UpstreamsDep, settings: SettingsDep) -> dict[str, Any]:
-    return await list_models(upstreams["moe_svc"], settings.models_timeout_s)
+async def models(catalogue: CatalogueDep) -> GatewayModelList:
+    """Every served model with its kind (chat, embedding, image) and its aliases."""
+    return GatewayModelList(data=await catalogue.list())
+
+
+@v1.get("/models/{model_id:path}", tags=["openai"], dependencies=[authorize(None)])
+async def model(model_id: str, catalogue: CatalogueDep) -> GatewayModelCard:
+    """One served model; an alias answers with the model it names."""
+    return await catalogue.resolve(model_id)
 
 
 @v1.post(
@@ -62,8 +90,8 @@ async def models(upstreams: UpstreamsDep, settings: SettingsDep) -> dict[str, An
     response_model=None,
     dependencies=[authorize("chat", prompt_tokens=True)],
 )
-async def chat_completions(request: Request, chat: ChatDep) -> Response:
-    raw = await read_json(request)
+async def chat_completions(request: Request, chat: ChatDep, catalogue: CatalogueDep) -> Response:
+    raw = await catalogue.named(await read_json(request), "chat")
     try:
         body = GatewayChatRequest.model_validate(raw)
     except ValidationError as exc:
@@ -72,17 +100,17 @@ async def chat_completions(request: Request, chat: ChatDep) -> Response:
 
 
 @v1.post("/embeddings", tags=["openai"], dependencies=[authorize("embeddings", prompt_tokens=True)])
-async def embeddings(request: Request, upstreams: UpstreamsDep, settings: SettingsDep) -> Response:
-    return await forward_json(
-        request, upstreams["rag_svc"], "/v1/embeddings", settings.passthrough_timeout_s
-    )
+async def embeddings(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep, catalogue: CatalogueDep
+) -> Response:
+    body = await catalogue.named(await read_json(request), "embedding")
+    timeout = settings.passthrough_timeout_s
+    return await forward_json(request, upstreams["rag_svc"], "/v1/embeddings", timeout, body=body)
 
 
 @v1.post("/images/generations", tags=["openai"], dependencies=[authorize("images")])
-async def images(request: Request, upstreams: UpstreamsDep, settings: SettingsDep) -> Response:
-    return await forward_json(
-        request, upstreams["creative_svc"], "/v1/images/generations", settings.images_timeout_s
-    )
+async def images(request: Request, generation: ImagesDep) -> GatewayImagesResponse:
+    return await generation.create(request, await read_json(request))
 
 
 async def _to_rag(

@@ -17,8 +17,10 @@ from starlette.middleware import Middleware
 from common.http_client import ServiceClient
 from common.service import create_service_app
 from gateway import api
+from gateway.catalogue import ModelCatalogue
 from gateway.edge import EdgeMiddleware
 from gateway.gatekeeper import Gatekeeper
+from gateway.image_store import ImageStore, load_url_secret
 from gateway.keys import KeyStore
 from gateway.security import prepare_key_store
 from gateway.settings import GatewaySettings
@@ -62,6 +64,18 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             retry = asyncio.create_task(
                 _prepare_keys_when_redis_answers(app.state.gatekeeper.store, settings)
             )
+        app.state.catalogue = ModelCatalogue(
+            app.state.upstreams["moe_svc"],
+            settings.model_aliases,
+            cache_s=settings.models_cache_s,
+            timeout_s=settings.models_timeout_s,
+        )
+        app.state.image_store = ImageStore(
+            settings.data_dir / "gateway" / "images",
+            load_url_secret(settings),
+            settings.image_url_ttl_s,
+        )
+        cleanup = asyncio.create_task(app.state.image_store.clean_up_forever())
         # Probe-only clients: readiness must not trip the call clients' breakers.
         app.state.probe_clients = {
             name: ServiceClient(name, url, connect_timeout_s=timeout)
@@ -70,10 +84,11 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         try:
             yield
         finally:
-            if retry is not None:
-                retry.cancel()
-                with suppress(asyncio.CancelledError):
-                    await retry
+            for task in (retry, cleanup):
+                if task is not None:
+                    task.cancel()
+                    with suppress(asyncio.CancelledError):
+                        await task
             await asyncio.gather(*(c.aclose() for c in app.state.probe_clients.values()))
             await app.state.redis.aclose()
 

@@ -17,14 +17,20 @@ from redis.asyncio import Redis
 from common.caller import Caller
 from common.http_client import ServiceClient
 from common.upstreams import Upstreams
+from gateway.catalogue import ModelCatalogue
 from gateway.chat import ChatCompletions
 from gateway.gatekeeper import Gatekeeper
+from gateway.image_store import ImageStore
+from gateway.images import ImageGeneration
 from gateway.security import admit_caller
 from gateway.settings import GatewaySettings
 
 __all__ = [
+    "CatalogueDep",
     "ChatDep",
     "GatekeeperDep",
+    "ImageStoreDep",
+    "ImagesDep",
     "ProbeClientsDep",
     "RedisDep",
     "SettingsDep",
@@ -59,11 +65,23 @@ async def get_probe_clients(request: Request) -> dict[str, ServiceClient]:
     return clients
 
 
+async def get_catalogue(request: Request) -> ModelCatalogue:
+    catalogue: ModelCatalogue = request.app.state.catalogue
+    return catalogue
+
+
+async def get_image_store(request: Request) -> ImageStore:
+    store: ImageStore = request.app.state.image_store
+    return store
+
+
 SettingsDep = Annotated[GatewaySettings, Depends(get_settings)]
 UpstreamsDep = Annotated[Upstreams, Depends(get_upstreams)]
 GatekeeperDep = Annotated[Gatekeeper, Depends(get_gatekeeper)]
 RedisDep = Annotated[Redis, Depends(get_redis)]
 ProbeClientsDep = Annotated[dict[str, ServiceClient], Depends(get_probe_clients)]
+CatalogueDep = Annotated[ModelCatalogue, Depends(get_catalogue)]
+ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
 
 
 async def get_chat(
@@ -75,6 +93,20 @@ async def get_chat(
 
 
 ChatDep = Annotated[ChatCompletions, Depends(get_chat)]
+
+
+async def get_images(
+    settings: SettingsDep,
+    upstreams: UpstreamsDep,
+    catalogue: CatalogueDep,
+    store: ImageStoreDep,
+) -> ImageGeneration:
+    return ImageGeneration(
+        upstreams["creative_svc"], catalogue, store, settings.images_timeout_s, settings.public_base
+    )
+
+
+ImagesDep = Annotated[ImageGeneration, Depends(get_images)]
 
 
 def authorize(scope: str | None, *, prompt_tokens: bool = False) -> Any:

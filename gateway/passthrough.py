@@ -1,4 +1,4 @@
-"""Routes the gateway passes to one service: models, embeddings, images, documents, feedback.
+"""Routes the gateway passes to one service: embeddings, collections, documents, feedback.
 
 Names taken from the request path are checked against one pattern
 (`COLLECTION_NAME_PATTERN`) and URL-encoded before they go into an upstream
@@ -7,9 +7,7 @@ path; query parameters pass only when the route documents them.
 
 from __future__ import annotations
 
-import logging
 import re
-import time
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -23,20 +21,14 @@ from common.contracts.rag import COLLECTION_NAME_PATTERN
 from common.errors import BadRequest, ServiceError
 from common.http_client import ServiceClient
 from gateway.edge import upstream_timer
-from gateway.schemas import AUTO_MODEL
 
 __all__ = [
     "forward_documents",
     "forward_json",
-    "list_models",
     "read_json",
     "read_query",
     "upstream_path",
 ]
-
-logger = logging.getLogger("gateway.passthrough")
-
-_STARTED = int(time.time())
 
 _PATH_NAME = re.compile(COLLECTION_NAME_PATTERN)
 
@@ -113,9 +105,12 @@ async def forward_json(
     timeout_s: float,
     method: str = "POST",
     query: BaseModel | None = None,
+    body: dict[str, Any] | None = None,
 ) -> Response:
-    """Send the caller's JSON (POST, PATCH) or checked `query` to `client`; relay its answer."""
-    body = await read_json(request) if method in ("POST", "PATCH") else None
+    """Send `body` (default: the caller's JSON, for POST and PATCH) or checked `query` to
+    `client`; relay its answer."""
+    if body is None and method in ("POST", "PATCH"):
+        body = await read_json(request)
     params = query.model_dump(exclude_none=True) if query is not None else None
     async with upstream_timer():
         upstream = await client.request(method, path, json=body, params=params, timeout_s=timeout_s)
@@ -149,22 +144,3 @@ async def forward_documents(
     async with upstream_timer():
         upstream = await rag.request("POST", path, json=body, timeout_s=timeout_s)
     return _relay(upstream)
-
-
-async def list_models(moe: ServiceClient, timeout_s: float) -> dict[str, Any]:
-    """`auto` plus moe_svc's models; moe_svc being down leaves `auto` alone."""
-    auto = {
-        "id": AUTO_MODEL,
-        "object": "model",
-        "created": _STARTED,
-        "owned_by": "llm-platform",
-        "metadata": {"description": "The full pipeline: router, tools, retrieval, reasoning."},
-    }
-    models: list[dict[str, Any]] = [auto]
-    try:
-        async with upstream_timer():
-            listed = await moe.get_json("/v1/models", timeout_s=timeout_s, idempotent=False)
-        models += [m for m in listed.get("data", []) if m.get("id") != AUTO_MODEL]
-    except ServiceError as exc:
-        logger.warning("moe_svc models unavailable", extra={"error": exc.message})
-    return {"object": "list", "data": models}

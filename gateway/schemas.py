@@ -1,4 +1,4 @@
-"""The gateway's own wire models: OpenAI chat with the platform's extensions.
+"""The gateway's own wire models: OpenAI chat, models and images with the platform's extensions.
 
 Model `auto` answers with OpenAI's `chat.completion` and
 `chat.completion.chunk` shapes (`common.contracts.openai`) plus the
@@ -7,6 +7,11 @@ extensions: the `pipeline` that ran (router_svc's, with the gateway's
 `POST /v1/feedback` rates), and `pipeline_event`s that show a stream's
 progress. moe_svc's own extensions (`experts`, `token_ids`) are not part of
 these answers, and a chunk carries `usage` only when it is the usage chunk.
+
+`GET /v1/models` lists `GatewayModelCard`s: OpenAI's `Model` plus the
+model's `kind` and the `aliases` that reach it. Images: the gateway reads
+`GatewayImageRequest` (the rest of the body is creative_svc's to check) and
+answers `GatewayImagesResponse`, each image a signed `url` or `b64_json`.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from common.caller import TENANT_PATTERN
+from common.contracts.creative import ImageGenerationResponse
 from common.contracts.dispatch_events import RouteEvent, StepEvent
 from common.contracts.memory import ID_PATTERN
 from common.contracts.openai import (
@@ -25,6 +31,7 @@ from common.contracts.openai import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     DeltaMessage,
+    ModelCard,
     Usage,
 )
 from common.contracts.router import Pipeline
@@ -41,6 +48,13 @@ __all__ = [
     "CitationCheck",
     "FeedbackQuery",
     "GatewayChatRequest",
+    "GatewayImageRequest",
+    "GatewayImagesResponse",
+    "GatewayModelCard",
+    "GatewayModelList",
+    "ImageOut",
+    "ImageResponseFormat",
+    "ModelKind",
     "Verification",
     "VerifiedPipeline",
 ]
@@ -132,6 +146,51 @@ class AutoFinalChunk(AutoChunk):
     pipeline: VerifiedPipeline
     message_id: str
     session_id: str | None
+
+
+# --- models and images ----------------------------------------------------------------------
+
+ModelKind = Literal["chat", "embedding", "image"]
+
+
+class GatewayModelCard(ModelCard):
+    """OpenAI's `Model` plus what the platform serves it for and the aliases that name it."""
+
+    kind: ModelKind
+    aliases: list[str] = Field(default_factory=list)
+
+
+class GatewayModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[GatewayModelCard]
+
+
+ImageResponseFormat = Literal["url", "b64_json"]
+
+
+class GatewayImageRequest(BaseModel):
+    """What the gateway reads of `POST /v1/images/generations`; creative_svc checks the rest."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None  # None: creative_svc's default model
+    size: str | None = None  # None: creative_svc's default size
+    # OpenAI's default: a URL (served by the gateway, signed and expiring).
+    response_format: ImageResponseFormat = "url"
+
+
+class ImageOut(BaseModel):
+    """OpenAI's `Image`: a signed URL or the PNG in base64, never both."""
+
+    url: str | None = Field(None, exclude_if=_is_none)
+    b64_json: str | None = Field(None, exclude_if=_is_none)
+    revised_prompt: str | None = None
+
+
+class GatewayImagesResponse(ImageGenerationResponse):
+    """creative_svc's answer with each image as the client asked for it."""
+
+    data: list[ImageOut]  # type: ignore[assignment]
 
 
 def _rating(value: int) -> int:

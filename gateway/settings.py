@@ -11,9 +11,22 @@ from pydantic_settings import SettingsConfigDict
 from common.settings import Port, ServiceSettings, default_url, redis_url_field
 from common.topology import SERVICES
 
-__all__ = ["GatewaySettings"]
+__all__ = ["DEFAULT_MODEL_ALIASES", "GatewaySettings"]
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+# OpenAI's default names, so that clients left at them reach the platform's models.
+# `default:<kind>`: the default model of that kind (chat: the first model moe_svc lists).
+DEFAULT_MODEL_ALIASES: dict[str, str] = {
+    "gpt-4o-mini": "default:chat",
+    "gpt-3.5-turbo": "default:chat",
+    "text-embedding-3-small": "default:embedding",
+    "text-embedding-ada-002": "default:embedding",
+    "sentence-transformers/all-MiniLM-L6-v2": "default:embedding",
+    "dall-e-2": "default:image",
+    "dall-e-3": "default:image",
+}
+_MODEL_KINDS = ("chat", "embedding", "image")
 
 
 class GatewaySettings(ServiceSettings):
@@ -73,8 +86,45 @@ class GatewaySettings(ServiceSettings):
     models_timeout_s: float = Field(
         2.0, gt=0, description="Timeout of moe_svc's model list (GET /v1/models)."
     )
+    models_cache_s: float = Field(
+        30.0,
+        ge=0,
+        description="How long moe_svc's model list is kept (an unknown id asks again).",
+    )
+    model_aliases: dict[str, str] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL_ALIASES),
+        description="Alias -> served model id or default:chat|embedding|image (JSON map; "
+        "replaces the defaults, {}: none). Defaults: OpenAI's gpt-4o-mini, gpt-3.5-turbo, "
+        "text-embedding-3-small, text-embedding-ada-002, dall-e-2, dall-e-3.",
+    )
+    image_url_ttl_s: int = Field(
+        3600,
+        ge=1,
+        description="Life of a signed image URL (response_format url); the image is deleted "
+        "after it.",
+    )
+    image_url_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key of image URLs (32+ characters); unset: a random one kept in "
+        "<data_dir>/gateway/image_url_secret.",
+    )
+    image_url_secret_file: Path | None = Field(
+        None, description="A file holding the image URL key instead (e.g. a compose secret)."
+    )
+    public_base: str | None = Field(
+        None,
+        description="Scheme, host and path prefix of the image URLs given to clients, e.g. "
+        "https://llm.example (unset: what the client called).",
+    )
 
-    @field_validator("bootstrap_key", "bootstrap_key_file", mode="before")
+    @field_validator(
+        "bootstrap_key",
+        "bootstrap_key_file",
+        "image_url_secret",
+        "image_url_secret_file",
+        "public_base",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # Compose passes an unset variable as an empty string.
@@ -89,7 +139,38 @@ class GatewaySettings(ServiceSettings):
             )
         if self.bootstrap_key is not None and self.bootstrap_key_file is not None:
             raise ValueError("set GATEWAY_BOOTSTRAP_KEY or GATEWAY_BOOTSTRAP_KEY_FILE, not both")
+        if self.image_url_secret is not None and self.image_url_secret_file is not None:
+            raise ValueError(
+                "set GATEWAY_IMAGE_URL_SECRET or GATEWAY_IMAGE_URL_SECRET_FILE, not both"
+            )
+        if self.image_url_secret is not None and len(self.image_url_secret) < 32:
+            raise ValueError("GATEWAY_IMAGE_URL_SECRET must hold at least 32 characters")
         return self
+
+    @field_validator("public_base")
+    @classmethod
+    def _public_base_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"GATEWAY_PUBLIC_BASE must be an http:// or https:// URL, got {value!r}"
+            )
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("model_aliases")
+    @classmethod
+    def _aliases_name_models(cls, aliases: dict[str, str]) -> dict[str, str]:
+        for alias, target in aliases.items():
+            if not alias or alias == "auto":
+                raise ValueError(f"alias {alias!r} is not allowed (empty, or the pipeline's id)")
+            kind = target.removeprefix("default:")
+            if target.startswith("default:") and kind not in _MODEL_KINDS:
+                raise ValueError(
+                    f"alias {alias!r}: {target!r} names no kind (use default:chat, "
+                    "default:embedding or default:image)"
+                )
+            if target in aliases:
+                raise ValueError(f"alias {alias!r} names another alias ({target!r})")
+        return aliases
 
     def read_bootstrap_key(self) -> str | None:
         """The bootstrap key from the setting or its file (None when neither is set)."""
@@ -98,6 +179,14 @@ class GatewaySettings(ServiceSettings):
         if self.bootstrap_key_file is not None:
             # Read once at start-up, before serving.
             return self.bootstrap_key_file.read_text().strip()
+        return None
+
+    def read_image_url_secret(self) -> bytes | None:
+        """The image URL key from the setting or its file (None when neither is set)."""
+        if self.image_url_secret is not None:
+            return self.image_url_secret.get_secret_value().encode()
+        if self.image_url_secret_file is not None:
+            return self.image_url_secret_file.read_text().strip().encode()
         return None
 
     def service_urls(self) -> dict[str, str]:

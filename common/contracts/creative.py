@@ -1,7 +1,8 @@
 """creative_svc's wire models, shared with the gateway's passthrough.
 
 - `POST /v1/images/generations`: `ImageGenerationRequest` -> `ImageGenerationResponse`,
-  the OpenAI images API (`prompt`, `n`, `size`, `response_format: "b64_json"`), PNG.
+  the OpenAI images API (`prompt`, `n`, `size`, `response_format: "b64_json"`), PNG,
+  resized to `size` from the 28x28 the models draw (the gateway adds `"url"`).
   Extensions: `model` ("diffusion" | "gan"), `steps`, `guidance_scale`, `sampler`
   ("ddim" | "ddpm") and `seed` (same seed and request -> same images); the response
   adds what was run (model, seed, steps...), how the prompt was read, and a `note`
@@ -39,7 +40,8 @@ MAX_IDEAS = 5
 MAX_PROMPT_CHARS = 1000  # as OpenAI's dall-e-2
 
 ImageModel = Literal["diffusion", "gan"]
-ImageSize = Literal["256x256", "512x512"]
+# 1024x1024: OpenAI's default size, so that clients left at it are served.
+ImageSize = Literal["256x256", "512x512", "1024x1024"]
 
 
 class ImageGenerationRequest(BaseModel):

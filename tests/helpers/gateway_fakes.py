@@ -10,7 +10,7 @@ serves on `FAKE_PORT`, in one process, what the gateway calls:
 - moe_svc `GET /v1/models`, `POST /v1/chat/completions` (plain and `stream`),
   404 `model_not_found` for another model than `fake-moe`.
 - rag_svc `POST /v1/embeddings`, `POST /v1/collections/{name}/documents` (JSON or multipart).
-- creative_svc `POST /v1/images/generations` (a 1x1 PNG).
+- creative_svc `POST /v1/images/generations` (a 1x1 PNG, in creative_svc's contract).
 - memory_svc `POST|GET /v1/feedback`.
 - `GET /requests` lists `{path, body}` of the calls, `GET /state` counters,
   `GET /seen` every call as it arrived: method, raw path, query string and the
@@ -243,7 +243,11 @@ async def images(request: Request) -> dict[str, Any]:
     body = await request.json()
     requests.append({"path": "/v1/images/generations", "body": body})
     n = int(body.get("n") or 1)
-    return {"created": int(time.time()), "data": [{"b64_json": PNG_1X1}] * n}
+    reading = {"subject": "handbag", "style": "grayscale", "nearest_class": "bag",
+               "similarity": 0.9, "in_domain": True}  # fmt: skip
+    return {"created": int(time.time()), "data": [{"b64_json": PNG_1X1}] * n,
+            "model": body.get("model") or "diffusion", "seed": 1, "steps": 25,
+            "guidance_scale": 3.0, "sampler": "ddim", "prompt_reading": reading}  # fmt: skip
 
 
 @app.post("/v1/feedback", status_code=201)

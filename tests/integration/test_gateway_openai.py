@@ -1,20 +1,37 @@
-"""The gateway's OpenAI API and passthroughs, driven by the official `openai` client."""
+"""The gateway's OpenAI API and passthroughs, driven by the official `openai` client.
+
+Bodies are also checked against the `openai` package's own models (strict
+validation, not the client's lenient parsing).
+"""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import openai
 import pytest
+from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
+from tests.helpers.gateway_fakes import PNG_1X1
 from tests.helpers.servers import RunningRedis, RunningServer
 from tests.integration.gateway_support import gateway_stack
 
 Stack = tuple[RunningServer, RunningServer, RunningRedis]
 QUESTION = [{"role": "user", "content": "Who invented the telephone?"}]
+MODELS = [
+    ("auto", "chat"),
+    ("fake-moe", "chat"),
+    ("all-MiniLM-L6-v2", "embedding"),
+    ("diffusion", "image"),
+    ("gan", "image"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -39,14 +56,147 @@ def client(gateway: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{gateway}/v1", api_key="unused", max_retries=0)
 
 
-def _last_dispatch(fake: str) -> dict[str, object]:
-    calls = [r for r in httpx.get(f"{fake}/requests").json() if r["path"] == "/v1/dispatch"]
-    return calls[-1]["body"]
+def _last_call(fake: str, path: str) -> dict[str, Any]:
+    calls = [r for r in httpx.get(f"{fake}/requests").json() if r["path"] == path]
+    body: dict[str, Any] = calls[-1]["body"]
+    return body
 
 
-def test_models_list_auto_and_moe_models(client: openai.OpenAI) -> None:
-    ids = [m.id for m in client.models.list()]
-    assert ids == ["auto", "fake-moe"]
+def _last_dispatch(fake: str) -> dict[str, Any]:
+    return _last_call(fake, "/v1/dispatch")
+
+
+def test_models_list_every_served_model_with_its_kind(client: openai.OpenAI, gateway: str) -> None:
+    assert [(m.id, (m.model_extra or {})["kind"]) for m in client.models.list()] == MODELS
+    body = httpx.get(f"{gateway}/v1/models").json()
+    for card in body["data"]:
+        Model.model_validate(card)
+    aliases = {card["id"]: card["aliases"] for card in body["data"]}
+    assert aliases["fake-moe"] == ["gpt-4o-mini", "gpt-3.5-turbo"]
+    assert aliases["diffusion"] == ["dall-e-2", "dall-e-3"]
+
+
+def test_models_are_retrieved_by_id_or_alias(client: openai.OpenAI, gateway: str) -> None:
+    assert client.models.retrieve("fake-moe").id == "fake-moe"
+    by_alias = client.models.retrieve("text-embedding-3-small")
+    assert by_alias.id == "all-MiniLM-L6-v2"
+    assert (by_alias.model_extra or {})["kind"] == "embedding"
+    assert client.models.retrieve("dall-e-3").id == "diffusion"
+    Model.model_validate(httpx.get(f"{gateway}/v1/models/gpt-4o-mini").json())
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-5")
+    assert caught.value.code == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/chat/completions", {"model": "gpt-5", "messages": QUESTION}),
+        ("/v1/chat/completions", {"model": "dall-e-2", "messages": QUESTION}),
+        ("/v1/embeddings", {"model": "text-embedding-3-large", "input": "hi"}),
+        ("/v1/embeddings", {"model": "fake-moe", "input": "hi"}),
+        ("/v1/images/generations", {"model": "dall-e-4", "prompt": "a bag"}),
+        ("/v1/images/generations", {"model": "gpt-4o-mini", "prompt": "a bag"}),
+    ],
+)
+def test_unknown_models_are_404_model_not_found(
+    gateway: str, path: str, body: dict[str, Any]
+) -> None:
+    response = httpx.post(f"{gateway}{path}", json=body)
+    assert response.status_code == 404
+    error = response.json()["error"]
+    assert (error["type"], error["code"], error["param"]) == (
+        "not_found_error",
+        "model_not_found",
+        "model",
+    )
+    assert repr(body["model"]) in error["message"]
+    assert error["service"] == "gateway"
+
+
+def test_openai_default_names_reach_the_platform_models(client: openai.OpenAI, fake: str) -> None:
+    completion = client.chat.completions.create(model="gpt-4o-mini", messages=QUESTION)
+    assert _last_call(fake, "/v1/chat/completions")["model"] == "fake-moe"
+    assert completion.model == "fake-moe"  # the model that served it
+    embedded = client.embeddings.create(input="hi", model="text-embedding-ada-002")
+    assert _last_call(fake, "/v1/embeddings")["model"] == "all-MiniLM-L6-v2"
+    assert embedded.model == "all-MiniLM-L6-v2"
+    client.images.generate(prompt="a bag", model="dall-e-2", response_format="b64_json")
+    sent = _last_call(fake, "/v1/images/generations")
+    assert (sent["model"], sent["response_format"]) == ("diffusion", "b64_json")
+
+
+def test_direct_model_bodies_validate_against_openai_models(gateway: str) -> None:
+    url = f"{gateway}/v1/chat/completions"
+    answer = httpx.post(url, json={"model": "gpt-3.5-turbo", "messages": QUESTION})
+    ChatCompletion.model_validate(answer.json())
+    body = {"model": "fake-moe", "messages": QUESTION, "stream": True}
+    with httpx.stream("POST", url, json=body) as response:
+        data = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert data[-1] == "[DONE]"
+    chunks = [ChatCompletionChunk.model_validate_json(d) for d in data[:-1]]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "Hello there"
+    embedded = httpx.post(
+        f"{gateway}/v1/embeddings", json={"model": "all-MiniLM-L6-v2", "input": "x"}
+    )
+    CreateEmbeddingResponse.model_validate(embedded.json())
+    images = httpx.post(
+        f"{gateway}/v1/images/generations", json={"prompt": "a bag", "response_format": "b64_json"}
+    )
+    ImagesResponse.model_validate(images.json())
+
+
+def test_tools_structured_output_and_logprobs_pass_to_moe_unchanged(
+    client: openai.OpenAI, fake: str
+) -> None:
+    weather = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "The weather in a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    messages: list[dict[str, Any]] = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 18}'},
+    ]
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
+    fields: dict[str, Any] = {
+        "tools": [weather],
+        "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+        "parallel_tool_calls": False,
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "reply", "schema": schema, "strict": True},
+        },
+        "logprobs": True,
+        "top_logprobs": 3,
+    }
+    for stream in (False, True):
+        answer = client.chat.completions.create(
+            model="gpt-4o-mini", messages=messages, stream=stream, **fields
+        )
+        if stream:
+            list(answer)
+        sent = _last_call(fake, "/v1/chat/completions")
+        assert sent["messages"] == messages
+        assert {name: sent[name] for name in fields} == fields
 
 
 def test_auto_answer_is_formatted_verified_and_carries_the_pipeline(
@@ -145,6 +295,47 @@ def test_images_pass_to_creative(client: openai.OpenAI) -> None:
     result = client.images.generate(prompt="a handbag", n=2, response_format="b64_json")
     assert len(result.data) == 2
     assert result.data[0].b64_json and result.data[0].b64_json.startswith("iVBOR")
+    assert result.data[0].url is None
+
+
+def test_image_urls_are_served_while_signed(client: openai.OpenAI, fake: str) -> None:
+    # OpenAI's default format is a URL: the gateway keeps the PNG and signs a link to it.
+    result = client.images.generate(prompt="a handbag", n=2)
+    assert _last_call(fake, "/v1/images/generations")["response_format"] == "b64_json"
+    urls = [image.url or "" for image in result.data]
+    assert len(set(urls)) == 2 and all(image.b64_json is None for image in result.data)
+    served = httpx.get(urls[0])  # no API key needed
+    assert served.status_code == 200
+    assert served.headers["content-type"] == "image/png"
+    assert served.content == base64.b64decode(PNG_1X1)
+    tampered = urls[0].replace("/images/default/", "/images/other/")
+    forged = re.sub(r"signature=[0-9a-f]{4}", "signature=0000", urls[1])
+    for url in (tampered, forged):
+        refused = httpx.get(url)
+        assert refused.status_code == 403
+        assert refused.json()["error"]["code"] == "invalid_signature"
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"size": "1792x1024"}, "size", "invalid_size"),
+        ({"response_format": "webp"}, "response_format", None),
+        ({"style": "vivid"}, "style", "unsupported_parameter"),
+        ({"quality": "hd"}, "quality", "unsupported_parameter"),
+    ],
+)
+def test_image_options_not_served_are_400(
+    gateway: str, body: dict[str, Any], param: str, code: str | None
+) -> None:
+    response = httpx.post(f"{gateway}/v1/images/generations", json={"prompt": "a bag", **body})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param
+    if code is not None:
+        assert error["code"] == code
+    if param == "size":
+        assert "256x256, 512x512, 1024x1024" in error["message"]
 
 
 def test_documents_pass_to_rag_as_json_and_multipart(gateway: str, fake: str) -> None:
@@ -170,5 +361,5 @@ def test_models_survive_moe_being_down(tmp_path_factory: pytest.TempPathFactory)
     log_dir = tmp_path_factory.mktemp("gateway_no_moe")
     with gateway_stack(log_dir, {"GATEWAY_MOE_URL": "http://127.0.0.1:9"}) as (gw, _, _):
         body = httpx.get(f"{gw.url}/v1/models").json()
-    assert [m["id"] for m in body["data"]] == ["auto"]
+    assert [m["id"] for m in body["data"]] == [m for m, kind in MODELS if m != "fake-moe"]
     assert json.dumps(body)  # a plain JSON list, no error

@@ -146,7 +146,7 @@ async def test_a_prompt_outside_the_classes_gets_an_image_and_a_note(studio: Ima
         ({"prompt": "qwzx vbnmk"}, "prompt", "unknown_prompt"),
         ({"prompt": "a dress", "n": 0}, "n", None),
         ({"prompt": "a dress", "n": 11}, "n", None),
-        ({"prompt": "a dress", "size": "1024x1024"}, "size", None),
+        ({"prompt": "a dress", "size": "1792x1024"}, "size", None),
         ({"prompt": "a dress", "size": "100x100"}, "size", None),
         ({"prompt": "a dress", "steps": 251}, "steps", "too_many_steps"),
         ({"prompt": "a dress", "steps": 0}, "steps", None),
