@@ -19,6 +19,7 @@ from common.disconnect import cancel_on_disconnect
 from moe_svc.deps import ServerDep
 from moe_svc.engine import balance
 from moe_svc.schemas import ExpertStatsResponse, LayerBalance
+from moe_svc.serving import ModelServer
 
 __all__ = ["router"]
 
@@ -41,8 +42,18 @@ async def completions(
 
 @router.get("/models")
 async def models(server: ServerDep) -> ModelList:
+    return ModelList(data=[_card(server)])
+
+
+@router.get("/models/{model_id:path}")
+async def model(model_id: str, server: ServerDep) -> ModelCard:
+    server.check_model(model_id)
+    return _card(server)
+
+
+def _card(server: ModelServer) -> ModelCard:
     config = server.loaded.model.config
-    card = ModelCard(
+    return ModelCard(
         id=server.name,
         created=server.loaded.created,
         max_model_len=server.max_context,
@@ -56,7 +67,6 @@ async def models(server: ServerDep) -> ModelList:
             ).removeprefix("torch."),
         },
     )
-    return ModelList(data=[card])
 
 
 @router.post("/tokenize")

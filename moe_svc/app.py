@@ -27,6 +27,7 @@ from moe_svc.engine import Engine, EngineConfig, EngineMetrics
 from moe_svc.loader import ensure_default_model, load_model
 from moe_svc.serving import ModelServer
 from moe_svc.settings import MoeSettings
+from moe_svc.structured import GrammarCompiler
 
 __all__ = ["create_app", "load_model_server", "run_model_thread"]
 
@@ -59,7 +60,12 @@ def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> M
         metrics,
     )
     engine.warm_up()
-    return ModelServer(loaded, engine, settings.default_max_tokens)
+    grammars = GrammarCompiler(
+        (loaded.path / "tokenizer.json").read_text(),
+        loaded.model.config.vocab_size,
+        sorted(loaded.stop_token_ids),
+    )
+    return ModelServer(loaded, engine, settings.default_max_tokens, grammars)
 
 
 def run_model_thread(

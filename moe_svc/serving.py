@@ -33,13 +33,31 @@ from common.contracts.openai import (
     CompletionResponse,
     DeltaMessage,
     ExpertUsage,
+    FinishReason,
     SamplingFields,
     Usage,
 )
-from common.errors import BadRequest, RateLimited, ServiceError
+from common.errors import BadRequest, NotFound, RateLimited, ServiceError
 from common.streaming import SSE_HEADERS
-from moe_svc.engine import Delta, Engine, GenerationRequest, QueueFull, SamplingParams
+from moe_svc.engine import (
+    Delta,
+    Engine,
+    GenerationRequest,
+    QueueFull,
+    SampledToken,
+    SamplingParams,
+)
 from moe_svc.loader import LoadedModel
+from moe_svc.logprob_format import LogprobFormatter
+from moe_svc.structured import (
+    ChatConstraint,
+    GrammarCompiler,
+    GrammarError,
+    chat_constraint,
+    prompt_messages,
+    refuse_unsupported,
+)
+from moe_svc.tool_replies import ToolReply
 
 __all__ = ["ModelServer"]
 
@@ -55,13 +73,33 @@ class _Outputs:
     completion_tokens: list[int]
     experts: list[list[list[int]] | None] = field(default_factory=list)
     token_ids: list[list[int]] = field(default_factory=list)
+    logprobs: list[list[SampledToken]] = field(default_factory=list)
+
+    @classmethod
+    def empty(cls, n: int) -> _Outputs:
+        return cls(
+            [""] * n,
+            [None] * n,
+            [0] * n,
+            [None] * n,
+            [[] for _ in range(n)],
+            [[] for _ in range(n)],
+        )
 
 
 class ModelServer:
-    def __init__(self, loaded: LoadedModel, engine: Engine, default_max_tokens: int) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        engine: Engine,
+        default_max_tokens: int,
+        grammars: GrammarCompiler,
+    ) -> None:
         self.loaded = loaded
         self.engine = engine
         self.default_max_tokens = default_max_tokens
+        self.grammars = grammars
+        self.logprobs = LogprobFormatter(grammars.tokenizer.decode_bytes)
 
     @property
     def name(self) -> str:
@@ -75,22 +113,29 @@ class ModelServer:
 
     def check_model(self, model: str) -> None:
         if model != self.name:
-            raise BadRequest(
+            raise NotFound(
                 f"The model '{model}' does not exist; this server serves '{self.name}'.",
                 param="model",
                 code="model_not_found",
             )
 
-    def chat_prompt(self, body: ChatCompletionRequest) -> list[int]:
-        messages = [{"role": m.role, "content": m.text()} for m in body.messages]
+    def chat_prompt(self, body: ChatCompletionRequest, constraint: ChatConstraint) -> list[int]:
+        messages = prompt_messages(body.messages)
         try:
-            text = self.loaded.template.render(messages, body.add_generation_prompt)
+            text = self.loaded.template.render(
+                messages, body.add_generation_prompt, constraint.tools
+            )
         except ValueError as exc:
             raise BadRequest(f"Chat template error: {exc}", param="messages") from None
         return self.loaded.tokenizer.encode(text)
 
     def sampling_params(
-        self, body: SamplingFields, prompt_len: int, max_tokens: int | None, prompt_param: str
+        self,
+        body: SamplingFields,
+        prompt_len: int,
+        max_tokens: int | None,
+        prompt_param: str,
+        logprobs: int | None = None,
     ) -> SamplingParams:
         """Engine parameters; a 400 when the prompt plus max_tokens overflow the context."""
         room = self.max_context - prompt_len
@@ -122,13 +167,30 @@ class ModelServer:
             presence_penalty=body.presence_penalty,
             frequency_penalty=body.frequency_penalty,
             repetition_penalty=body.repetition_penalty,
+            logprobs=logprobs,
         )
 
     # ---- running requests ----
 
     def _submit(
-        self, prompt: list[int], params: SamplingParams, n: int, record_experts: bool
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        n: int,
+        record_experts: bool,
+        grammar: tuple[str, str] | None = None,
     ) -> list[GenerationRequest]:
+        """n engine requests; grammar: (grammar text, the field it came from) to constrain."""
+        constraints = []
+        if grammar is not None:
+            try:
+                constraints = [self.grammars.state(grammar[0]) for _ in range(n)]
+            except GrammarError as exc:
+                raise BadRequest(
+                    f"The grammar cannot be compiled: {exc}",
+                    param=grammar[1],
+                    code="invalid_grammar",
+                ) from None
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Delta] = asyncio.Queue()
         requests = []
@@ -138,7 +200,13 @@ class ModelServer:
             choice_params = params if index == 0 else _with_seed(params, seed)
             requests.append(
                 GenerationRequest(
-                    prompt, choice_params, loop, record_experts, index=index, queue=queue
+                    prompt,
+                    choice_params,
+                    loop,
+                    record_experts,
+                    constraint=constraints[index] if constraints else None,
+                    index=index,
+                    queue=queue,
                 )
             )
         try:
@@ -160,7 +228,7 @@ class ModelServer:
 
     async def _collect(self, requests: list[GenerationRequest]) -> _Outputs:
         n = len(requests)
-        out = _Outputs([""] * n, [None] * n, [0] * n, [None] * n, [[] for _ in range(n)])
+        out = _Outputs.empty(n)
         queue = requests[0].queue
         pending = n
         try:
@@ -170,6 +238,7 @@ class ModelServer:
                 i = delta.index
                 out.texts[i] += delta.text
                 out.token_ids[i] = requests[i].output_ids
+                out.logprobs[i].extend(delta.logprobs or [])
                 if delta.finish_reason is not None:
                     pending -= 1
                     out.finish[i] = delta.finish_reason
@@ -184,12 +253,12 @@ class ModelServer:
         self,
         requests: list[GenerationRequest],
         first: Callable[[int], BaseModel | None],
-        piece: Callable[[Delta], BaseModel],
+        piece: Callable[[Delta], BaseModel | None],
         usage: Callable[[_Outputs], BaseModel | None],
     ) -> AsyncIterator[str]:
         """SSE events: an opening event per choice, one per delta, usage, `[DONE]`."""
         n = len(requests)
-        out = _Outputs([""] * n, [None] * n, [0] * n, [None] * n)
+        out = _Outputs.empty(n)
         queue = requests[0].queue
         try:
             for index in range(n):
@@ -205,7 +274,8 @@ class ModelServer:
                     pending -= 1
                     out.completion_tokens[delta.index] = delta.completion_tokens
                     out.experts[delta.index] = delta.experts
-                yield _sse(piece(delta))
+                if (event := piece(delta)) is not None:
+                    yield _sse(event)
             if (last := usage(out)) is not None:
                 yield _sse(last)
             yield "data: [DONE]\n\n"
@@ -229,50 +299,37 @@ class ModelServer:
 
     async def chat(self, body: ChatCompletionRequest) -> ChatCompletionResponse | StreamingResponse:
         self.check_model(body.model)
-        _refuse_logprobs(bool(body.logprobs))
-        prompt = self.chat_prompt(body)
+        refuse_unsupported(body)
+        constraint = chat_constraint(body)
+        prompt = self.chat_prompt(body, constraint)
         max_tokens = body.max_completion_tokens or body.max_tokens
-        params = self.sampling_params(body, len(prompt), max_tokens, "messages")
-        requests = self._submit(prompt, params, body.n, body.return_experts)
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        params = self.sampling_params(body, len(prompt), max_tokens, "messages", top)
+        grammar = None if constraint.grammar is None else (constraint.grammar, constraint.param)
+        requests = self._submit(prompt, params, body.n, body.return_experts, grammar)
         head = _head(f"chatcmpl-{uuid.uuid4().hex}", self.name)
         if body.stream:
-            include_usage = bool(body.stream_options and body.stream_options.include_usage)
-
-            def first(index: int) -> ChatCompletionChunk:
-                opening = DeltaMessage(role="assistant", content="")
-                choice = ChatChunkChoice(index=index, delta=opening)
-                return ChatCompletionChunk(**head, choices=[choice])
-
-            def piece(delta: Delta) -> ChatCompletionChunk:
-                choice = ChatChunkChoice(
-                    index=delta.index,
-                    delta=DeltaMessage(content=delta.text) if delta.text else DeltaMessage(),
-                    finish_reason=delta.finish_reason,
-                )
-                return ChatCompletionChunk(**head, choices=[choice])
-
-            def usage(out: _Outputs) -> ChatCompletionChunk | None:
-                experts = _experts(out) if body.return_experts else None
-                if not include_usage and experts is None:
-                    return None
-                return ChatCompletionChunk(
-                    **head,
-                    choices=[],
-                    usage=_usage(len(prompt), out) if include_usage else None,
-                    experts=experts,
-                )
-
-            return self._streaming_response(requests, self._stream(requests, first, piece, usage))
+            events = self._chat_events(body, constraint, len(prompt), requests, head)
+            return self._streaming_response(requests, events)
         out = await self._collect(requests)
-        choices = [
-            ChatChoice(
-                index=i,
-                message=ChatMessage(content=text),
-                finish_reason=reason,
-                token_ids=list(out.token_ids[i]) if body.return_token_ids else None,
+        choices = []
+        for i, (text, reason) in enumerate(zip(out.texts, out.finish, strict=True)):
+            message = ChatMessage(content=text)
+            if constraint.may_call:
+                reply = ToolReply()
+                reply.feed(text)
+                if reply.is_call and (calls := reply.tool_calls()) and reason == "stop":
+                    message, reason = ChatMessage(content=None, tool_calls=calls), "tool_calls"
+            logprobs = self.logprobs.chat(out.logprobs[i]) if params.logprobs is not None else None
+            choices.append(
+                ChatChoice(
+                    index=i,
+                    message=message,
+                    finish_reason=reason,
+                    logprobs=logprobs,
+                    token_ids=list(out.token_ids[i]) if body.return_token_ids else None,
+                )
             )
-            for i, (text, reason) in enumerate(zip(out.texts, out.finish, strict=True))
-        ]
         return ChatCompletionResponse(
             **head,
             choices=choices,
@@ -280,11 +337,60 @@ class ModelServer:
             experts=_experts(out) if body.return_experts else None,
         )
 
+    def _chat_events(
+        self,
+        body: ChatCompletionRequest,
+        constraint: ChatConstraint,
+        prompt_tokens: int,
+        requests: list[GenerationRequest],
+        head: dict[str, Any],
+    ) -> AsyncIterator[str]:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        replies = [ToolReply() if constraint.may_call else None for _ in requests]
+
+        def chunk(index: int, delta: DeltaMessage, **fields: Any) -> ChatCompletionChunk:
+            choice = ChatChunkChoice(index=index, delta=delta, **fields)
+            return ChatCompletionChunk(**head, choices=[choice])
+
+        def first(index: int) -> ChatCompletionChunk:
+            return chunk(index, DeltaMessage(role="assistant", content=""))
+
+        def piece(delta: Delta) -> ChatCompletionChunk | None:
+            text, calls = delta.text, None
+            reason: FinishReason | None = delta.finish_reason
+            if (reply := replies[delta.index]) is not None:
+                text, tool_deltas = reply.feed(delta.text)
+                if reason is not None:
+                    text += reply.finish()
+                    if reply.is_call and reason == "stop":
+                        reason = "tool_calls"
+                calls = tool_deltas or None
+            logprobs = None
+            if delta.logprobs:
+                logprobs = self.logprobs.chat(delta.logprobs)
+            if not text and calls is None and reason is None and logprobs is None:
+                return None  # held back: it may open a tool call
+            message = DeltaMessage(content=text or None, tool_calls=calls)
+            return chunk(delta.index, message, finish_reason=reason, logprobs=logprobs)
+
+        def usage(out: _Outputs) -> ChatCompletionChunk | None:
+            experts = _experts(out) if body.return_experts else None
+            if not include_usage and experts is None:
+                return None
+            return ChatCompletionChunk(
+                **head,
+                choices=[],
+                usage=_usage(prompt_tokens, out) if include_usage else None,
+                experts=experts,
+            )
+
+        return self._stream(requests, first, piece, usage)
+
     # ---- text completions ----
 
     async def completion(self, body: CompletionRequest) -> CompletionResponse | StreamingResponse:
         self.check_model(body.model)
-        _refuse_logprobs(body.logprobs is not None)
+        _refuse_unsupported_completion(body)
         tokenizer = self.loaded.tokenizer
         if isinstance(body.prompt, str):
             prompt, prompt_text = tokenizer.encode(body.prompt), body.prompt
@@ -296,7 +402,7 @@ class ModelServer:
         if not prompt:
             raise BadRequest("The prompt encodes to no tokens.", param="prompt")
         max_tokens = body.max_tokens or COMPLETIONS_DEFAULT_MAX_TOKENS
-        params = self.sampling_params(body, len(prompt), max_tokens, "prompt")
+        params = self.sampling_params(body, len(prompt), max_tokens, "prompt", body.logprobs)
         requests = self._submit(prompt, params, body.n, body.return_experts)
         head = _head(f"cmpl-{uuid.uuid4().hex}", self.name)
         echo = prompt_text if body.echo else ""
@@ -309,9 +415,18 @@ class ModelServer:
                 choice = CompletionChoice(index=index, text=echo, finish_reason=None)
                 return CompletionResponse(**head, choices=[choice])
 
+            offsets = [len(echo)] * body.n
+
             def piece(delta: Delta) -> CompletionResponse:
+                logprobs = None
+                if delta.logprobs is not None:
+                    logprobs = self.logprobs.completion(delta.logprobs, offsets[delta.index])
+                    offsets[delta.index] += sum(len(t) for t in logprobs.tokens)
                 choice = CompletionChoice(
-                    index=delta.index, text=delta.text, finish_reason=delta.finish_reason
+                    index=delta.index,
+                    text=delta.text,
+                    finish_reason=delta.finish_reason,
+                    logprobs=logprobs,
                 )
                 return CompletionResponse(**head, choices=[choice])
 
@@ -333,6 +448,11 @@ class ModelServer:
                 index=i,
                 text=echo + text,
                 finish_reason=reason,
+                logprobs=(
+                    self.logprobs.completion(out.logprobs[i], len(echo))
+                    if body.logprobs is not None
+                    else None
+                ),
                 token_ids=list(out.token_ids[i]) if body.return_token_ids else None,
             )
             for i, (text, reason) in enumerate(zip(out.texts, out.finish, strict=True))
@@ -354,9 +474,14 @@ def _with_seed(params: SamplingParams, seed: int | None) -> SamplingParams:
     return replace(params, seed=seed)
 
 
-def _refuse_logprobs(asked: bool) -> None:
-    if asked:
-        raise BadRequest("logprobs are not supported by this server.", param="logprobs")
+def _refuse_unsupported_completion(body: CompletionRequest) -> None:
+    """400 for legacy completion fields this server does not implement."""
+    if body.logit_bias:
+        raise BadRequest("'logit_bias' is not supported by this server.", param="logit_bias")
+    if body.suffix:
+        raise BadRequest("'suffix' is not supported by this server.", param="suffix")
+    if body.best_of is not None and body.best_of != body.n:
+        raise BadRequest("'best_of' other than n is not supported.", param="best_of")
 
 
 def _raise_engine_error(delta: Delta) -> None:
@@ -383,6 +508,10 @@ def _sse(model: BaseModel) -> str:
     for key in ("usage", "experts"):
         if data.get(key) is None:
             data.pop(key, None)
+    # a delta carries only what it has: no `role: null` after the first chunk
+    for choice in data.get("choices", []):
+        if "delta" in choice:
+            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
     return f"data: {_json_dumps(data)}\n\n"
 
 

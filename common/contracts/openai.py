@@ -7,9 +7,14 @@
 - `POST /v1/tokenize`: `TokenizeRequest` -> `TokenizeResponse`.
 
 Unknown request fields are ignored, as OpenAI-compatible servers (vLLM) do, so that
-newer clients keep working. vLLM's sampling extensions `top_k` and
-`repetition_penalty` are accepted; `return_experts` asks for the experts each layer
-routed this response's tokens to.
+newer clients keep working; OpenAI fields a server cannot honour are declared here
+so that it can refuse them with a 400 instead. vLLM's sampling extensions `top_k`
+and `repetition_penalty` are accepted; `return_experts` asks for the experts each
+layer routed this response's tokens to.
+
+Tools (`tools`, `tool_choice`, `parallel_tool_calls`), `response_format` (text,
+json_object, json_schema) and `logprobs` / `top_logprobs` follow OpenAI's shapes;
+responses validate against the `openai` package's own models.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 __all__ = [
     "MAX_N",
     "MAX_STOP_SEQUENCES",
+    "MAX_TOP_LOGPROBS",
     "ChatChoice",
     "ChatChunkChoice",
     "ChatCompletionChunk",
@@ -29,26 +35,41 @@ __all__ = [
     "ChatCompletionResponse",
     "ChatMessage",
     "ChatMessageIn",
+    "ChoiceLogprobs",
     "CompletionChoice",
     "CompletionChunk",
+    "CompletionLogprobs",
     "CompletionRequest",
     "CompletionResponse",
+    "DeltaFunctionCall",
     "DeltaMessage",
+    "DeltaToolCall",
     "ExpertUsage",
     "FinishReason",
+    "FunctionCall",
+    "FunctionDefinition",
+    "JsonSchemaFormat",
     "ModelCard",
     "ModelList",
+    "NamedToolChoice",
+    "ResponseFormat",
     "SamplingFields",
     "StreamOptions",
+    "TokenLogprob",
     "TokenizeRequest",
     "TokenizeResponse",
+    "ToolCall",
+    "ToolChoice",
+    "ToolDefinition",
+    "TopLogprob",
     "Usage",
 ]
 
 MAX_N = 8  # choices per request: each is a sequence of its own in the engine
 MAX_STOP_SEQUENCES = 4  # as OpenAI
+MAX_TOP_LOGPROBS = 20  # as OpenAI's chat completions
 
-FinishReason = Literal["stop", "length", "abort"]
+FinishReason = Literal["stop", "length", "tool_calls", "abort"]
 
 
 class StreamOptions(BaseModel):
@@ -103,6 +124,19 @@ class TextPart(BaseModel):
     text: str
 
 
+class FunctionCall(BaseModel):
+    name: str
+    arguments: str  # a JSON object, as text
+
+
+class ToolCall(BaseModel):
+    """A call the assistant made (in a response, or in an earlier turn sent back)."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessageIn(BaseModel):
     """A message of the conversation; content may be OpenAI text parts."""
 
@@ -111,6 +145,8 @@ class ChatMessageIn(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: the call it answers
 
     def text(self) -> str:
         if self.content is None:
@@ -120,11 +156,62 @@ class ChatMessageIn(BaseModel):
         return "".join(part.text for part in self.content)
 
 
+class FunctionDefinition(BaseModel):
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema of the arguments object
+    strict: bool | None = None
+
+
+class ToolDefinition(BaseModel):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class _FunctionName(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: _FunctionName
+
+
+ToolChoice = Literal["none", "auto", "required"] | NamedToolChoice
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_-]{1,64}$")]
+    description: str | None = None
+    # `schema` shadows a BaseModel attribute: stored as json_schema, sent as "schema"
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessageIn], Field(min_length=1)]
     # OpenAI's newer name for max_tokens; either may be given
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    # OpenAI fields a server may not implement: declared so that it can refuse them
+    logit_bias: dict[str, float] | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
     # extension (vLLM): continue the last assistant message instead of starting a new one
     add_generation_prompt: bool = True
 
@@ -133,7 +220,10 @@ class CompletionRequest(SamplingFields):
     # a text or token ids; batches of prompts are not supported (one prompt, `n` choices)
     prompt: str | list[int]
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    logit_bias: dict[str, float] | None = None
+    suffix: str | None = None
+    best_of: int | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -157,14 +247,31 @@ class ExpertUsage(BaseModel):
 
 class ChatMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: str | None = None  # OpenAI requires the field (null: no refusal)
+    tool_calls: list[ToolCall] | None = None
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None  # the token's UTF-8 bytes (a token may hold part of a character)
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob]
+
+
+class ChoiceLogprobs(BaseModel):
+    content: list[TokenLogprob] | None
+    refusal: list[TokenLogprob] | None = None
 
 
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessage
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
     token_ids: list[int] | None = None  # with return_token_ids
 
 
@@ -178,16 +285,31 @@ class ChatCompletionResponse(BaseModel):
     experts: list[ExpertUsage] | None = None  # extension, one per choice
 
 
+class DeltaFunctionCall(BaseModel):
+    name: str | None = None
+    arguments: str | None = None
+
+
+class DeltaToolCall(BaseModel):
+    """A streamed tool call: the first delta has id, type and name, later ones arguments."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: DeltaFunctionCall
+
+
 class DeltaMessage(BaseModel):
-    role: Literal["assistant"] | None = None
+    role: Literal["assistant"] | None = None  # only on a choice's first chunk
     content: str | None = None
+    tool_calls: list[DeltaToolCall] | None = None
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: DeltaMessage
     finish_reason: FinishReason | None = None
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletionChunk(BaseModel):
@@ -200,11 +322,20 @@ class ChatCompletionChunk(BaseModel):
     experts: list[ExpertUsage] | None = None  # extension, on the usage chunk
 
 
+class CompletionLogprobs(BaseModel):
+    """Legacy completions' logprobs: parallel lists over the choice's tokens."""
+
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]]
+    text_offset: list[int]
+
+
 class CompletionChoice(BaseModel):
     index: int
     text: str
     finish_reason: FinishReason | None
-    logprobs: None = None
+    logprobs: CompletionLogprobs | None = None
     token_ids: list[int] | None = None  # with return_token_ids (not streamed)
 
 

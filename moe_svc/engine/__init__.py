@@ -3,7 +3,13 @@
 from moe_svc.engine.detokenizer import IncrementalDetokenizer
 from moe_svc.engine.engine import Engine, EngineConfig, QueueFull
 from moe_svc.engine.metrics import EngineMetrics
-from moe_svc.engine.requests import Delta, GenerationRequest, SamplingParams
+from moe_svc.engine.requests import (
+    Delta,
+    GenerationRequest,
+    SampledToken,
+    SamplingParams,
+    TokenConstraint,
+)
 from moe_svc.engine.routing import RoutingRecorder, balance
 
 __all__ = [
@@ -15,6 +21,8 @@ __all__ = [
     "IncrementalDetokenizer",
     "QueueFull",
     "RoutingRecorder",
+    "SampledToken",
     "SamplingParams",
+    "TokenConstraint",
     "balance",
 ]

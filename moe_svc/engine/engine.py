@@ -33,7 +33,7 @@ import torch
 
 from moe_svc.engine.detokenizer import IncrementalDetokenizer, TokenDecoder
 from moe_svc.engine.metrics import EngineMetrics
-from moe_svc.engine.requests import Delta, FinishReason, GenerationRequest
+from moe_svc.engine.requests import Delta, FinishReason, GenerationRequest, SampledToken
 from moe_svc.engine.routing import RoutingRecorder
 from moe_svc.engine.sampler import sample_next_tokens
 from moe_svc.modeling import CausalLM, KVCache
@@ -280,12 +280,17 @@ class Engine:
         detok = request.detokenizer
         assert detok is not None
         finish: FinishReason | None = None
+        constraint = request.constraint
+        if constraint is not None:
+            constraint.accept(token)
         if token in params.stop_token_ids:
+            if request.pending_logprobs:  # OpenAI lists no end-of-sequence token
+                request.pending_logprobs.pop()
             text, finish = detok.flush(), "stop"
         else:
             text = detok.push(token)
             total = len(request.prompt_ids) + len(request.output_ids)
-            if detok.stopped:
+            if detok.stopped or (constraint is not None and constraint.done):
                 finish = "stop"
             elif len(request.output_ids) >= params.max_tokens or total >= self.config.max_context:
                 finish = "length"
@@ -295,7 +300,7 @@ class Engine:
             self._finish(request, finish, text)
             return True
         if text:
-            request.post(Delta(text, [token]))
+            request.post(Delta(text, [token], logprobs=_take_logprobs(request)))
         return False
 
     def _finish(self, request: GenerationRequest, reason: FinishReason, text: str) -> None:
@@ -311,6 +316,7 @@ class Engine:
                 prompt_tokens=len(request.prompt_ids),
                 completion_tokens=len(request.output_ids),
                 experts=experts,
+                logprobs=_take_logprobs(request),
             )
         )
         if self.metrics:
@@ -343,3 +349,11 @@ class Engine:
             request.post(Delta("", [], "abort", error=message))
         self._running.clear()
         self.cache.reset()
+
+
+def _take_logprobs(request: GenerationRequest) -> list[SampledToken] | None:
+    """The logprobs of the tokens since the last delta (None when not asked for)."""
+    if request.params.logprobs is None:
+        return None
+    taken, request.pending_logprobs = request.pending_logprobs, []
+    return taken

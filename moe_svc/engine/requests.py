@@ -1,8 +1,9 @@
 """What the engine is asked for and what it hands back.
 
-A `GenerationRequest` carries a prompt (token ids) and its `SamplingParams`; the
-engine thread fills it and posts `Delta`s to the request's asyncio queue as tokens
-come: text pieces, then one final delta with the finish reason and token counts.
+A `GenerationRequest` carries a prompt (token ids), its `SamplingParams` and
+optionally a `TokenConstraint` (a grammar state of its own); the engine thread
+fills it and posts `Delta`s to the request's asyncio queue as tokens come: text
+pieces, then one final delta with the finish reason and token counts.
 """
 
 from __future__ import annotations
@@ -11,13 +12,20 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 
 from moe_svc.engine.detokenizer import IncrementalDetokenizer
 
-__all__ = ["Delta", "FinishReason", "GenerationRequest", "SamplingParams"]
+__all__ = [
+    "Delta",
+    "FinishReason",
+    "GenerationRequest",
+    "SampledToken",
+    "SamplingParams",
+    "TokenConstraint",
+]
 
 FinishReason = Literal["stop", "length", "abort"]
 
@@ -36,6 +44,8 @@ class SamplingParams:
     presence_penalty: float = 0.0  # OpenAI: subtracted once from tokens already generated
     frequency_penalty: float = 0.0  # OpenAI: subtracted per occurrence in the output
     repetition_penalty: float = 1.0  # CTRL / transformers: over prompt and output tokens
+    # log-probabilities of each chosen token and of the `logprobs` likeliest (None: none)
+    logprobs: int | None = None
 
     @property
     def greedy(self) -> bool:
@@ -50,6 +60,30 @@ class SamplingParams:
         )
 
 
+class TokenConstraint(Protocol):
+    """A sequence's grammar state: which tokens may come next (moe_svc.structured)."""
+
+    def mask(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (V,) with refused tokens at -inf, in place."""
+        ...
+
+    def accept(self, token: int) -> None: ...
+
+    @property
+    def done(self) -> bool:
+        """Complete: nothing more may be generated."""
+        ...
+
+
+@dataclass
+class SampledToken:
+    """A chosen token, with its log-probability and the likeliest alternatives when asked."""
+
+    token: int
+    logprob: float | None = None
+    top: list[tuple[int, float]] = field(default_factory=list)
+
+
 @dataclass
 class Delta:
     """A piece of output; the last one of a request has `finish_reason` set."""
@@ -62,6 +96,8 @@ class Delta:
     # (num_layers, num_experts) token counts of this request, on the final delta when asked
     experts: list[list[int]] | None = None
     error: str | None = None  # set when the engine failed the request
+    # the tokens since the previous delta, with logprobs, when the request asked for them
+    logprobs: list[SampledToken] | None = None
     index: int = 0  # the choice this delta belongs to (set by GenerationRequest.post)
 
 
@@ -71,6 +107,7 @@ class GenerationRequest:
     params: SamplingParams
     loop: asyncio.AbstractEventLoop
     record_experts: bool = False
+    constraint: TokenConstraint | None = None
     index: int = 0  # choice index among the `n` of one API request
     request_id: int = field(default_factory=lambda: next(_ids))
     queue: asyncio.Queue[Delta] = field(default_factory=asyncio.Queue)
@@ -82,6 +119,7 @@ class GenerationRequest:
     last_token_at: float | None = None
     expert_counts: torch.Tensor | None = None  # (L, E) int64 when record_experts
     detokenizer: IncrementalDetokenizer | None = None
+    pending_logprobs: list[SampledToken] = field(default_factory=list)  # not yet posted
     aborted: bool = False
     finished: bool = False
 

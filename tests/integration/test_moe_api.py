@@ -86,9 +86,11 @@ def test_openai_client_chat_streamed_and_not(client: openai.OpenAI) -> None:
 
 
 def test_openai_client_sees_errors_as_bad_requests(client: openai.OpenAI) -> None:
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert info.value.body["param"] == "model"  # type: ignore[index]
+    assert info.value.code == "model_not_found"
+    assert client.models.retrieve(MODEL).id == MODEL
     with pytest.raises(openai.BadRequestError):
         client.completions.create(model=MODEL, prompt="hi", max_tokens=5000)
     ok = client.completions.create(model=MODEL, prompt="hi", max_tokens=3, temperature=0)

@@ -149,7 +149,6 @@ def test_models_tokenize_and_expert_stats(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("overrides", "param"),
     [
-        ({"model": "gpt-4"}, "model"),
         ({"messages": []}, "messages"),
         ({"max_tokens": -1}, "max_tokens"),
         ({"temperature": 2.5}, "temperature"),
@@ -171,6 +170,18 @@ def test_bad_requests_get_400_in_the_shared_shape(
     assert error["service"] == "moe_svc" and error["request_id"]
     # the engine keeps serving
     assert client.post("/v1/chat/completions", json=_chat(max_tokens=2)).status_code == 200
+
+
+def test_unknown_model_is_a_404_model_not_found(client: TestClient) -> None:
+    for r in (
+        client.post("/v1/chat/completions", json=_chat(model="gpt-4")),
+        client.post("/v1/completions", json={"model": "gpt-4", "prompt": "hi"}),
+        client.get("/v1/models/gpt-4"),
+    ):
+        assert r.status_code == 404, r.text
+        assert r.json()["error"]["code"] == "model_not_found"
+    card = client.get(f"/v1/models/{MODEL}").json()
+    assert card["id"] == MODEL and card["object"] == "model"
 
 
 def test_malformed_json_is_a_400(client: TestClient) -> None:
