@@ -4,8 +4,11 @@ question --(self-RAG gate)--> no retrieval: answer directly
     |--(HyDE)------ hypothetical passage -> its embedding drives dense retrieval
     |--(multi-hop)- sub-questions -> one retrieval each, interleaved
     v
-search (hybrid + rerank) -> sources within the token budget, numbered [1]..[n]
-    -> moe_svc answers citing [n] -> every citation checked against its source
+search every collection asked for (hybrid, RRF across collections, rerank)
+    -> sources within the token budget, numbered [1]..[n]
+    -> moe_svc answers, first, from short excerpts of them
+    -> attribution: each sentence cited by the source that supports it,
+       wrong markers corrected, unsupported sentences flagged or dropped
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from common.contracts.rag import (
     SearchRequest,
     SearchResult,
 )
+from rag_svc.attribution import attribute
+from rag_svc.federated import search_collections
 from rag_svc.layout import CollectionRef
 from rag_svc.library import Library
 from rag_svc.prompts import (
@@ -34,7 +39,6 @@ from rag_svc.prompts import (
 )
 from rag_svc.self_rag import retrieval_not_needed
 from rag_svc.settings import RagSettings
-from rag_svc.verification import verify_citations
 
 __all__ = ["Answerer", "assemble_sources", "interleave"]
 
@@ -69,6 +73,7 @@ def assemble_sources(
     left = budget_tokens
     for result, tokens in zip(results, counts, strict=True):
         text = result.text
+        title = result.metadata.get("title")
         if tokens > left:
             if left < MIN_SOURCE_TOKENS:
                 break
@@ -84,6 +89,8 @@ def assemble_sources(
                 text=text,
                 score=result.score,
                 metadata=result.metadata,
+                collection=result.collection,
+                title=title if isinstance(title, str) and title.strip() else None,
             )
         )
         left -= tokens
@@ -102,45 +109,57 @@ class Answerer:
         )
         return completion.text.strip()
 
-    async def answer(self, ref: CollectionRef, request: AnswerRequest) -> AnswerResponse:
-        """Answer `request.question` from collection `ref`, citing the sources it used.
+    async def answer(self, refs: list[CollectionRef], request: AnswerRequest) -> AnswerResponse:
+        """Answer `request.question` from the collections `refs`, citing the sources it used.
 
         Step by step:
 
         1. with `self_rag`, a question that needs no documents (small talk, one
            about the assistant) or one nothing in the collection resembles is
-           answered by moe_svc directly (`retrieval.used: false`, and why);
+           answered by moe_svc directly (`retrieval.used: false`, and why); so is
+           a question when `refs` is empty;
         2. with `hyde`, moe_svc writes a hypothetical answer passage whose
            embedding searches alongside the question's; with `multi_hop`, it
            splits the question into sub-questions, each searched as well;
-        3. every query searches the collection (`k`, `mode`, `rerank`, `filter`)
+        3. every query searches the collections (`k`, `mode`, `rerank`, `filter`;
+           several collections fused into one ranking, `rag_svc.federated`)
            concurrently, and the rankings are interleaved;
         4. with `self_rag` and `rerank`, sources the reranker judges irrelevant
            are dropped; if none is left, the answer is direct as in 1;
         5. the sources are numbered within `context_max_tokens`, moe_svc writes
-           the answer citing them as `[n]`, and each citation is checked against
-           its source (lexical and embedding support) to set `verified`.
+           the answer from excerpts of them, answer first;
+        6. attribution (`rag_svc.attribution`) cites each sentence by the source
+           that supports it, corrects or removes wrong markers, and flags or drops
+           unsupported sentences (`unsupported`); `verified` when every sentence is.
 
-        `ref` names a collection the caller may read (`rag_svc.access`). Raises
+        `refs` are collections the caller may read (`rag_svc.access`). Raises
         `NotFound` for a collection that does not exist, `ServiceUnavailable`
         while the models load, and moe_svc's errors (`ServiceError`) as they come.
         """
         library, s = self.library, self.settings
-        collection = library.collection(ref)
+        collections = [library.collection(ref) for ref in refs]
         models = library.require_models()
         question = request.question.strip()
         max_tokens = request.max_tokens or s.answer_max_tokens
+        names = ", ".join(repr(ref.name) for ref in refs)
 
+        if not refs:
+            return await self._answer_directly(
+                question, "the caller may read no collection", request, max_tokens
+            )
         if request.self_rag:
             reason = retrieval_not_needed(question)
             if reason is None:
-                best = await asyncio.to_thread(
-                    models.retriever.best_similarity, collection, question
+                best = max(
+                    await asyncio.gather(
+                        *(
+                            asyncio.to_thread(models.retriever.best_similarity, c, question)
+                            for c in collections
+                        )
+                    )
                 )
                 if best < s.self_rag_min_similarity:
-                    reason = (
-                        f"nothing in {ref.name!r} resembles the question (best cosine {best:.2f})"
-                    )
+                    reason = f"nothing in {names} resembles the question (best cosine {best:.2f})"
             if reason is not None:
                 return await self._answer_directly(question, reason, request, max_tokens)
 
@@ -161,8 +180,9 @@ class Answerer:
         rankings = await asyncio.gather(
             *(
                 asyncio.to_thread(
-                    library.search,
-                    ref,
+                    search_collections,
+                    library,
+                    refs,
                     SearchRequest(
                         query=query,
                         k=request.k,
@@ -175,7 +195,7 @@ class Answerer:
                 for query in trace.queries
             )
         )
-        results = interleave([r.results for r in rankings], max(request.k, len(trace.queries)))
+        results = interleave(list(rankings), max(request.k, len(trace.queries)))
         if request.self_rag and request.rerank:
             relevant = [
                 r for r in results if r.scores.get("rerank", 1.0) >= s.self_rag_min_relevance
@@ -193,32 +213,37 @@ class Answerer:
             max_tokens=max_tokens,
             temperature=request.temperature,
         )
-        citations, verified = await asyncio.to_thread(
-            verify_citations,
+        attributed = await asyncio.to_thread(
+            attribute,
             answer,
             sources,
+            models.reranker,
             models.embedder.encode,
+            threshold=s.attribution_threshold,
+            policy=request.unsupported or s.unsupported_sentences,
             lexical_threshold=s.support_lexical_threshold,
             embedding_threshold=s.support_embedding_threshold,
         )
         logger.info(
             "answered",
             extra={
-                "collection": ref.name,
+                "collections": [ref.name for ref in refs],
                 "sources": len(sources),
-                "citations": len(citations),
-                "verified": verified,
+                "citations": len(attributed.citations),
+                "unsupported": sum(not c.supported for c in attributed.attribution.sentences),
+                "verified": attributed.verified,
                 "hyde": request.hyde,
                 "multi_hop": request.multi_hop,
             },
         )
         return AnswerResponse(
-            answer=answer,
-            citations=citations,
-            verified=verified,
+            answer=attributed.answer,
+            citations=attributed.citations,
+            verified=attributed.verified,
             sources=sources,
             retrieval=trace,
             model=await self.chat.resolve(),
+            attribution=attributed.attribution,
         )
 
     async def _answer_directly(

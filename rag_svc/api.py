@@ -15,6 +15,8 @@ from starlette.datastructures import UploadFile
 from common.contracts.rag import (
     AnswerRequest,
     AnswerResponse,
+    CollectionsAnswerRequest,
+    CollectionsSearchRequest,
     DocumentIn,
     EmbeddingsRequest,
     EmbeddingsResponse,
@@ -40,6 +42,7 @@ from rag_svc.extraction import (
     detect_kind,
     extract_text,
 )
+from rag_svc.federated import readable_collections, search_collections
 from rag_svc.openai_embeddings import create_embeddings
 from rag_svc.schemas import (
     CollectionCreate,
@@ -182,7 +185,27 @@ async def search(ref: ReadableDep, body: SearchRequest, library: LibraryDep) -> 
 
 @router.post("/collections/{name}/answer", response_model=AnswerResponse, tags=["search"])
 async def answer(ref: ReadableDep, body: AnswerRequest, answerer: AnswererDep) -> AnswerResponse:
-    return await answerer.answer(ref, body)
+    return await answerer.answer([ref], body)
+
+
+@router.post("/search", response_model=SearchResponse, tags=["search"])
+async def search_many(
+    body: CollectionsSearchRequest, library: LibraryDep, caller: CallerDep
+) -> SearchResponse:
+    """One ranking over `collections` (absent: every collection the caller may read)."""
+    refs = await asyncio.to_thread(readable_collections, library, caller, body.collections)
+    request = SearchRequest.model_validate(body.model_dump(exclude={"collections"}))
+    results = await asyncio.to_thread(search_collections, library, refs, request)
+    return SearchResponse(results=results)
+
+
+@router.post("/answer", response_model=AnswerResponse, tags=["search"])
+async def answer_many(
+    body: CollectionsAnswerRequest, library: LibraryDep, caller: CallerDep, answerer: AnswererDep
+) -> AnswerResponse:
+    """An answer from `collections` (absent: every collection the caller may read)."""
+    refs = await asyncio.to_thread(readable_collections, library, caller, body.collections)
+    return await answerer.answer(refs, body)
 
 
 # --- request bodies -------------------------------------------------------------------

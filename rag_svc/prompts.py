@@ -1,15 +1,24 @@
-"""The messages rag_svc sends to moe_svc: answers with citations, HyDE, decomposition."""
+"""The messages rag_svc sends to moe_svc: answers with citations, HyDE, decomposition.
+
+The answer prompt is cut for a 135M model: few sources, each shortened to the
+sentences that share the most words with the question (the excerpt), the
+question restated last, and an instruction to answer first, in one sentence
+that repeats the question's words (which attribution then cites).
+"""
 
 from __future__ import annotations
 
 import re
 
 from common.contracts.rag import AnswerSource
+from rag_svc.chunking import split_sentences
+from rag_svc.indexes import bm25_tokens
 
 __all__ = [
     "answer_messages",
     "decompose_messages",
     "direct_messages",
+    "excerpt",
     "hyde_messages",
     "parse_sub_questions",
 ]
@@ -17,11 +26,13 @@ __all__ = [
 Messages = list[dict[str, str]]
 
 ANSWER_SYSTEM = (
-    "You answer questions using only the numbered sources below. After each sentence, "
-    "cite the sources that support it with their numbers in square brackets, like [1] or "
-    "[2][3]. Cite only numbers that appear below. If the sources do not contain the "
-    "answer, say that you do not know."
+    "Answer the question using only the sources. Start with the answer: one short "
+    "sentence that repeats the words of the question, with the number of its source in "
+    "square brackets, like [1]. If the sources do not say, answer that you do not know."
 )
+# Sources in the answer prompt, and words of each source's excerpt.
+PROMPT_SOURCES = 3
+EXCERPT_WORDS = 70
 HYDE_SYSTEM = (
     "Write a short passage (two or three sentences) that would answer the question, as an "
     "encyclopedia would. Write only the passage."
@@ -32,16 +43,41 @@ DECOMPOSE_SYSTEM = (
 )
 
 
-def _source_block(source: AnswerSource) -> str:
-    title = source.metadata.get("title")
+def excerpt(text: str, question: str, max_words: int = EXCERPT_WORDS) -> str:
+    """The run of `text`'s sentences around the one sharing most words with `question`."""
+    spans = split_sentences(text)
+    sentences = [text[a:b].strip() for a, b in spans] or [text]
+    wanted = set(bm25_tokens([question])[0])
+    overlap = [len(wanted & set(t)) for t in bm25_tokens(sentences)]
+    best = max(range(len(sentences)), key=lambda i: (overlap[i], -i))
+    first = last = best
+    words = len(sentences[best].split())
+    while True:
+        # Grow towards the side that shares more with the question, the next one on ties.
+        sides = [i for i in (last + 1, first - 1) if 0 <= i < len(sentences)]
+        if not sides:
+            break
+        pick = max(sides, key=lambda i: overlap[i])
+        size = len(sentences[pick].split())
+        if words + size > max_words:
+            break
+        words += size
+        first, last = min(first, pick), max(last, pick)
+    out = " ".join(sentences[first : last + 1])
+    cut = out.split()
+    return out if len(cut) <= max_words else " ".join(cut[:max_words]) + " ..."
+
+
+def _source_block(source: AnswerSource, question: str) -> str:
+    title = source.title or source.metadata.get("title")
     heading = (
-        f"[{source.number}] {title}" if isinstance(title, str) and title else (f"[{source.number}]")
+        f"[{source.number}] {title}" if isinstance(title, str) and title else f"[{source.number}]"
     )
-    return f"{heading}\n{source.text}"
+    return f"{heading}\n{excerpt(source.text, question)}"
 
 
 def answer_messages(question: str, sources: list[AnswerSource]) -> Messages:
-    context = "\n\n".join(_source_block(s) for s in sources)
+    context = "\n\n".join(_source_block(s, question) for s in sources[:PROMPT_SOURCES])
     return [
         {"role": "system", "content": ANSWER_SYSTEM},
         {"role": "user", "content": f"Sources:\n\n{context}\n\nQuestion: {question}"},

@@ -25,6 +25,9 @@ __all__ = ["CitedSentence", "cited_sentences", "verify_citations"]
 _MARKER = re.compile(r"\[\s*(?:sources?\s*)?(\d+(?:\s*[,;]\s*(?:sources?\s*)?\d+)*)\s*\]", re.I)
 
 
+_SPACE_BEFORE_PUNCTUATION = re.compile(r"\s+([.,;:!?])")
+
+
 @dataclass(frozen=True)
 class CitedSentence:
     sentence: str  # as written, markers included
@@ -48,7 +51,8 @@ def cited_sentences(answer: str) -> list[CitedSentence]:
             for number in re.findall(r"\d+", match.group(1)):
                 if int(number) not in numbers:
                     numbers.append(int(number))
-        claim = " ".join(_MARKER.sub(" ", sentence).split())
+        # A marker taken out leaves no space before the punctuation that followed it.
+        claim = _SPACE_BEFORE_PUNCTUATION.sub(r"\1", " ".join(_MARKER.sub(" ", sentence).split()))
         out.append(CitedSentence(sentence.strip(), claim, numbers))
     return out
 

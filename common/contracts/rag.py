@@ -4,6 +4,9 @@
 - `POST /v1/collections/{name}/documents`: `IngestRequest` -> `IngestResponse`.
 - `POST /v1/collections/{name}/search`: `SearchRequest` -> `SearchResponse`.
 - `POST /v1/collections/{name}/answer`: `AnswerRequest` -> `AnswerResponse`.
+- `POST /v1/search`, `POST /v1/answer`: the same over several collections at once
+  (`CollectionsSearchRequest`, `CollectionsAnswerRequest`; `collections` absent: every
+  collection the caller may read), fused into one ranking.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ __all__ = [
     "AnswerRequest",
     "AnswerResponse",
     "AnswerSource",
+    "Attribution",
     "Citation",
+    "CitationOrigin",
     "CollectionName",
+    "CollectionsAnswerRequest",
+    "CollectionsSearchRequest",
     "DocumentId",
     "DocumentIn",
     "DuplicateDocument",
@@ -38,14 +45,20 @@ __all__ = [
     "SearchRequest",
     "SearchResponse",
     "SearchResult",
+    "SentenceSupport",
+    "UnsupportedPolicy",
 ]
 
 EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 EMBEDDING_DIMENSIONS = 384
 # Most results one search or answer may ask for.
 MAX_K = 50
+# Most collections one search or answer may name.
+MAX_COLLECTIONS = 32
 
 SearchMode = Literal["hybrid", "dense", "bm25"]
+# Answer sentences no source supports: kept and flagged, or dropped from the answer.
+UnsupportedPolicy = Literal["flag", "drop"]
 FILTER_OPERATORS = frozenset({"$eq", "$ne", "$in", "$nin", "$gt", "$gte", "$lt", "$lte"})
 
 
@@ -169,10 +182,32 @@ class SearchResult(BaseModel):
     metadata: dict[str, Any]
     # Every stage's score of this chunk: dense, bm25, rrf, rerank (those that ran).
     scores: dict[str, float] = Field(default_factory=dict)
+    # The collection it came from (searches over several collections).
+    collection: str | None = None
 
 
 class SearchResponse(BaseModel):
     results: list[SearchResult]
+
+
+def _distinct(value: list[str] | None) -> list[str] | None:
+    if value is not None and len(set(value)) != len(value):
+        raise ValueError("names a collection more than once")
+    return value
+
+
+# The collections a request searches; absent: every collection the caller may read.
+CollectionNames = Annotated[
+    list[CollectionName] | None,
+    Field(min_length=1, max_length=MAX_COLLECTIONS),
+    AfterValidator(_distinct),
+]
+
+
+class CollectionsSearchRequest(SearchRequest):
+    """`POST /v1/search`: one ranking over several collections (RRF, then the reranker)."""
+
+    collections: CollectionNames = None
 
 
 # --- answers --------------------------------------------------------------------------
@@ -192,6 +227,14 @@ class AnswerRequest(BaseModel):
     self_rag: bool = False
     max_tokens: int | None = Field(None, ge=16, le=4096)
     temperature: float = Field(0.0, ge=0, le=2)
+    # What becomes of answer sentences no source supports (absent: RAG_UNSUPPORTED_SENTENCES).
+    unsupported: UnsupportedPolicy | None = None
+
+
+class CollectionsAnswerRequest(AnswerRequest):
+    """`POST /v1/answer`: an answer from several collections' fused ranking."""
+
+    collections: CollectionNames = None
 
 
 class AnswerSource(BaseModel):
@@ -202,6 +245,15 @@ class AnswerSource(BaseModel):
     text: str
     score: float
     metadata: dict[str, Any]
+    # The collection it came from, and its document's title (when it has one).
+    collection: str | None = None
+    title: str | None = None
+
+
+# model: the model wrote this number and its source supports the sentence; corrected: the
+# model wrote another number, replaced by the source that supports the sentence;
+# attributed: the model wrote none, the platform added it.
+CitationOrigin = Literal["model", "corrected", "attributed"]
 
 
 class Citation(BaseModel):
@@ -218,6 +270,37 @@ class Citation(BaseModel):
     semantic: float
     doc_id: str | None = None
     chunk_id: str | None = None
+    # The cross-encoder's probability that the source supports the sentence (attribution).
+    support: float | None = None
+    origin: CitationOrigin = "model"
+
+
+class SentenceSupport(BaseModel):
+    """One sentence of the generated answer and the source that supports it best."""
+
+    # Without citation markers.
+    sentence: str
+    # The best-supporting source's number; null when none reaches the threshold.
+    source: int | None
+    # That source's support (the cross-encoder's probability, 0-1).
+    support: float
+    supported: bool
+    # The numbers the model wrote after it.
+    written: list[int] = Field(default_factory=list)
+
+
+class Attribution(BaseModel):
+    """How the answer's sentences were matched to the sources after generation."""
+
+    # What was done with sentences no source supports: kept without a citation and
+    # listed here (flagged), or taken out of the answer (dropped).
+    unsupported: Literal["flagged", "dropped"]
+    # The support a sentence needs (RAG_ATTRIBUTION_THRESHOLD).
+    threshold: float
+    sentences: list[SentenceSupport]
+    # Numbers the model wrote that were replaced or taken out.
+    corrected: list[int] = Field(default_factory=list)
+    removed: list[int] = Field(default_factory=list)
 
 
 class RetrievalTrace(BaseModel):
@@ -237,3 +320,5 @@ class AnswerResponse(BaseModel):
     sources: list[AnswerSource]
     retrieval: RetrievalTrace
     model: str
+    # Each sentence's best-supporting source (null when the answer used no sources).
+    attribution: Attribution | None = None

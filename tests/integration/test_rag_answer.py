@@ -99,7 +99,7 @@ def test_answer_cites_its_sources_and_is_verified(rag: RunningServer, moe: Runni
     assert [s["number"] for s in result["sources"]] == [1, 2]
     assert result["sources"][0]["doc_id"] == "eiffel"
     [citation] = result["citations"]
-    assert citation | {"lexical": 0, "semantic": 0} == {
+    assert citation | {"lexical": 0, "semantic": 0, "support": 0} == {
         "number": 1,
         "sentence": "The Eiffel Tower was completed in 1889 [1].",
         "valid": True,
@@ -108,36 +108,77 @@ def test_answer_cites_its_sources_and_is_verified(rag: RunningServer, moe: Runni
         "semantic": 0,
         "doc_id": "eiffel",
         "chunk_id": "eiffel#0",
+        "support": 0,
+        "origin": "model",
     }
     assert citation["lexical"] == 1.0
+    assert citation["support"] >= result["attribution"]["threshold"]
+    assert result["sources"][0] | {"text": "", "score": 0, "metadata": {}} == {
+        "number": 1,
+        "doc_id": "eiffel",
+        "chunk_id": "eiffel#0",
+        "text": "",
+        "score": 0,
+        "metadata": {},
+        "collection": "kb",
+        "title": "Eiffel Tower",
+    }
     # The model saw the numbered sources and the question.
     [prompt] = asked(moe)
     assert "[1] Eiffel Tower\nThe Eiffel Tower is a wrought-iron" in prompt
     assert "Question: When was the Eiffel Tower completed?" in prompt
 
 
-def test_unsupported_and_unknown_citations_are_flagged(
+REPLY_WITH_INVENTIONS = (
+    "The Eiffel Tower was completed in 1889 [1]. "
+    "It is made of chocolate and stands on the Moon [2]. "
+    "Penguins invented the telephone [7]."
+)
+
+
+def test_unsupported_sentences_are_dropped_and_unknown_citations_removed(
     rag: RunningServer, moe: RunningServer
 ) -> None:
-    reply = (
-        "The Eiffel Tower was completed in 1889 [1]. "
-        "It is made of chocolate and stands on the Moon [2]. "
-        "Penguins invented the telephone [7]."
-    )
-    script(moe, {"contains": "Sources:", "reply": reply})
+    script(moe, {"contains": "Sources:", "reply": REPLY_WITH_INVENTIONS})
 
     result = answer(rag, question="When was the Eiffel Tower completed?", k=2)
 
-    assert result["verified"] is False
-    by_number = {c["number"]: c for c in result["citations"]}
-    assert by_number[1]["supported"] is True
-    assert (by_number[2]["valid"], by_number[2]["supported"]) == (True, False)
-    assert by_number[2]["lexical"] < 0.5
-    assert (by_number[7]["valid"], by_number[7]["supported"], by_number[7]["doc_id"]) == (
-        False,
-        False,
-        None,
+    assert result["answer"] == "The Eiffel Tower was completed in 1889 [1]."
+    assert result["verified"] is False  # the model wrote sentences no source supports
+    assert [(c["number"], c["supported"]) for c in result["citations"]] == [(1, True)]
+    attribution = result["attribution"]
+    assert attribution["unsupported"] == "dropped"
+    assert [s["supported"] for s in attribution["sentences"]] == [True, False, False]
+    assert attribution["removed"] == [2, 7]
+
+
+def test_unsupported_sentences_can_be_kept_and_flagged(
+    rag: RunningServer, moe: RunningServer
+) -> None:
+    script(moe, {"contains": "Sources:", "reply": REPLY_WITH_INVENTIONS})
+
+    result = answer(rag, question="When was the Eiffel Tower completed?", k=2, unsupported="flag")
+
+    assert result["answer"] == (
+        "The Eiffel Tower was completed in 1889 [1]. "
+        "It is made of chocolate and stands on the Moon. Penguins invented the telephone."
     )
+    assert result["attribution"]["unsupported"] == "flagged"
+    assert [c["number"] for c in result["citations"]] == [1]
+
+
+def test_an_answer_without_markers_is_cited_after_generation(
+    rag: RunningServer, moe: RunningServer
+) -> None:
+    script(moe, {"contains": "Sources:", "reply": "Gustave Eiffel was born in Dijon."})
+
+    result = answer(rag, question="Where was Gustave Eiffel born?", k=3)
+
+    cited = next(s["number"] for s in result["sources"] if s["doc_id"] == "gustave")
+    assert result["answer"] == f"Gustave Eiffel was born in Dijon [{cited}]."
+    [citation] = result["citations"]
+    assert (citation["origin"], citation["doc_id"]) == ("attributed", "gustave")
+    assert result["verified"] is True
 
 
 def test_hyde_retrieves_with_a_hypothetical_answer(rag: RunningServer, moe: RunningServer) -> None:

@@ -51,9 +51,9 @@ def test_cited_sentences_parse_marker_styles() -> None:
         "Paris has a tower [1]. It opened in 1889 [1, 2]. Bananas [2][Source 1]. Done. [2]"
     )
     assert [(s.claim, s.numbers) for s in parsed] == [
-        ("Paris has a tower .", [1]),
-        ("It opened in 1889 .", [1, 2]),
-        ("Bananas .", [2, 1]),
+        ("Paris has a tower.", [1]),
+        ("It opened in 1889.", [1, 2]),
+        ("Bananas.", [2, 1]),
         ("Done.", [2]),
     ]
 
