@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import PurePath
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Query, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -18,6 +18,8 @@ from common.contracts.rag import (
     CollectionsAnswerRequest,
     CollectionsSearchRequest,
     DocumentIn,
+    DocumentOut,
+    DocumentPage,
     EmbeddingsRequest,
     EmbeddingsResponse,
     IngestRequest,
@@ -50,7 +52,6 @@ from rag_svc.schemas import (
     CollectionList,
     CollectionUpdate,
     Deleted,
-    DocumentOut,
 )
 from rag_svc.settings import RagSettings
 
@@ -163,12 +164,21 @@ async def ingest_documents(
     return await asyncio.to_thread(library.ingest, ref, documents, redact)
 
 
+@router.get("/collections/{name}/documents", response_model=DocumentPage, tags=["documents"])
+async def list_documents(
+    ref: ReadableDep,
+    library: LibraryDep,
+    after: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> DocumentPage:
+    """The collection's documents in id order, `limit` at a time, after the id `after`."""
+    return await asyncio.to_thread(library.list_documents, ref, after, limit)
+
+
 @router.get(
     "/collections/{name}/documents/{doc_id}", response_model=DocumentOut, tags=["documents"]
 )
-async def get_document(
-    ref: ReadableDep, doc_id: DocumentIdDep, library: LibraryDep
-) -> dict[str, Any]:
+async def get_document(ref: ReadableDep, doc_id: DocumentIdDep, library: LibraryDep) -> DocumentOut:
     return library.get_document(ref, doc_id)
 
 

@@ -11,6 +11,7 @@ methods that need them raise `ServiceUnavailable`.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import logging
 import re
 import shutil
@@ -23,6 +24,8 @@ from typing import Any
 from common.contracts.rag import (
     COLLECTION_NAME_PATTERN,
     DocumentIn,
+    DocumentOut,
+    DocumentPage,
     IngestResponse,
     SearchRequest,
     SearchResponse,
@@ -38,6 +41,7 @@ from rag_svc.layout import CollectionRef, Layout
 from rag_svc.reranker import Reranker
 from rag_svc.retrieval import Retriever, SearchOptions
 from rag_svc.settings import RagSettings
+from rag_svc.store import StoredDocument
 
 __all__ = ["Library", "Models", "collection_not_found", "validate_collection_name"]
 
@@ -69,6 +73,17 @@ def collection_not_found(name: str) -> NotFound:
 
 def _owner(ref: CollectionRef) -> str:
     return "shared" if ref.tenant is None else ref.tenant
+
+
+def _document_out(ref: CollectionRef, document: StoredDocument) -> DocumentOut:
+    return DocumentOut(
+        id=document.id,
+        collection=ref.name,
+        text=document.text,
+        metadata=document.metadata,
+        chunks=document.chunk_count,
+        created_at=int(document.created_at),
+    )
 
 
 @dataclass(frozen=True)
@@ -342,18 +357,20 @@ class Library:
             redactions=batch.redactions,
         )
 
-    def get_document(self, ref: CollectionRef, document_id: str) -> dict[str, Any]:
+    def get_document(self, ref: CollectionRef, document_id: str) -> DocumentOut:
         document = self.collection(ref).document(document_id)
         if document is None:
             raise self._document_not_found(ref.name, document_id)
-        return {
-            "id": document.id,
-            "collection": ref.name,
-            "text": document.text,
-            "metadata": document.metadata,
-            "chunks": document.chunk_count,
-            "created_at": int(document.created_at),
-        }
+        return _document_out(ref, document)
+
+    def list_documents(self, ref: CollectionRef, after: str | None, limit: int) -> DocumentPage:
+        """Up to `limit` documents in id order, starting after the id `after`."""
+        documents = self.collection(ref).snapshot.documents
+        ids = heapq.nsmallest(limit, (i for i in documents if after is None or i > after))
+        return DocumentPage(
+            documents=[_document_out(ref, documents[i]) for i in ids],
+            next_after=ids[-1] if len(ids) == limit else None,
+        )
 
     def delete_document(self, ref: CollectionRef, document_id: str) -> None:
         try:

@@ -12,7 +12,6 @@ __all__ = [
     "CollectionList",
     "CollectionUpdate",
     "Deleted",
-    "DocumentOut",
 ]
 
 
@@ -45,15 +44,6 @@ class CollectionInfo(BaseModel):
 class CollectionList(BaseModel):
     object: Literal["list"] = "list"
     data: list[CollectionInfo]
-
-
-class DocumentOut(BaseModel):
-    id: str
-    collection: str
-    text: str
-    metadata: dict[str, Any]
-    chunks: int
-    created_at: int
 
 
 class Deleted(BaseModel):

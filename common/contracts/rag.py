@@ -2,6 +2,8 @@
 
 - `POST /v1/embeddings`: `EmbeddingsRequest` -> `EmbeddingsResponse` (OpenAI-compatible).
 - `POST /v1/collections/{name}/documents`: `IngestRequest` -> `IngestResponse`.
+- `GET /v1/collections/{name}/documents?after=&limit=`: `DocumentPage` (in id order);
+  `GET /v1/collections/{name}/documents/{id}`: `DocumentOut`.
 - `POST /v1/collections/{name}/search`: `SearchRequest` -> `SearchResponse`.
 - `POST /v1/collections/{name}/answer`: `AnswerRequest` -> `AnswerResponse`.
 - `POST /v1/search`, `POST /v1/answer`: the same over several collections at once
@@ -32,6 +34,8 @@ __all__ = [
     "CollectionsSearchRequest",
     "DocumentId",
     "DocumentIn",
+    "DocumentOut",
+    "DocumentPage",
     "DuplicateDocument",
     "EmbeddingData",
     "EmbeddingsRequest",
@@ -146,6 +150,21 @@ class IngestRequest(BaseModel):
     documents: list[DocumentIn] = Field(min_length=1)
     # Absent: the service's default (RAG_REDACT_PII).
     redact_pii: bool | None = None
+
+
+class DocumentOut(BaseModel):
+    id: str
+    collection: str
+    text: str
+    metadata: dict[str, Any]
+    chunks: int
+    created_at: int
+
+
+class DocumentPage(BaseModel):
+    documents: list[DocumentOut]
+    # Pass as `after` for the next page; None on the last page.
+    next_after: str | None = None
 
 
 class DuplicateDocument(BaseModel):
