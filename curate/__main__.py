@@ -1,0 +1,5 @@
+"""Entry point of `python -m curate` (see curate/cli.py)."""
+
+from curate.cli import main
+
+raise SystemExit(main())
