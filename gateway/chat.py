@@ -88,6 +88,7 @@ def _dispatch_request(body: GatewayChatRequest, stream: bool) -> DispatchRequest
     ]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = DispatchOptions(
+        collections=body.collections,
         temperature=body.temperature,
         max_tokens=None if max_tokens is None else min(max_tokens, 8192),
     )
@@ -301,6 +302,12 @@ class ChatCompletions:
     ) -> Response:
         """Answer one chat completion request (see the module docstring)."""
         if body.model != AUTO_MODEL:
+            if body.collections is not None:
+                raise BadRequest(
+                    "`collections` chooses what model 'auto' searches; a model id does not search.",
+                    param="collections",
+                    code="invalid_value",
+                )
             raw.pop("session_id", None)
             if body.stream:
                 return await self._moe_stream(request, body, raw)

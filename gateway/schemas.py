@@ -34,6 +34,7 @@ from common.contracts.openai import (
     ModelCard,
     Usage,
 )
+from common.contracts.rag import CollectionNames
 from common.contracts.router import Pipeline
 
 __all__ = [
@@ -68,9 +69,11 @@ def _is_none(value: Any) -> bool:
 
 
 class GatewayChatRequest(ChatCompletionRequest):
-    """OpenAI `POST /v1/chat/completions` plus `session_id` (memory_svc's session)."""
+    """OpenAI `POST /v1/chat/completions` plus `session_id` (memory_svc's session) and, for
+    model `auto`, `collections` (the collections a factual question searches)."""
 
     session_id: Annotated[str, Field(pattern=ID_PATTERN)] | None = None
+    collections: CollectionNames = None
 
 
 # --- model auto's answers -----------------------------------------------------------------

@@ -86,13 +86,21 @@ class Backends:
     # --- rag_svc ---------------------------------------------------------------------------
 
     async def rag_answer(
-        self, collection: str, question: str, k: int, timeout_s: float, max_tokens: int | None
+        self,
+        collections: list[str] | None,
+        question: str,
+        k: int,
+        timeout_s: float,
+        max_tokens: int | None,
     ) -> AnswerResponse:
+        """rag_svc's answer from `collections` (None: every one the caller may read)."""
         payload: dict[str, Any] = {"question": question, "k": k}
+        if collections is not None:
+            payload["collections"] = collections
         if max_tokens is not None:
             payload["max_tokens"] = min(max(max_tokens, RAG_MIN_MAX_TOKENS), RAG_MAX_MAX_TOKENS)
         body = await self.upstreams["rag_svc"].post_json(
-            f"/v1/collections/{collection}/answer",
+            "/v1/answer",
             payload,
             timeout_s=timeout_s,
             idempotent=True,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from common.contracts.dispatch_events import DeltaEvent, DispatchEvent, StepEvent
 from common.contracts.memory import ContextMessage
 from common.contracts.openai import ExpertUsage
-from common.contracts.rag import Citation
+from common.contracts.rag import Attribution, Citation
 from common.contracts.router import (
     DispatchRequest,
     Pipeline,
@@ -74,6 +74,7 @@ class PlanRun:
         self.sourced: bool | None = None
         self.sources: list[Source] = []
         self.citations: list[Citation] = []
+        self.attribution: Attribution | None = None
         self.tool_calls: list[PipelineToolCall] = []
         self.reasoning: ReasoningReport | None = None
         self.images: list[PipelineImage] = []
@@ -104,6 +105,7 @@ class PlanRun:
             sourced=self.sourced,
             sources=self.sources,
             citations=self.citations,
+            attribution=self.attribution,
             tool_calls=self.tool_calls,
             reasoning=self.reasoning,
             images=self.images,

@@ -13,8 +13,10 @@ given) and writes the turn back at the end. A step is optional when its
 failure only degrades the answer: the memory steps, and every step that has
 a fallback after it. The intent decides the rest:
 
-- factual: rag_svc answers with citations, concurrently with the memory
-  context; if retrieval fails or is slow, moe_svc answers without sources;
+- factual: rag_svc answers with citations from the collections the caller may
+  read (the shared wiki and its own, or those the request or the deployment
+  names), concurrently with the memory context; if retrieval fails or is
+  slow, moe_svc answers without sources;
 - reasoning: reasoning_svc (strategy auto unless asked); moe_svc if it fails;
 - creative: pictures go to creative_svc's ideation (ideas, images, critique),
   words to moe_svc with a creative instruction;
@@ -136,7 +138,7 @@ def make_plan(intent: Intent, text: str, *, fallback: bool, strategy: str | None
             PlanStep(
                 name="rag.answer",
                 service="rag_svc",
-                endpoint="POST /v1/collections/{collection}/answer",
+                endpoint="POST /v1/answer",
                 optional=True,
             ),
             _moe_answer(["memory.context", "rag.answer"], failed("rag.answer"), mode="unsourced"),

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.contracts.rag import CollectionName
 from common.settings import Port, ServiceSettings, default_url
 from router_svc.intent_head import DEFAULT_WEIGHTS
 
@@ -65,7 +66,11 @@ class RouterSettings(ServiceSettings):
     model: str = Field(
         "", description="moe_svc model for answers (empty: the first model it lists)."
     )
-    rag_collection: str = Field("docs", description="rag_svc collection for factual questions.")
+    rag_collections: list[CollectionName] = Field(
+        [],
+        description="rag_svc collections factual questions search (empty: every collection "
+        "the caller may read: its own and the shared `wiki`).",
+    )
     rag_k: int = Field(5, ge=1, le=50, description="Sources retrieved for a factual answer.")
     context_budget_tokens: int = Field(
         1536, ge=64, description="Token budget of the memory context handed to the model."

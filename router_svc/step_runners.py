@@ -161,14 +161,19 @@ async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
     rag = await run.log.run(
         step,
         run.backends.rag_answer(
-            options.collection or settings.rag_collection,
+            options.collections or settings.rag_collections or None,
             run.conversation.text,
             options.k or settings.rag_k,
             settings.rag_timeout_s,
             options.max_tokens,
         ),
         timeout_s=settings.rag_timeout_s,
-        detail=lambda r: {"sources": len(r.sources), "verified": r.verified},
+        detail=lambda r: {
+            "sources": len(r.sources),
+            "collections": sorted({s.collection for s in r.sources if s.collection}),
+            "citations": len(r.citations),
+            "verified": r.verified,
+        },
     )
     if rag is None or not rag.answer.strip():
         run.sourced = False
@@ -178,6 +183,7 @@ async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
     run.sourced = bool(rag.sources)
     run.sources = [Source.model_validate(s.model_dump()) for s in rag.sources]
     run.citations = list(rag.citations)
+    run.attribution = rag.attribution
     run.model = rag.model
     if not rag.sources:
         run.notes.append("No document matched: the answer is not based on sources.")

@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from common.contracts.openai import ExpertUsage
-from common.contracts.rag import Citation
+from common.contracts.rag import Attribution, Citation, CollectionNames
 from common.contracts.reasoning import (
     ReasoningUsage,
     ReasonResponse,
@@ -147,8 +147,9 @@ class DispatchOptions(BaseModel):
     intent: Intent | None = None
     # reasoning_svc strategy for the reasoning plan (default: auto).
     strategy: Strategy | None = None
-    # rag_svc collection for factual questions (default: the router's setting).
-    collection: Annotated[str, Field(min_length=1, max_length=128)] | None = None
+    # The rag_svc collections factual questions search (default: the router's setting;
+    # there, empty: every collection the caller may read).
+    collections: CollectionNames = None
     k: Annotated[int, Field(ge=1, le=50)] | None = None
     model: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     temperature: Annotated[float, Field(ge=0, le=2)] | None = None
@@ -186,6 +187,9 @@ class Source(BaseModel):
     text: str
     score: float | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # The collection it came from, and its document's title.
+    collection: str | None = None
+    title: str | None = None
 
 
 class PipelineToolCall(ToolCallRecord):
@@ -243,6 +247,9 @@ class Pipeline(BaseModel):
     sources: list[Source] = Field(default_factory=list)
     # rag_svc's check of each `[n]` in the answer against its source.
     citations: list[Citation] = Field(default_factory=list)
+    # rag_svc's attribution of each answer sentence (which source supports it; what became
+    # of the unsupported ones); null when rag_svc did not answer from sources.
+    attribution: Attribution | None = None
     tool_calls: list[PipelineToolCall] = Field(default_factory=list)
     reasoning: ReasoningReport | None = None
     images: list[PipelineImage] = Field(default_factory=list)

@@ -41,6 +41,11 @@ def test_sampling_and_session_fields_are_passed_on() -> None:
     assert sent["session_id"] == "s1" and sent["user"] == "ana"
 
 
+def test_the_collections_extension_reaches_the_router() -> None:
+    sent = _wire(_dispatch_request(_request(collections=["wiki", "docs"]), stream=False))
+    assert sent["options"] == {"collections": ["wiki", "docs"]}
+
+
 def test_a_user_id_memory_cannot_store_is_not_passed_on() -> None:
     sent = _wire(_dispatch_request(_request(user="ana lee/../x"), stream=False))
     assert "user" not in sent

@@ -297,3 +297,42 @@ async def test_bad_input_gets_a_clear_4xx(
     assert response.status_code == status, response.text
     assert response.json()["error"]["param"] == param
     assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "option", "sent"),
+    [
+        ([], None, None),  # every collection the caller may read: rag_svc decides
+        (["wiki"], None, ["wiki"]),  # the deployment's choice
+        (["wiki"], ["docs", "manuals"], ["docs", "manuals"]),  # the request's choice wins
+    ],
+)
+async def test_factual_questions_search_the_collections_asked_for(
+    settings: RouterSettings,
+    app_client: AppClient,
+    fake: FakeUpstreams,
+    setting: list[str],
+    option: list[str] | None,
+    sent: list[str] | None,
+) -> None:
+    settings = settings.model_copy(update={"rag_collections": setting})
+    options = {"collections": option} if option is not None else {}
+    async with app_client(settings) as client:
+        response = await dispatch(client, "Who invented the telephone?", options=options)
+
+    assert response.status_code == 200, response.text
+    [rag] = fake.called("rag_svc")
+    assert rag.path == "/v1/answer"
+    assert rag.body.get("collections") == sent
+    assert response.json()["pipeline"]["sources"][0]["doc_id"] == "bell"
+
+
+async def test_a_malformed_collections_option_is_refused(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    async with app_client(settings) as client:
+        response = await dispatch(client, "Who?", options={"collections": ["../etc"]})
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"].startswith("options.collections")
+    assert not fake.called("rag_svc")
