@@ -72,8 +72,10 @@ class LanguageFilter:
             return Decision("remove", "no language detected")
         code = best.language.iso_code_639_1
         record.language = code.name.lower()
-        if code not in self._keep:
+        if code not in self._keep and best.value >= self.settings.min_confidence:
             return Decision("remove", f"{record.language} ({best.value:.2f})")
         if best.value < self.settings.min_confidence:
-            return Decision("remove", f"{record.language} at only {best.value:.2f}")
+            return Decision(
+                "remove", f"language unclear (at best {record.language}, {best.value:.2f})"
+            )
         return KEEP
