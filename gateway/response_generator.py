@@ -71,13 +71,15 @@ def _snippet(text: str) -> str:
 
 
 def sources_markdown(sources: Sequence[Source]) -> str:
-    """`**Sources**` and one numbered line per source (title or doc id, then a snippet)."""
+    """`**Sources**` and one numbered line per source (title or doc id, its collection, then
+    a snippet)."""
     if not sources:
         return ""
     lines = ["", "", "**Sources**", ""]
     for source in sorted(sources, key=lambda s: s.number):
-        title = source.metadata.get("title") or source.doc_id
-        lines.append(f"{source.number}. *{title}*: {_snippet(source.text)}")
+        title = source.title or source.metadata.get("title") or source.doc_id
+        where = f" ({source.collection})" if source.collection else ""
+        lines.append(f"{source.number}. *{title}*{where}: {_snippet(source.text)}")
     return "\n".join(lines)
 
 

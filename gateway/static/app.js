@@ -61,8 +61,10 @@ function renderMessage(msg, index) {
   }
   const body = document.createElement("div");
   body.className = "content";
-  body.innerHTML = Markdown.render(msg.content || (msg.pending ? "…" : ""));
+  const sources = (msg.pipeline && msg.pipeline.sources) || [];
+  body.innerHTML = Markdown.render(answerText(msg.content, sources) || (msg.pending ? "…" : ""));
   div.appendChild(body);
+  if (sources.length && !msg.pending) div.appendChild(sourceList(sources, index, body));
   for (const img of (msg.pipeline && msg.pipeline.images) || []) {
     if (img.b64_json) {
       const tag = document.createElement("img");
@@ -78,6 +80,49 @@ function renderMessage(msg, index) {
   });
   if (selected === index) div.classList.add("selected");
   return div;
+}
+
+// The answer without the markdown list of sources the gateway appends: the list below shows them.
+function answerText(content, sources) {
+  if (!sources.length || !content) return content;
+  const at = content.lastIndexOf("\n\n**Sources**\n");
+  return at >= 0 ? content.slice(0, at) : content;
+}
+
+// The sources under an answer (title, collection, snippet); each [n] in the answer links to its own.
+function sourceList(sources, index, body) {
+  const list = document.createElement("ol");
+  list.className = "answer-sources";
+  for (const s of [...sources].sort((a, b) => a.number - b.number)) {
+    const item = document.createElement("li");
+    item.value = s.number;
+    item.id = `source-${index}-${s.number}`;
+    item.dataset.source = s.number;
+    const title = s.title || (s.metadata && s.metadata.title) || s.doc_id;
+    const snippet = (s.text || "").replace(/\s+/g, " ").slice(0, 160);
+    item.innerHTML = `<strong>${Markdown.escape(title)}</strong>`
+      + (s.collection ? ` <span class="badge">${Markdown.escape(s.collection)}</span>` : "")
+      + ` <span class="muted">${Markdown.escape(snippet)}${(s.text || "").length > 160 ? "…" : ""}</span>`;
+    list.appendChild(item);
+  }
+  for (const cite of body.querySelectorAll(".cite")) {
+    const target = `source-${index}-${cite.dataset.cite}`;
+    if (!sources.some((s) => String(s.number) === cite.dataset.cite)) continue;
+    const link = document.createElement("a");
+    link.className = "cite";
+    link.href = `#${target}`;
+    link.dataset.cite = cite.dataset.cite;
+    link.textContent = cite.textContent;
+    link.addEventListener("click", (event) => {
+      event.preventDefault();
+      const item = document.getElementById(target);
+      item.scrollIntoView({ block: "nearest" });
+      item.classList.add("flash");
+      setTimeout(() => item.classList.remove("flash"), 1200);
+    });
+    cite.replaceWith(link);
+  }
+  return list;
 }
 
 function feedbackBar(msg) {
@@ -275,9 +320,11 @@ async function loadModels() {
   }
   setStatus("");
   const body = await response.json();
+  // The chat models only: the list also names the embedding and image models, by kind.
+  const chat = body.data.filter((m) => !m.kind || m.kind === "chat" || m.id === "auto");
   const select = $("model");
-  select.replaceChildren(...body.data.map((m) => new Option(m.id, m.id)));
-  select.value = body.data.some((m) => m.id === state.model) ? state.model : "auto";
+  select.replaceChildren(...chat.map((m) => new Option(m.id, m.id)));
+  select.value = chat.some((m) => m.id === state.model) ? state.model : "auto";
 }
 
 function init() {

@@ -26,22 +26,31 @@ const PipelinePanel = (() => {
     if (!list.length) return "";
     const checks = {};
     for (const c of (pipeline.verification || {}).citations || []) checks[c.number] = c;
+    const origins = {};
+    for (const c of pipeline.citations || []) if (c.origin) origins[c.number] = c.origin;
     const items = list.map((s) => {
       const c = checks[s.number];
       let badge = '<span class="badge">not cited</span>';
       if (c) {
         const support = c.supported === false ? "bad" : c.supported ? "ok" : "";
         const scores = c.semantic != null ? ` sem ${Number(c.semantic).toFixed(2)} · lex ${Number(c.lexical).toFixed(2)}` : "";
-        badge = `<span class="badge ${support}">${c.supported === false ? "unsupported" : "cited"}${scores}</span>`;
+        const origin = origins[s.number] && origins[s.number] !== "model" ? ` · ${origins[s.number]}` : "";
+        badge = `<span class="badge ${support}">${c.supported === false ? "unsupported" : "cited"}${origin}${scores}</span>`;
       }
-      const title = (s.metadata && s.metadata.title) || s.doc_id;
-      return `<li value="${esc(s.number)}"><strong>${esc(title)}</strong>${badge}
+      const title = s.title || (s.metadata && s.metadata.title) || s.doc_id;
+      const collection = s.collection ? `<span class="badge">${esc(s.collection)}</span>` : "";
+      return `<li value="${esc(s.number)}"><strong>${esc(title)}</strong>${collection}${badge}
         <div class="muted">${esc((s.text || "").slice(0, 280))}</div></li>`;
     }).join("");
     const removed = ((pipeline.verification || {}).removed || []);
     const note = removed.length
       ? `<p class="badge bad">citations to no source removed: ${removed.map((n) => `[${esc(n)}]`).join(" ")}</p>` : "";
-    return `<h3>Sources</h3>${note}<ol class="sources">${items}</ol>`;
+    const attribution = pipeline.attribution;
+    const unsupported = attribution ? attribution.sentences.filter((x) => !x.supported) : [];
+    const flagged = unsupported.length
+      ? `<p class="badge warn">${unsupported.length} sentence(s) no source supports, ${esc(attribution.unsupported)}:</p>
+         <ul class="unsupported">${unsupported.map((x) => `<li class="muted">${esc(x.sentence)}</li>`).join("")}</ul>` : "";
+    return `<h3>Sources</h3>${note}${flagged}<ol class="sources">${items}</ol>`;
   }
 
   function toolCalls(pipeline) {

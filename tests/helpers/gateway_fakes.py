@@ -63,7 +63,7 @@ def _pipeline() -> dict[str, Any]:
         "sources": [
             {"number": 1, "doc_id": "bell", "chunk_id": "bell-0", "score": 0.8,
              "text": "Alexander Graham Bell patented the telephone in 1876.",
-             "metadata": {"title": "Telephone"}}
+             "metadata": {"title": "Telephone"}, "collection": "wiki", "title": "Telephone"}
         ],
         "citations": [
             {"number": 1, "sentence": "Bell patented the telephone in 1876 [1].", "valid": True,

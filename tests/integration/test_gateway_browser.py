@@ -75,8 +75,17 @@ def test_chat_streams_shows_the_pipeline_and_takes_feedback(stack: Stack, page: 
     page.press("#prompt", "Enter")  # type: ignore[attr-defined]
     answer = page.locator(".msg.assistant").last  # type: ignore[attr-defined]
     expect(answer).to_contain_text("Bell patented the telephone in 1876")
-    expect(answer.locator("strong", has_text="Sources")).to_be_visible()
-    expect(answer.locator(".cite").first).to_have_text("[1]")
+    # The sources under the answer: title, collection, snippet; each [n] links to its source.
+    source = answer.locator(".answer-sources li")
+    expect(source).to_have_count(1)
+    expect(source).to_contain_text("Telephone")
+    expect(source.locator(".badge")).to_have_text("wiki")
+    expect(source).to_contain_text("Alexander Graham Bell patented")
+    cite = answer.locator("a.cite").first
+    expect(cite).to_have_text("[1]")
+    assert cite.get_attribute("href") == f"#{source.get_attribute('id')}"
+    cite.click()
+    expect(source).to_have_class(re.compile("flash"))
     # The citation to no source was streamed, then taken out when the answer was verified.
     expect(answer).not_to_contain_text("[7]")
 

@@ -60,3 +60,15 @@ def test_sources_are_listed_in_number_order_with_short_snippets() -> None:
     assert numbered[0] == "1. *a*: Bell patented the telephone."
     assert numbered[1].startswith("2. *Long*: x x")
     assert len(numbered[1]) < 200 and numbered[1].endswith("…")
+
+
+def test_a_source_names_its_title_and_collection() -> None:
+    source = Source(
+        number=1,
+        doc_id="wiki-701",
+        text="Luanda is the capital.",
+        collection="wiki",
+        title="Angola",
+    )
+    formatted = format_answer("Luanda [1].", [source], [])
+    assert formatted.content.splitlines()[-1] == "1. *Angola* (wiki): Luanda is the capital."
