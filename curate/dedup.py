@@ -69,12 +69,15 @@ class NearDuplicates:
         # One MinHash to copy: the permutations are drawn once from the seed.
         self._template = MinHash(num_perm=self.settings.num_perm, seed=self.settings.seed)
 
-    def signature(self, text: str) -> MinHash:
+    def shingles(self, text: str) -> set[str]:
+        """The text's word `shingle`-grams, case folded (the whole text if shorter)."""
         words = [w.casefold() for w in _WORD.findall(text)]
         n = self.settings.shingle
-        shingles = {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))}
+        return {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))}
+
+    def signature(self, text: str) -> MinHash:
         minhash = self._template.copy()
-        minhash.update_batch([s.encode() for s in shingles])
+        minhash.update_batch([s.encode() for s in self.shingles(text)])
         return minhash
 
     def __call__(self, record: Record) -> Decision:

@@ -38,7 +38,6 @@ OTHER_LANGUAGES = (
     "french", "german", "spanish", "italian", "portuguese",
     "dutch", "swedish", "turkish", "russian", "indonesian",
 )  # fmt: skip
-_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -68,11 +67,6 @@ def bbc_articles() -> list[tuple[str, str]]:
     ]
 
 
-def _shingles(text: str, n: int = 5) -> set[str]:
-    words = [w.casefold() for w in _WORD.findall(text)]
-    return {" ".join(words[i : i + n]) for i in range(max(len(words) - n + 1, 1))}
-
-
 def distinct_articles(articles: list[tuple[str, str]], count: int) -> list[tuple[str, str]]:
     """The first `count` articles that no earlier one nearly repeats (exact Jaccard < 0.5)."""
     hasher = NearDuplicates(NearSettings(threshold=0.5))
@@ -80,7 +74,7 @@ def distinct_articles(articles: list[tuple[str, str]], count: int) -> list[tuple
     shingles: dict[str, set[str]] = {}
     kept = []
     for article_id, text in articles:
-        own = _shingles(text)
+        own = hasher.shingles(text)
         minhash = hasher.signature(text)
         similar = [
             key
