@@ -508,11 +508,20 @@ def _sse(model: BaseModel) -> str:
     for key in ("usage", "experts"):
         if data.get(key) is None:
             data.pop(key, None)
-    # a delta carries only what it has: no `role: null` after the first chunk
+    # a delta carries only what it has: no `role: null` after the first chunk, no `id: null`
+    # on a tool call's argument fragments
     for choice in data.get("choices", []):
         if "delta" in choice:
-            choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+            choice["delta"] = _without_nulls(choice["delta"])
     return f"data: {_json_dumps(data)}\n\n"
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
 
 
 def _json_dumps(data: object) -> str:
