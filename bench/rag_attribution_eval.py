@@ -31,220 +31,78 @@ from rag_svc.settings import RagSettings
 from rag_svc.verification import _lexical_support
 from rag_svc.wikitext import iter_wiki_pages
 
+# One case a line: + (supported) or - (not), the page title, text the passage holds, the
+# sentence. Lines starting with # group the kinds of negative.
+_TABLE = """
++ Apollo 11 | landed humans | Apollo 11 landed on the Moon on July 20, 1969.
++ Apollo 11 | landed humans | Neil Armstrong and Buzz Aldrin landed on the Moon.
++ Apollo 11 | landed humans | Michael Collins stayed in lunar orbit.
+- Apollo 11 | landed humans | Apollo 11 landed on the Moon on July 16, 1972.
+- Apollo 11 | landed humans | Yuri Gagarin was the first man to walk on the Moon.
++ Apollo 11 | Saturn V rocket | A Saturn V rocket launched Apollo 11 from Kennedy Space Center.
++ Apollo 11 | Saturn V rocket | The crew landed in the Pacific Ocean on July 24.
+- Apollo 11 | Saturn V rocket | Apollo 11 was launched from Baikonur in Kazakhstan.
++ Animal Farm | allegorical | Animal Farm was written by George Orwell.
++ Animal Farm | allegorical | Animal Farm was first published in England in 1945.
+- Animal Farm | allegorical | Animal Farm was written by Aldous Huxley.
+- Animal Farm | allegorical | Animal Farm was first published in 1984.
+- Animal Farm | allegorical | The farm animals are led by a horse called Boxer who becomes king.
++ Angola | Republic of Angola | The capital of Angola is Luanda.
++ Angola | Republic of Angola | Angola is bordered by Namibia to the south.
+- Angola | Republic of Angola | The capital of Angola is Lisbon.
+- Angola | Republic of Angola | Angola is a country in South America.
++ Angola | Independence was achieved | Angola became independent in 1975.
++ Angola | Independence was achieved | The civil war in Angola lasted until 2002.
+- Angola | Independence was achieved | Angola became independent in 1960.
++ Albert Einstein | German-born | Einstein received the Nobel Prize in Physics in 1921.
++ Albert Einstein | German-born | Albert Einstein developed the general theory of relativity.
+- Albert Einstein | German-born | Einstein received the Nobel Prize in Chemistry in 1930.
+- Albert Einstein | German-born | Einstein was born in Paris in 1901.
++ Alabama | Yellowhammer State | The capital of Alabama is Montgomery.
++ Alabama | Yellowhammer State | Alabama is nicknamed the Yellowhammer State.
+- Alabama | Yellowhammer State | The capital of Alabama is Birmingham.
+- Alabama | Yellowhammer State | The state flower of Alabama is the tulip.
++ Abraham Lincoln | 16th President | Abraham Lincoln was the 16th President of the United States.
++ Abraham Lincoln | 16th President | Lincoln was born in 1809.
+- Abraham Lincoln | 16th President | Abraham Lincoln was the 3rd President of the United States.
+- Abraham Lincoln | 16th President | Lincoln served as president until 1875.
++ Andorra | sixth-smallest nation | The capital of Andorra is Andorra la Vella.
++ Andorra | sixth-smallest nation | Catalan is the official language of Andorra.
+- Andorra | sixth-smallest nation | The official language of Andorra is German.
++ Alaska | purchased Alaska | The United States bought Alaska from the Russian Empire in 1867.
++ Alaska | purchased Alaska | Alaska became the 49th state in 1959.
+- Alaska | purchased Alaska | The United States bought Alaska from Britain in 1901.
++ Aldous Huxley | Brave New World | Aldous Huxley wrote Brave New World.
+- Aldous Huxley | Brave New World | Aldous Huxley wrote War and Peace.
++ Andre Agassi | born April 29, 1970 | Andre Agassi is a retired American tennis player.
+- Andre Agassi | born April 29, 1970 | Andre Agassi is a retired American golfer.
++ Aardvark | burrowing, nocturnal mammal | The aardvark is a nocturnal mammal native to Africa.
++ Aardvark | burrowing, nocturnal mammal | Aardvarks feed on ants and termites.
+- Aardvark | burrowing, nocturnal mammal | The aardvark is a bird that lives in Australia.
++ Ampere | SI unit of electric current | The ampere is the SI unit of electric current.
+- Ampere | SI unit of electric current | The ampere is the SI unit of temperature.
++ Alberta | Rachel Notley | Alberta became a province on September 1, 1905.
+- Alberta | Rachel Notley | Alberta became a province in 1867.
++ Aruba | Its capital is Oranjestad | The capital of Aruba is Oranjestad.
++ Aruba | Its capital is Oranjestad | Aruba is part of the Kingdom of the Netherlands.
+- Aruba | Its capital is Oranjestad | The capital of Aruba is Willemstad.
+# True sentences against another page's passage: a marker that points elsewhere.
+- Alaska | purchased Alaska | The capital of Angola is Luanda.
+- Angola | Republic of Angola | Animal Farm was written by George Orwell.
+- Alabama | Yellowhammer State | Abraham Lincoln was the 16th President of the United States.
+- Apollo 11 | landed humans | Albert Einstein developed the general theory of relativity.
+- Aruba | Its capital is Oranjestad | The capital of Andorra is Andorra la Vella.
+# Sentences a model adds that say nothing any passage backs.
+- Animal Farm | allegorical | I hope this helps you with your homework.
+- Apollo 11 | landed humans | It was a very exciting time for everyone.
+- Angola | Republic of Angola | Many people enjoy visiting it every summer.
+"""
 # (page title, text the passage holds, sentence, supported)
 CASES: list[tuple[str, str, str, bool]] = [
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "Apollo 11 landed on the Moon on July 20, 1969.",
-        True,
-    ),
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "Neil Armstrong and Buzz Aldrin landed on the Moon.",
-        True,
-    ),
-    ("Apollo 11", "first spaceflight that landed", "Michael Collins stayed in lunar orbit.", True),
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "Apollo 11 landed on the Moon on July 16, 1972.",
-        False,
-    ),
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "Yuri Gagarin was the first man to walk on the Moon.",
-        False,
-    ),
-    (
-        "Apollo 11",
-        "Launched by a Saturn V",
-        "Apollo 11 was launched by a Saturn V rocket from Kennedy Space Center.",
-        True,
-    ),
-    (
-        "Apollo 11",
-        "Launched by a Saturn V",
-        "The crew landed in the Pacific Ocean on July 24.",
-        True,
-    ),
-    (
-        "Apollo 11",
-        "Launched by a Saturn V",
-        "Apollo 11 was launched from Baikonur in Kazakhstan.",
-        False,
-    ),
-    ("Animal Farm", "allegorical and dystopian", "Animal Farm was written by George Orwell.", True),
-    (
-        "Animal Farm",
-        "allegorical and dystopian",
-        "Animal Farm was first published in England in 1945.",
-        True,
-    ),
-    (
-        "Animal Farm",
-        "allegorical and dystopian",
-        "Animal Farm was written by Aldous Huxley.",
-        False,
-    ),
-    ("Animal Farm", "allegorical and dystopian", "Animal Farm was first published in 1984.", False),
-    (
-        "Animal Farm",
-        "allegorical and dystopian",
-        "The farm animals are led by a horse called Boxer who becomes king.",
-        False,
-    ),
-    ("Angola", "officially the Republic of Angola", "The capital of Angola is Luanda.", True),
-    (
-        "Angola",
-        "officially the Republic of Angola",
-        "Angola is bordered by Namibia to the south.",
-        True,
-    ),
-    ("Angola", "officially the Republic of Angola", "The capital of Angola is Lisbon.", False),
-    ("Angola", "officially the Republic of Angola", "Angola is a country in South America.", False),
-    ("Angola", "Independence was achieved in 1975", "Angola became independent in 1975.", True),
-    (
-        "Angola",
-        "Independence was achieved in 1975",
-        "The civil war in Angola lasted until 2002.",
-        True,
-    ),
-    ("Angola", "Independence was achieved in 1975", "Angola became independent in 1960.", False),
-    (
-        "Albert Einstein",
-        "German-born theoretical physicist",
-        "Einstein received the Nobel Prize in Physics in 1921.",
-        True,
-    ),
-    (
-        "Albert Einstein",
-        "German-born theoretical physicist",
-        "Albert Einstein developed the general theory of relativity.",
-        True,
-    ),
-    (
-        "Albert Einstein",
-        "German-born theoretical physicist",
-        "Einstein received the Nobel Prize in Chemistry in 1930.",
-        False,
-    ),
-    (
-        "Albert Einstein",
-        "German-born theoretical physicist",
-        "Einstein was born in Paris in 1901.",
-        False,
-    ),
-    ("Alabama", "Yellowhammer State", "The capital of Alabama is Montgomery.", True),
-    ("Alabama", "Yellowhammer State", "Alabama is nicknamed the Yellowhammer State.", True),
-    ("Alabama", "Yellowhammer State", "The capital of Alabama is Birmingham.", False),
-    ("Alabama", "Yellowhammer State", "The state flower of Alabama is the tulip.", False),
-    (
-        "Abraham Lincoln",
-        "16th President",
-        "Abraham Lincoln was the 16th President of the United States.",
-        True,
-    ),
-    ("Abraham Lincoln", "16th President", "Lincoln was born in 1809.", True),
-    (
-        "Abraham Lincoln",
-        "16th President",
-        "Abraham Lincoln was the 3rd President of the United States.",
-        False,
-    ),
-    ("Abraham Lincoln", "16th President", "Lincoln served as president until 1875.", False),
-    ("Andorra", "sixth-smallest nation", "The capital of Andorra is Andorra la Vella.", True),
-    ("Andorra", "sixth-smallest nation", "Catalan is the official language of Andorra.", True),
-    ("Andorra", "sixth-smallest nation", "The official language of Andorra is German.", False),
-    (
-        "Alaska",
-        "purchased Alaska",
-        "The United States bought Alaska from the Russian Empire in 1867.",
-        True,
-    ),
-    ("Alaska", "purchased Alaska", "Alaska became the 49th state in 1959.", True),
-    ("Alaska", "purchased Alaska", "The United States bought Alaska from Britain in 1901.", False),
-    ("Aldous Huxley", "Brave New World", "Aldous Huxley wrote Brave New World.", True),
-    ("Aldous Huxley", "Brave New World", "Aldous Huxley wrote War and Peace.", False),
-    (
-        "Andre Agassi",
-        "born April 29, 1970",
-        "Andre Agassi is a retired American tennis player.",
-        True,
-    ),
-    ("Andre Agassi", "born April 29, 1970", "Andre Agassi is a retired American golfer.", False),
-    (
-        "Aardvark",
-        "burrowing, nocturnal mammal",
-        "The aardvark is a nocturnal mammal native to Africa.",
-        True,
-    ),
-    ("Aardvark", "burrowing, nocturnal mammal", "Aardvarks feed on ants and termites.", True),
-    (
-        "Aardvark",
-        "burrowing, nocturnal mammal",
-        "The aardvark is a bird that lives in Australia.",
-        False,
-    ),
-    (
-        "Ampere",
-        "SI unit of electric current",
-        "The ampere is the SI unit of electric current.",
-        True,
-    ),
-    ("Ampere", "SI unit of electric current", "The ampere is the SI unit of temperature.", False),
-    ("Alberta", "Rachel Notley", "Alberta became a province on September 1, 1905.", True),
-    ("Alberta", "Rachel Notley", "Alberta became a province in 1867.", False),
-    ("Aruba", "Its capital is Oranjestad", "The capital of Aruba is Oranjestad.", True),
-    (
-        "Aruba",
-        "Its capital is Oranjestad",
-        "Aruba is part of the Kingdom of the Netherlands.",
-        True,
-    ),
-    ("Aruba", "Its capital is Oranjestad", "The capital of Aruba is Willemstad.", False),
-    # True sentences against another page's passage: a marker that points elsewhere.
-    ("Alaska", "purchased Alaska", "The capital of Angola is Luanda.", False),
-    (
-        "Angola",
-        "officially the Republic of Angola",
-        "Animal Farm was written by George Orwell.",
-        False,
-    ),
-    (
-        "Alabama",
-        "Yellowhammer State",
-        "Abraham Lincoln was the 16th President of the United States.",
-        False,
-    ),
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "Albert Einstein developed the general theory of relativity.",
-        False,
-    ),
-    ("Aruba", "Its capital is Oranjestad", "The capital of Andorra is Andorra la Vella.", False),
-    # Sentences a model adds that say nothing any passage backs.
-    (
-        "Animal Farm",
-        "allegorical and dystopian",
-        "I hope this helps you with your homework.",
-        False,
-    ),
-    (
-        "Apollo 11",
-        "first spaceflight that landed",
-        "It was a very exciting time for everyone.",
-        False,
-    ),
-    (
-        "Angola",
-        "officially the Republic of Angola",
-        "Many people enjoy visiting it every summer.",
-        False,
-    ),
+    (title.strip(), anchor.strip(), sentence.strip(), line[0] == "+")
+    for line in _TABLE.strip().splitlines()
+    if not line.startswith("#")
+    for title, anchor, sentence in [line[1:].split(" | ")]
 ]
 
 

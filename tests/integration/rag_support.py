@@ -5,9 +5,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from tests.helpers.servers import RunningServer, start_service, wait_ready
+from tests.helpers.servers import RunningServer, free_port, start_module, start_service, wait_ready
 
-__all__ = ["minimal_pdf", "start_rag"]
+__all__ = ["minimal_pdf", "start_fake_moe", "start_rag"]
+
+
+def start_fake_moe(log_dir: Path) -> RunningServer:
+    """The scripted chat server (tests.helpers.rag_fake_moe) standing in for moe_svc."""
+    port = free_port()
+    return start_module(
+        "tests.helpers.rag_fake_moe",
+        name="fake_moe",
+        port=port,
+        env={"FAKE_MOE_PORT": str(port)},
+        log_dir=log_dir,
+    )
 
 
 def start_rag(

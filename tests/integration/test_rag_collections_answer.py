@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from common.caller import DEFAULT_MEMBER_SCOPES, Caller
-from tests.helpers.servers import RunningServer, free_port, start_module
-from tests.integration.rag_support import start_rag
+from tests.helpers.servers import RunningServer
+from tests.integration.rag_support import start_fake_moe, start_rag
 
 pytestmark = pytest.mark.integration
 
@@ -44,14 +44,7 @@ def caller(tenant: str) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def moe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    port = free_port()
-    server = start_module(
-        "tests.helpers.rag_fake_moe",
-        name="fake_moe",
-        port=port,
-        env={"FAKE_MOE_PORT": str(port)},
-        log_dir=tmp_path_factory.mktemp("fake_moe"),
-    )
+    server = start_fake_moe(tmp_path_factory.mktemp("fake_moe"))
     yield server
     server.stop()
 
