@@ -10,7 +10,6 @@ a non-streamed request whose client left; see `common.disconnect`).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -49,6 +48,7 @@ from moe_svc.engine import (
 )
 from moe_svc.loader import LoadedModel
 from moe_svc.logprob_format import LogprobFormatter
+from moe_svc.sse_events import error_event, event
 from moe_svc.structured import (
     ChatConstraint,
     GrammarCompiler,
@@ -263,21 +263,21 @@ class ModelServer:
         try:
             for index in range(n):
                 if (opening := first(index)) is not None:
-                    yield _sse(opening)
+                    yield event(opening)
             pending = n
             while pending:
                 delta = await queue.get()
                 if delta.error is not None:
-                    yield f"data: {_error_json(delta.error)}\n\n"
+                    yield f"data: {error_event(delta.error)}\n\n"
                     return
                 if delta.finish_reason is not None:
                     pending -= 1
                     out.completion_tokens[delta.index] = delta.completion_tokens
                     out.experts[delta.index] = delta.experts
-                if (event := piece(delta)) is not None:
-                    yield _sse(event)
+                if (update := piece(delta)) is not None:
+                    yield event(update)
             if (last := usage(out)) is not None:
-                yield _sse(last)
+                yield event(last)
             yield "data: [DONE]\n\n"
         finally:
             # also on client disconnect: Starlette cancels this generator
@@ -500,34 +500,3 @@ def _usage(prompt_tokens: int, out: _Outputs) -> Usage:
 
 def _experts(out: _Outputs) -> list[ExpertUsage]:
     return [ExpertUsage(per_layer=e or []) for e in out.experts]
-
-
-def _sse(model: BaseModel) -> str:
-    data = model.model_dump(mode="json")
-    # OpenAI sends `usage` only when asked, and our extension only when it has a value
-    for key in ("usage", "experts"):
-        if data.get(key) is None:
-            data.pop(key, None)
-    # a delta carries only what it has: no `role: null` after the first chunk, no `id: null`
-    # on a tool call's argument fragments
-    for choice in data.get("choices", []):
-        if "delta" in choice:
-            choice["delta"] = _without_nulls(choice["delta"])
-    return f"data: {_json_dumps(data)}\n\n"
-
-
-def _without_nulls(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_nulls(v) for v in value]
-    return value
-
-
-def _json_dumps(data: object) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
-
-
-def _error_json(message: str) -> str:
-    error = {"message": message, "type": "server_error", "code": "engine_error"}
-    return _json_dumps({"error": {**error, "param": None, "service": "moe_svc"}})

@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from moe_svc.settings import MoeSettings
 from tests.helpers.tiny_llm import make_tiny_llm
+from tests.integration.gateway_support import WEATHER_TURNS
 from tests.unit.moe_svc.test_api import MODEL, _chat, _client, _events
 
 WEATHER = {
@@ -146,22 +147,7 @@ def test_named_tool_choice_and_one_call_without_parallel(client: TestClient) -> 
 
 
 def test_tool_results_continue_the_conversation(client: TestClient) -> None:
-    messages = [
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp": 21}'},
-    ]
-    body = _post(client, messages=messages, tools=TOOLS, tool_choice="none", max_tokens=8)
+    body = _post(client, messages=WEATHER_TURNS, tools=TOOLS, tool_choice="none", max_tokens=8)
     assert body["choices"][0]["message"]["content"] is not None
     assert body["choices"][0]["message"]["tool_calls"] is None
 
