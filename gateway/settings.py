@@ -174,20 +174,12 @@ class GatewaySettings(ServiceSettings):
 
     def read_bootstrap_key(self) -> str | None:
         """The bootstrap key from the setting or its file (None when neither is set)."""
-        if self.bootstrap_key is not None:
-            return self.bootstrap_key.get_secret_value().strip()
-        if self.bootstrap_key_file is not None:
-            # Read once at start-up, before serving.
-            return self.bootstrap_key_file.read_text().strip()
-        return None
+        return _secret_or_file(self.bootstrap_key, self.bootstrap_key_file)
 
     def read_image_url_secret(self) -> bytes | None:
         """The image URL key from the setting or its file (None when neither is set)."""
-        if self.image_url_secret is not None:
-            return self.image_url_secret.get_secret_value().encode()
-        if self.image_url_secret_file is not None:
-            return self.image_url_secret_file.read_text().strip().encode()
-        return None
+        secret = _secret_or_file(self.image_url_secret, self.image_url_secret_file)
+        return None if secret is None else secret.encode()
 
     def service_urls(self) -> dict[str, str]:
         """Base URL of every other service, by name (what `/readyz` aggregates)."""
@@ -196,3 +188,12 @@ class GatewaySettings(ServiceSettings):
             for name, spec in SERVICES.items()
             if name != self.service_name
         }
+
+
+def _secret_or_file(secret: SecretStr | None, path: Path | None) -> str | None:
+    # Read once at start-up, before serving; never logged.
+    if secret is not None:
+        return secret.get_secret_value().strip()
+    if path is not None:
+        return path.read_text().strip()
+    return None

@@ -18,8 +18,8 @@ import pytest
 from openai.types import ImagesResponse
 from PIL import Image
 
-from tests.helpers.servers import RunningServer, free_port, start_module, start_redis, start_service
-from tests.integration.gateway_support import UPSTREAMS, admin
+from tests.helpers.servers import RunningServer, start_service
+from tests.integration.gateway_support import admin, gateway_stack
 
 URL_TTL_S = 4
 
@@ -33,37 +33,16 @@ class Gateway(NamedTuple):
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     log_dir = tmp_path_factory.mktemp("gateway_images")
-    redis = start_redis(log_dir / "redis")
-    port = free_port()
-    fake = start_module(
-        "tests.helpers.gateway_fakes",
-        name="gateway_fakes",
-        port=port,
-        env={"FAKE_PORT": str(port)},
-        log_dir=log_dir,
-    )
-    servers = [fake]
-    try:
+
+    def creative(fake: RunningServer) -> RunningServer:
         # Importing torch and diffusers and loading MiniLM can take a while on a busy machine.
-        creative = start_service(
-            "creative_svc", log_dir, upstreams={"moe_svc": fake.url}, timeout_s=180
-        )
-        servers.append(creative)
-        upstreams = {name: fake.url for name in UPSTREAMS} | {"creative_svc": creative.url}
-        env = {
-            "GATEWAY_REDIS_URL": redis.url,
-            "GATEWAY_LOG_JSON": "false",
-            "GATEWAY_AUTH_REQUIRED": "true",
-            "GATEWAY_IMAGE_URL_TTL_S": str(URL_TTL_S),
-        }
-        gw = start_service("gateway", log_dir, upstreams=upstreams, env=env)
-        servers.append(gw)
+        upstreams = {"moe_svc": fake.url}
+        return start_service("creative_svc", log_dir, upstreams=upstreams, timeout_s=180)
+
+    env = {"GATEWAY_AUTH_REQUIRED": "true", "GATEWAY_IMAGE_URL_TTL_S": str(URL_TTL_S)}
+    with gateway_stack(log_dir, env, real={"creative_svc": creative}) as (gw, _, redis):
         key = admin(redis, "create", "--tenant", "acme", "--scopes", "images")
         yield Gateway(gw, log_dir / "gateway" / "gateway" / "images", key)
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        redis.stop()
 
 
 @pytest.fixture(scope="module")

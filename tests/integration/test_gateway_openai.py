@@ -21,7 +21,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from tests.helpers.gateway_fakes import PNG_1X1
 from tests.helpers.servers import RunningRedis, RunningServer
-from tests.integration.gateway_support import gateway_stack
+from tests.integration.gateway_support import WEATHER_TOOL, WEATHER_TURNS, gateway_stack
 
 Stack = tuple[RunningServer, RunningServer, RunningRedis]
 QUESTION = [{"role": "user", "content": "Who invented the telephone?"}]
@@ -149,36 +149,10 @@ def test_direct_model_bodies_validate_against_openai_models(gateway: str) -> Non
 def test_tools_structured_output_and_logprobs_pass_to_moe_unchanged(
     client: openai.OpenAI, fake: str
 ) -> None:
-    weather = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "The weather in a city.",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}},
-                "required": ["city"],
-            },
-        },
-    }
-    messages: list[dict[str, Any]] = [
-        {"role": "user", "content": "Weather in Paris?"},
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 18}'},
-    ]
+    messages: list[dict[str, Any]] = WEATHER_TURNS
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     fields: dict[str, Any] = {
-        "tools": [weather],
+        "tools": [WEATHER_TOOL],
         "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
         "parallel_tool_calls": False,
         "response_format": {
