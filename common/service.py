@@ -12,6 +12,7 @@ from common.health import ReadinessCheck, install_health_routes, upstream_check
 from common.input_guard import InputGuardMiddleware
 from common.metrics import ServiceMetrics
 from common.middleware import RequestContextMiddleware
+from common.openapi import document_errors
 from common.settings import ServiceSettings
 from common.upstreams import Upstreams
 
@@ -64,4 +65,5 @@ def create_service_app(
     app.add_middleware(InputGuardMiddleware, service=service)
     app.add_middleware(RequestContextMiddleware, service=service, metrics=metrics, edge=edge)
     install_health_routes(app, service, metrics, readyz=readyz)
+    document_errors(app, edge=edge)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Body, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
@@ -35,6 +35,7 @@ from common.contracts.memory import (
     SessionUpdate,
 )
 from common.errors import BadRequest
+from common.openapi import error_responses, json_body
 from memory_svc.deps import ComponentsDep
 from memory_svc.feedback import listed_tenant
 from memory_svc.intake import prepare
@@ -49,7 +50,8 @@ SessionId = Annotated[str, Path(pattern=ID_PATTERN, description="Session id.")]
 UserId = Annotated[str, Path(pattern=ID_PATTERN, description="User id.")]
 MemoryId = Annotated[str, Path(pattern=ID_PATTERN, description="Memory id.")]
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+# Bounded so that offset + limit stays a valid Redis index (a 64-bit signed integer).
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -76,10 +78,16 @@ def _validated(model: type[M], body: Any) -> M:
     response_model=Message | MessageList,
     status_code=201,
     summary="Append a message, or several at once as {messages: [...]}",
+    responses={
+        200: {"model": Message | MessageList, "description": "Already stored (same ids)."},
+        **error_responses(409),
+    },
+    openapi_extra=json_body(MessageIn, AppendMessagesRequest),
 )
-async def append_messages(
-    sid: SessionId, c: ComponentsDep, body: Annotated[dict[str, Any], Body()]
-) -> JSONResponse:
+async def append_messages(sid: SessionId, c: ComponentsDep, raw: Request) -> JSONResponse:
+    body = await _json_body(raw)
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.", code="invalid_json")
     batch = "messages" in body
     request = (
         _validated(AppendMessagesRequest, body)
@@ -166,7 +174,26 @@ async def _json_body(request: Request) -> Any:
         raise BadRequest(f"Malformed JSON body: {exc}.", code="invalid_json") from None
 
 
-@router.get("/users/{uid}/state", response_class=Response)
+_STATE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+    **error_responses(409, 412),
+}
+_STATE_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+@router.get(
+    "/users/{uid}/state",
+    response_class=Response,
+    responses={
+        200: _STATE_RESPONSES[200],
+        304: {"description": "Unchanged since the ETag given in If-None-Match."},
+    },
+)
 async def get_state(
     uid: UserId,
     c: ComponentsDep,
@@ -179,7 +206,13 @@ async def get_state(
     return _state_response(state)
 
 
-@router.put("/users/{uid}/state", response_class=Response, summary="Replace the state document")
+@router.put(
+    "/users/{uid}/state",
+    response_class=Response,
+    summary="Replace the state document",
+    responses={201: _STATE_RESPONSES[200], **_STATE_RESPONSES},
+    openapi_extra=_STATE_BODY,
+)
 async def put_state(
     uid: UserId,
     request: Request,
@@ -192,7 +225,13 @@ async def put_state(
     return _state_response(state, 201 if created else 200)
 
 
-@router.patch("/users/{uid}/state", response_class=Response, summary="JSON merge patch (RFC 7386)")
+@router.patch(
+    "/users/{uid}/state",
+    response_class=Response,
+    summary="JSON merge patch (RFC 7386)",
+    responses={201: _STATE_RESPONSES[200], **_STATE_RESPONSES},
+    openapi_extra=_STATE_BODY,
+)
 async def patch_state(
     uid: UserId,
     request: Request,
@@ -212,7 +251,15 @@ async def erase_user(uid: UserId, c: ComponentsDep) -> ErasureReport:
 # --- long-term memory ------------------------------------------------------------------
 
 
-@router.post("/users/{uid}/memories", response_model=MemoryAddResponse, status_code=201)
+@router.post(
+    "/users/{uid}/memories",
+    response_model=MemoryAddResponse,
+    status_code=201,
+    responses={
+        200: {"model": MemoryAddResponse, "description": "Merged into a near-duplicate."},
+        **error_responses(409),
+    },
+)
 async def add_memory(uid: UserId, request: MemoryAddRequest, c: ComponentsDep) -> JSONResponse:
     memory, event, similarity = await c.memories.add(uid, request.text, request.metadata)
     result = MemoryAddResponse(memory=memory, event=event, similarity=similarity)
@@ -240,7 +287,18 @@ async def get_memory(uid: UserId, mid: MemoryId, c: ComponentsDep) -> Memory:
     return await c.memories.get(uid, mid)
 
 
-@router.api_route("/users/{uid}/memories/{mid}", methods=["PATCH", "PUT"], response_model=Memory)
+@router.patch(
+    "/users/{uid}/memories/{mid}",
+    response_model=Memory,
+    responses=error_responses(409),
+    operation_id="update_memory",
+)
+@router.put(
+    "/users/{uid}/memories/{mid}",
+    response_model=Memory,
+    responses=error_responses(409),
+    operation_id="replace_memory",
+)
 async def update_memory(
     uid: UserId, mid: MemoryId, update: MemoryUpdate, c: ComponentsDep
 ) -> Memory:
@@ -258,7 +316,15 @@ async def delete_memory(uid: UserId, mid: MemoryId, c: ComponentsDep) -> Deleted
 # --- feedback ------------------------------------------------------------------------------
 
 
-@router.post("/feedback", response_model=Feedback, status_code=201)
+@router.post(
+    "/feedback",
+    response_model=Feedback,
+    status_code=201,
+    responses={
+        200: {"model": Feedback, "description": "The rating of this message, replaced."},
+        **error_responses(404),
+    },
+)
 async def record_feedback(request: FeedbackRequest, c: ComponentsDep) -> JSONResponse:
     message = await c.history.find(request.session_id, request.message_id)
     owner = (await c.history.info(request.session_id)).user_id
@@ -266,12 +332,14 @@ async def record_feedback(request: FeedbackRequest, c: ComponentsDep) -> JSONRes
     return _json(feedback, 201 if created else 200)
 
 
-@router.get("/feedback", response_model=FeedbackPage)
+@router.get("/feedback", response_model=FeedbackPage, responses=error_responses(403))
 async def list_feedback(
     c: ComponentsDep,
     session_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
     user_id: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    rating: Annotated[int | None, Query(description="1 or -1")] = None,
+    rating: Annotated[
+        int | None, Query(description="1 or -1", json_schema_extra={"enum": [1, -1]})
+    ] = None,
     tenant: Annotated[
         str | None,
         Query(

@@ -11,12 +11,12 @@ from fastapi import FastAPI
 from common.health import ReadinessCheck
 from common.http_client import ServiceClient
 from common.service import create_service_app
-from tools_svc.api import router
+from tools_svc.api import document_tools, router
 from tools_svc.audit import AuditLog
 from tools_svc.netguard import AddressPolicy
 from tools_svc.sandbox import PythonSandbox, SandboxLimits
 from tools_svc.settings import ToolsSettings
-from tools_svc.tools import build_registry
+from tools_svc.tools import TOOL_TYPES, build_registry
 from tools_svc.tools.http_get import Resolver, SafeFetcher, system_resolver
 
 __all__ = ["create_app"]
@@ -101,4 +101,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(router)
+    document_tools(app, TOOL_TYPES)
     return app

@@ -17,7 +17,18 @@ from tools_svc.tools.planner import TrainingPlannerTool
 from tools_svc.tools.python_exec import PythonTool
 from tools_svc.tools.units import UnitConvertTool
 
-__all__ = ["build_registry"]
+__all__ = ["TOOL_TYPES", "build_registry"]
+
+# Every tool tools_svc serves (build_registry makes one of each).
+TOOL_TYPES: tuple[type[Tool], ...] = (
+    PythonTool,
+    KnowledgeSearchTool,
+    HttpGetTool,
+    CalculatorTool,
+    DatetimeNowTool,
+    UnitConvertTool,
+    TrainingPlannerTool,
+)
 
 
 def build_registry(

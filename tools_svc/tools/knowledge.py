@@ -13,19 +13,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from common.caller import TOOL_SCOPES
+from common.contracts.rag import COLLECTION_NAME_PATTERN
 from common.http_client import ServiceClient
 from tools_svc.registry import Tool, ToolArguments, ToolResult
 
 __all__ = ["KnowledgeSearchTool"]
 
-# Collection names go into a URL path: a conservative alphabet keeps them one segment.
-COLLECTION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-
 
 class KnowledgeArguments(ToolArguments):
     query: str = Field(min_length=1, max_length=2000, description="What to search for.")
     collection: str | None = Field(
-        None, pattern=COLLECTION_PATTERN, description="Collection; default: the service's."
+        None, pattern=COLLECTION_NAME_PATTERN, description="Collection; default: the service's."
     )
     k: int = Field(5, ge=1, le=50, description="How many passages to return.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
