@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 ASSETS := requirements/assets.txt
 DEV_ASSETS := requirements/dev-assets.txt
 
-.PHONY: up test lint typecheck unit integration e2e install clean help system-deps secrets
+.PHONY: up test lint typecheck unit integration e2e fuzz install clean help system-deps secrets
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
@@ -21,6 +21,7 @@ help:
 	@echo "make lint   ruff check and ruff format --check over the repository"
 	@echo "make typecheck  mypy, strict: common, the eight services, launcher, scripts, bench"
 	@echo "make unit | integration | e2e   one layer of the tests (PYTEST_ARGS=... for pytest)"
+	@echo "make fuzz   deeper API fuzzing of every service (FUZZ_MAX_EXAMPLES, fresh seed)"
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
 
 $(PY):
@@ -67,6 +68,11 @@ integration: $(DEV_STAMP)
 
 e2e: $(DEV_STAMP)
 	$(PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+# `make test` fuzzes with a few seeded examples per operation; this goes deeper, fresh seed.
+FUZZ_MAX_EXAMPLES ?= 100
+fuzz: $(DEV_STAMP)
+	FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_SEED=random $(PY) -m pytest tests/fuzz $(PYTEST_ARGS)
 
 # Debian packages the tests need: chromium (the web UI test drives it) and Fashion-MNIST
 # (creative_svc's training data and its evaluation). As root with apt, installed when missing.
