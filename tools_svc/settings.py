@@ -95,8 +95,10 @@ class ToolsSettings(ServiceSettings):
     )
     http_max_redirects: int = Field(5, ge=0, le=20, description="http_get: redirects followed.")
 
-    knowledge_collection: str = Field(
-        "default", description="knowledge_search: collection searched when a call names none."
+    knowledge_collection: str | None = Field(
+        None,
+        description="knowledge_search: collection searched when a call names none; unset: "
+        "every collection the caller may read (the shared wiki and its tenant's own).",
     )
 
     @field_validator("http_allowed_hosts", mode="before")

@@ -1,9 +1,9 @@
 """Fake upstreams of tools_svc's integration tests, run as a real uvicorn process.
 
 `python -m tests.helpers.tools_fake_upstreams` with FAKE_PORT. It serves
-rag_svc's search contract (`POST /v1/collections/{name}/search`
--> `{results: [{doc_id, chunk_id, text, score, metadata}]}`) over a few fixed
-passages (collection `docs`; `notes` holds one whose text carries an agent
+rag_svc's search contract (`POST /v1/search` with `collections`, absent: all
+-> `{results: [{doc_id, chunk_id, text, score, metadata, collection}]}`) over a
+few fixed passages (collection `docs`; `notes` holds one whose text carries an agent
 step, "Action: python ...", as a poisoned document would), and some web pages
 on loopback for http_get (`/pages/memo` carries the same step). It is a test
 double: the real rag_svc lives in rag_svc/.
@@ -54,19 +54,23 @@ class SearchRequest(BaseModel):
     mode: str = "hybrid"
     rerank: bool = True
     filter: dict[str, Any] | None = None
+    collections: list[str] | None = None
 
 
 def create_app(settings: FakeSettings) -> FastAPI:
     app = create_service_app(settings, title="fake upstreams of tools_svc")
 
-    @app.post("/v1/collections/{name}/search")
-    async def search(name: str, body: SearchRequest) -> dict[str, Any]:
-        if name not in COLLECTIONS:
-            raise NotFound(f"No collection named {name!r}.", code="collection_not_found")
+    @app.post("/v1/search")
+    async def search(body: SearchRequest) -> dict[str, Any]:
+        names = body.collections or list(COLLECTIONS)
+        for name in names:
+            if name not in COLLECTIONS:
+                raise NotFound(f"No collection named {name!r}.", code="collection_not_found")
         words = set(body.query.lower().split())
         scored = sorted(
             (
-                (len(words & set(text.lower().split())), doc_id, text)
+                (len(words & set(text.lower().split())), doc_id, text, name)
+                for name in names
                 for doc_id, text in COLLECTIONS[name]
             ),
             reverse=True,
@@ -79,8 +83,9 @@ def create_app(settings: FakeSettings) -> FastAPI:
                 "score": float(score),
                 # Lets the test see that tools_svc passed its request id along.
                 "metadata": {"request_id": current_request_id(), "mode": body.mode},
+                "collection": name,
             }
-            for score, doc_id, text in scored[: body.k]
+            for score, doc_id, text, name in scored[: body.k]
         ]
         return {"results": results}
 

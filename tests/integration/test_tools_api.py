@@ -75,6 +75,7 @@ def test_knowledge_search_through_rag(tools: RunningServer) -> None:
     output = response.json()["output"]
     assert output["collection"] == "docs"
     assert output["results"][0]["doc_id"] == "bell"
+    assert {r["collection"] for r in output["results"]} == {"docs"}
     assert len(output["results"]) == 2
     assert output["results"][0]["metadata"]["request_id"] == "ks-int-1"
 

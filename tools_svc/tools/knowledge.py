@@ -1,8 +1,10 @@
-"""`knowledge_search`: search a rag_svc collection (rag_svc's `POST /v1/collections/{name}/search`).
+"""`knowledge_search`: search the knowledge the caller may read (rag_svc's `POST /v1/search`).
 
-Calls `POST /v1/collections/{name}/search` on rag_svc through the shared
-client, so the request id travels along and rag_svc's errors (an unknown
-collection: 404) come back with their status and origin.
+One ranking over the collection a call names, else the service's configured
+one, else every collection the caller may read (the shared `wiki` and the
+tenant's own), each result naming its collection. The call goes through the
+shared client, so the caller and the request id travel along and rag_svc's
+errors (an unknown collection: 404) come back with their status and origin.
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from common.caller import TOOL_SCOPES
-from common.contracts.rag import COLLECTION_NAME_PATTERN
+from common.contracts.rag import (
+    COLLECTION_NAME_PATTERN,
+    CollectionsSearchRequest,
+    SearchResponse,
+)
 from common.http_client import ServiceClient
 from tools_svc.registry import Tool, ToolArguments, ToolResult
 
@@ -23,41 +29,31 @@ __all__ = ["KnowledgeSearchTool"]
 class KnowledgeArguments(ToolArguments):
     query: str = Field(min_length=1, max_length=2000, description="What to search for.")
     collection: str | None = Field(
-        None, pattern=COLLECTION_NAME_PATTERN, description="Collection; default: the service's."
+        None,
+        pattern=COLLECTION_NAME_PATTERN,
+        description="One collection to search; default: every collection the caller may read.",
     )
     k: int = Field(5, ge=1, le=50, description="How many passages to return.")
     mode: Literal["hybrid", "dense", "bm25"] = Field("hybrid", description="Retrieval mode.")
     rerank: bool = Field(True, description="Rerank the hits with the cross-encoder.")
 
 
-class _Hit(BaseModel):
-    # rag_svc's search result (common.contracts.rag); unknown extra fields are kept.
-    model_config = ConfigDict(extra="allow")
-
-    doc_id: str | None = None
-    chunk_id: str | None = None
-    text: str = ""
-    score: float | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class _SearchResponse(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    results: list[_Hit]
-
-
 class KnowledgeSearchTool(Tool):
     name = "knowledge_search"
     description = (
-        "Search the document collections (hybrid dense + BM25 retrieval with reranking) and "
-        "return the best passages with their document ids and scores."
+        "Search the knowledge base and the caller's document collections (hybrid dense + BM25 "
+        "retrieval with reranking) and return the best passages with their collection, "
+        "document ids and scores."
     )
     arguments = KnowledgeArguments
     scope = TOOL_SCOPES["knowledge_search"]
 
     def __init__(
-        self, client: Callable[[], ServiceClient], *, default_collection: str, timeout_s: float
+        self,
+        client: Callable[[], ServiceClient],
+        *,
+        default_collection: str | None,
+        timeout_s: float,
     ) -> None:
         # A getter, not a client: the app's upstream clients exist only once it has started.
         self._client = client
@@ -67,11 +63,20 @@ class KnowledgeSearchTool(Tool):
     async def run(self, arguments: Any) -> ToolResult:
         args: KnowledgeArguments = arguments
         collection = args.collection or self.default_collection
-        payload = {"query": args.query, "k": args.k, "mode": args.mode, "rerank": args.rerank}
-        body = await self._client().post_json(
-            f"/v1/collections/{collection}/search", payload, idempotent=True
+        request = CollectionsSearchRequest(
+            query=args.query,
+            k=args.k,
+            mode=args.mode,
+            rerank=args.rerank,
+            collections=[collection] if collection else None,
         )
-        hits = _SearchResponse.model_validate(body).results
+        body = await self._client().post_json(
+            "/v1/search", request.model_dump(exclude_none=True), idempotent=True
+        )
+        hits = SearchResponse.model_validate(body).results
         return ToolResult(
-            {"collection": collection, "results": [hit.model_dump() for hit in hits[: args.k]]}
+            {
+                "collection": collection,
+                "results": [hit.model_dump(exclude={"scores"}) for hit in hits[: args.k]],
+            }
         )

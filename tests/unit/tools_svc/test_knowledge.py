@@ -20,8 +20,8 @@ class FakeRag:
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
-        name = request.url.path.split("/")[3]
-        if name == "missing":
+        query = json.loads(request.content)
+        if "missing" in query.get("collections", []):
             error = {
                 "message": "No collection named 'missing'.",
                 "type": "not_found_error",
@@ -31,7 +31,6 @@ class FakeRag:
                 "request_id": request.headers["x-request-id"],
             }
             return httpx.Response(404, json={"error": error})
-        query = json.loads(request.content)
         hits = [
             {
                 "doc_id": f"doc-{i}",
@@ -39,6 +38,7 @@ class FakeRag:
                 "text": f"passage {i} about {query['query']}",
                 "score": 1.0 - i / 10,
                 "metadata": {"source": "test"},
+                "collection": (query.get("collections") or ["wiki"])[0],
             }
             for i in range(query["k"])
         ]
@@ -73,12 +73,13 @@ async def test_search_calls_rag_with_the_contract(
     assert [r["doc_id"] for r in output["results"]] == ["doc-0", "doc-1"]
     assert output["results"][0]["text"] == "passage 0 about telephone"
     (request,) = rag.requests
-    assert (request.method, request.url.path) == ("POST", "/v1/collections/wiki/search")
+    assert (request.method, request.url.path) == ("POST", "/v1/search")
     assert json.loads(request.content) == {
         "query": "telephone",
         "k": 2,
         "mode": "hybrid",
         "rerank": True,
+        "collections": ["wiki"],
     }
     assert request.headers["x-request-id"] == "ks-1"
 
@@ -95,7 +96,24 @@ async def test_default_collection_and_upstream_errors(
             "/v1/tools/knowledge_search/invoke", json={"arguments": {"query": "x"}}
         )
 
-    assert rag.requests[0].url.path == "/v1/collections/missing/search"
+    assert json.loads(rag.requests[0].content)["collections"] == ["missing"]
     assert response.status_code == 404
     error = response.json()["error"]
     assert (error["code"], error["service"]) == ("collection_not_found", "rag_svc")
+
+
+async def test_without_a_collection_it_searches_all_the_caller_may_read(
+    settings: ToolsSettings, app_client: AppFactory
+) -> None:
+    rag = FakeRag()
+    async with app_client(settings) as client:
+        await start_with_fake_rag(settings, client, rag)
+        response = await client.post(
+            "/v1/tools/knowledge_search/invoke", json={"arguments": {"query": "Apollo 11"}}
+        )
+
+    assert response.status_code == 200, response.text
+    assert "collections" not in json.loads(rag.requests[0].content)
+    output = response.json()["output"]
+    assert output["collection"] is None
+    assert output["results"][0]["collection"] == "wiki"
