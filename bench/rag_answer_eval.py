@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.rag_answer_eval                 # starts moe_svc and rag_svc
     .venv/bin/python -m bench.rag_answer_eval --limit 8 --max-tokens 40
+    .venv/bin/python -m bench.rag_answer_eval --moe-url http://127.0.0.1:8002 --data-dir var
 
 Held-out questions written for this project about the default wiki's pages,
 most about facts past a page's first sentence, each with the strings a right
@@ -27,6 +28,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,50 +161,68 @@ def summary(name: str, outcomes: list[Outcome]) -> float:
     return accuracy
 
 
-def start(log_dir: Path) -> tuple[RunningServer, RunningServer]:
-    moe = start_service("moe_svc", log_dir, env={"MOE_DATA_DIR": str(REPO_ROOT / "var")})
-    wait_ready(moe, timeout_s=600)
+def start(log_dir: Path, moe_url: str, data_dir: Path) -> list[RunningServer]:
+    """moe_svc (unless `moe_url`) and rag_svc over `data_dir` (its wiki built if missing)."""
+    started: list[RunningServer] = []
+    if not moe_url:
+        moe = start_service("moe_svc", log_dir, env={"MOE_DATA_DIR": str(REPO_ROOT / "var")})
+        started.append(moe)
+        wait_ready(moe, timeout_s=900)
+        moe_url = moe.url
     rag = start_service(
         "rag_svc",
         log_dir,
-        upstreams={"moe_svc": moe.url},
-        env={"RAG_DATA_DIR": str(log_dir / "data"), "RAG_WIKI_ENABLED": "true"},
+        upstreams={"moe_svc": moe_url},
+        env={"RAG_DATA_DIR": str(data_dir), "RAG_WIKI_ENABLED": "true"},
     )
-    wait_ready(rag, timeout_s=900)  # ready once the wiki is built
-    return moe, rag
+    started.append(rag)
+    wait_ready(rag, timeout_s=1800)  # ready once the wiki is built
+    return started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=len(QUESTIONS))
     parser.add_argument("--max-tokens", type=int, default=48)
+    parser.add_argument("--moe-url", default="", help="a running moe_svc (default: start one)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="rag_svc's data dir, kept (a built wiki is reused)"
+    )
     args = parser.parse_args()
     questions = QUESTIONS[: args.limit]
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
-        moe, rag = start(Path(tmp))
+        servers = start(Path(tmp), args.moe_url, args.data_dir or Path(tmp) / "data")
+        rag = servers[-1]
+        moe_url = args.moe_url or servers[0].url
         print(f"moe_svc and rag_svc (whole wiki) ready in {time.perf_counter() - started:.0f} s")
         try:
-            reference, now = [], []
-            with httpx.Client(timeout=600) as client:
-                for q in questions:
-                    reference.append(ask_reference(client, rag.url, moe.url, q, args.max_tokens))
-                    now.append(ask_now(client, rag.url, q, args.max_tokens))
-                    print(
-                        f"  {q.text:<62} before {'right' if reference[-1].right else 'wrong':<5}"
-                        f"  now {'right' if now[-1].right else 'wrong'}"
-                        f"{' cited' if now[-1].cites else ''}",
-                        flush=True,
+            with httpx.Client(timeout=1200) as client, ThreadPoolExecutor(4) as pool:
+                # Four at once: moe_svc batches concurrent requests.
+                reference = list(
+                    pool.map(
+                        lambda q: ask_reference(client, rag.url, moe_url, q, args.max_tokens),
+                        questions,
                     )
+                )
+                now = list(
+                    pool.map(lambda q: ask_now(client, rag.url, q, args.max_tokens), questions)
+                )
         finally:
-            rag.stop()
-            moe.stop()
+            for server in servers:
+                server.stop()
+    for q, before, after in zip(questions, reference, now, strict=True):
+        print(
+            f"  {q.text:<66} before {'right' if before.right else 'wrong':<5}"
+            f"  now {'right' if after.right else 'wrong'}{' cited' if after.cites else ''}"
+        )
     print(
         f"\n{len(questions)} held-out questions on the default wiki; max_tokens {args.max_tokens}"
     )
-    before = summary("reference (before)", reference)
-    after = summary("now: POST /v1/answer", now)
-    print(f"accuracy now / before: {after / before:.2f}x" if before else "before: 0 right")
+    accuracy_before = summary("reference (before)", reference)
+    accuracy_now = summary("now: POST /v1/answer", now)
+    if accuracy_before:
+        print(f"accuracy now / before: {accuracy_now / accuracy_before:.2f}x")
 
 
 if __name__ == "__main__":

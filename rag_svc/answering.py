@@ -34,6 +34,7 @@ from rag_svc.prompts import (
     answer_messages,
     decompose_messages,
     direct_messages,
+    extract_answer,
     hyde_messages,
     parse_sub_questions,
 )
@@ -208,14 +209,17 @@ class Answerer:
             results = relevant
 
         sources = assemble_sources(results, s.context_max_tokens, models.embedder.count_tokens)
-        answer = await self._say(
-            answer_messages(question, sources),
-            max_tokens=max_tokens,
-            temperature=request.temperature,
+        answer = extract_answer(
+            await self._say(
+                answer_messages(question, sources),
+                max_tokens=max_tokens,
+                temperature=request.temperature,
+            )
         )
         attributed = await asyncio.to_thread(
             attribute,
             answer,
+            question,
             sources,
             models.reranker,
             models.embedder.encode,

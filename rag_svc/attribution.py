@@ -47,6 +47,8 @@ _NAME = re.compile(r"\b[A-Z][\w'-]*")
 _END = ".!?"
 # A logit no source reaches: what a sentence's support reads when every source fails the gate.
 NO_SUPPORT = -20.0
+# A claim of fewer words is scored with the question it answers.
+SHORT_CLAIM_WORDS = 4
 
 
 def _numbers(text: str) -> set[str]:
@@ -81,8 +83,13 @@ def support_matrix(
     reranker: Reranker,
     *,
     gate: bool = True,
+    question: str = "",
 ) -> np.ndarray:
-    """(len(claims), len(sources)) cross-encoder logits; NO_SUPPORT where the gate fails."""
+    """(len(claims), len(sources)) cross-encoder logits; NO_SUPPORT where the gate fails.
+
+    A claim too short to say anything alone ("1945.") is scored after the `question` it
+    answers; the gate still asks for the claim's own key terms.
+    """
     scores = np.full((len(claims), len(sources)), NO_SUPPORT)
     passages = [_passage(s) for s in sources]
     vocabularies = [_vocabulary(p) for p in passages]
@@ -90,7 +97,8 @@ def support_matrix(
         wanted = key_terms(claim)
         passing = [j for j, have in enumerate(vocabularies) if not gate or wanted <= have]
         if passing:
-            logits = _logit(reranker.score(claim, [passages[j] for j in passing]))
+            scored = f"{question} {claim}" if len(claim.split()) < SHORT_CLAIM_WORDS else claim
+            logits = _logit(reranker.score(scored.strip(), [passages[j] for j in passing]))
             scores[i, passing] = np.maximum(logits, NO_SUPPORT)
     return scores
 
@@ -115,6 +123,7 @@ def _with_markers(claim: str, numbers: list[int]) -> str:
 
 def attribute(
     answer: str,
+    question: str,
     sources: list[AnswerSource],
     reranker: Reranker,
     embed: Callable[[list[str]], np.ndarray],
@@ -127,7 +136,7 @@ def attribute(
     """The answer with every supported sentence cited and unsupported ones flagged or dropped."""
     sentences = [s for s in cited_sentences(answer) if s.claim.strip(" .,;:")]
     by_number = {s.number: i for i, s in enumerate(sources)}
-    scores = support_matrix([s.claim for s in sentences], sources, reranker)
+    scores = support_matrix([s.claim for s in sentences], sources, reranker, question=question)
     checks: list[SentenceSupport] = []
     chosen: list[tuple[list[int], CitationOrigin]] = []
     corrected: list[int] = []

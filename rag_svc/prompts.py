@@ -19,8 +19,10 @@ __all__ = [
     "decompose_messages",
     "direct_messages",
     "excerpt",
+    "extract_answer",
     "hyde_messages",
     "parse_sub_questions",
+    "prompt_sources",
 ]
 
 Messages = list[dict[str, str]]
@@ -33,6 +35,8 @@ ANSWER_SYSTEM = (
 # Sources in the answer prompt, and words of each source's excerpt.
 PROMPT_SOURCES = 3
 EXCERPT_WORDS = 70
+# A source scored below this share of the best one's score stays out of the prompt.
+RELATIVE_SCORE = 0.5
 HYDE_SYSTEM = (
     "Write a short passage (two or three sentences) that would answer the question, as an "
     "encyclopedia would. Write only the passage."
@@ -43,18 +47,20 @@ DECOMPOSE_SYSTEM = (
 )
 
 
-def excerpt(text: str, question: str, max_words: int = EXCERPT_WORDS) -> str:
-    """The run of `text`'s sentences around the one sharing most words with `question`."""
+def excerpt(text: str, question: str, max_words: int = EXCERPT_WORDS, title: str = "") -> str:
+    """The chunk's lead sentence and the one sharing most words with `question` (its title's
+    words aside: every sentence of the page is about them), grown around it to `max_words`."""
     spans = split_sentences(text)
     sentences = [text[a:b].strip() for a, b in spans] or [text]
-    wanted = set(bm25_tokens([question])[0])
+    wanted = set(bm25_tokens([question])[0]) - set(bm25_tokens([title])[0])
     overlap = [len(wanted & set(t)) for t in bm25_tokens(sentences)]
     best = max(range(len(sentences)), key=lambda i: (overlap[i], -i))
-    first = last = best
-    words = len(sentences[best].split())
+    chosen = {0, best}
+    words = sum(len(sentences[i].split()) for i in chosen)
+    low, high = best, best
     while True:
-        # Grow towards the side that shares more with the question, the next one on ties.
-        sides = [i for i in (last + 1, first - 1) if 0 <= i < len(sentences)]
+        # Grow around the best sentence, towards the side that shares more with the question.
+        sides = [i for i in (high + 1, low - 1) if 0 <= i < len(sentences) and i not in chosen]
         if not sides:
             break
         pick = max(sides, key=lambda i: overlap[i])
@@ -62,10 +68,19 @@ def excerpt(text: str, question: str, max_words: int = EXCERPT_WORDS) -> str:
         if words + size > max_words:
             break
         words += size
-        first, last = min(first, pick), max(last, pick)
-    out = " ".join(sentences[first : last + 1])
+        chosen.add(pick)
+        low, high = min(low, pick), max(high, pick)
+    out = " ".join(sentences[i] for i in sorted(chosen))
     cut = out.split()
     return out if len(cut) <= max_words else " ".join(cut[:max_words]) + " ..."
+
+
+def prompt_sources(sources: list[AnswerSource]) -> list[AnswerSource]:
+    """The sources the model reads: the best, and those scored at least half as well."""
+    if not sources:
+        return []
+    top = sources[0].score
+    return [s for s in sources[:PROMPT_SOURCES] if s.score >= RELATIVE_SCORE * top]
 
 
 def _source_block(source: AnswerSource, question: str) -> str:
@@ -73,15 +88,28 @@ def _source_block(source: AnswerSource, question: str) -> str:
     heading = (
         f"[{source.number}] {title}" if isinstance(title, str) and title else f"[{source.number}]"
     )
-    return f"{heading}\n{excerpt(source.text, question)}"
+    return f"{heading}\n{excerpt(source.text, question, title=title or '')}"
 
 
 def answer_messages(question: str, sources: list[AnswerSource]) -> Messages:
-    context = "\n\n".join(_source_block(s, question) for s in sources[:PROMPT_SOURCES])
+    context = "\n\n".join(_source_block(s, question) for s in prompt_sources(sources))
     return [
         {"role": "system", "content": ANSWER_SYSTEM},
         {"role": "user", "content": f"Sources:\n\n{context}\n\nQuestion: {question}"},
     ]
+
+
+_LABEL = re.compile(r"(?im)^\s*(?:final\s+)?answer\s*:\s*")
+_RESTATED = re.compile(r"(?i)^the answer is\b")
+
+
+def extract_answer(reply: str) -> str:
+    """The answer in a small model's reply: labels ("Answer:") taken off, and sentences
+    that only say "The answer is ..." again dropped (unless nothing else is left)."""
+    text = _LABEL.sub("", reply).strip()
+    sentences = [text[a:b] for a, b in split_sentences(text)]
+    kept = [sentence for sentence in sentences if not _RESTATED.match(sentence)]
+    return " ".join(kept) if kept and len(kept) < len(sentences) else text
 
 
 def direct_messages(question: str) -> Messages:

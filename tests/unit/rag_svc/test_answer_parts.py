@@ -6,7 +6,7 @@ import pytest
 
 from common.contracts.rag import SearchResult
 from rag_svc.answering import assemble_sources, interleave
-from rag_svc.prompts import answer_messages, parse_sub_questions
+from rag_svc.prompts import answer_messages, excerpt, extract_answer, parse_sub_questions
 from rag_svc.retrieval import reciprocal_rank_fusion
 from rag_svc.self_rag import retrieval_not_needed
 
@@ -91,3 +91,33 @@ def test_answer_prompt_numbers_sources_with_titles() -> None:
     assert messages[0]["role"] == "system" and "[1]" in messages[0]["content"]
     assert messages[1]["content"].startswith("Sources:\n\n[1] A#0\nword")
     assert messages[1]["content"].endswith("Question: Q?")
+
+
+@pytest.mark.parametrize(
+    ("reply", "answer"),
+    [
+        ("Answer: 1945", "1945"),
+        (
+            "The capital of Angola is Luanda. The answer is Luanda.",
+            "The capital of Angola is Luanda.",
+        ),
+        ("The answer is Luanda.", "The answer is Luanda."),
+        ("Luanda is the capital.", "Luanda is the capital."),
+    ],
+)
+def test_the_answer_is_taken_out_of_a_small_models_reply(reply: str, answer: str) -> None:
+    assert extract_answer(reply) == answer
+
+
+def test_an_excerpt_keeps_the_lead_and_the_sentence_that_answers() -> None:
+    text = (
+        "Animal Farm is a novella by George Orwell. It was published in 1945. "
+        + "Filler sentence about nothing in particular. " * 20
+        + "The farm is called Manor Farm before the revolution."
+    )
+
+    cut = excerpt(text, "What was the farm called before the revolution?", title="Animal Farm")
+
+    assert cut.startswith("Animal Farm is a novella by George Orwell.")
+    assert "called Manor Farm before the revolution" in cut
+    assert len(cut.split()) <= 70

@@ -42,9 +42,10 @@ def reranker() -> Reranker:
     return Reranker(threads=1)
 
 
-def run(reranker: Reranker, answer: str, policy: str = "flag") -> Attributed:
+def run(reranker: Reranker, answer: str, policy: str = "flag", question: str = "") -> Attributed:
     return attribute(
         answer,
+        question,
         SOURCES,
         reranker,
         bag_of_words,
@@ -126,6 +127,13 @@ def test_markers_on_an_unsupported_sentence_are_removed(reranker: Reranker) -> N
     assert result.answer == "Angola is ruled by the Queen of Denmark."
     assert result.citations == []
     assert result.attribution.removed == [2]
+
+
+def test_a_short_answer_is_judged_with_its_question(reranker: Reranker) -> None:
+    result = run(reranker, "Luanda.", question="What is the capital of Angola?")
+
+    assert result.answer == "Luanda [2]."
+    assert result.verified is True
 
 
 def test_key_terms_are_numbers_and_names() -> None:
