@@ -6,16 +6,16 @@
 In one run, against moe_svc serving the default model (started here as a real
 server unless `--url` is given):
 
-1. decode speed with and without a schema: 1 and 8 streaming clients each asking
+1. `tool_choice: "auto"` on a small hand-written set (questions the weather or time
+   tools answer, and questions they do not), all in one batch: how often the model
+   calls a tool exactly when it should (`--choice-only` stops here);
+2. decode speed with and without a schema: 1 and 8 streaming clients each asking
    `/v1/chat/completions` for `--tokens` tokens, unconstrained (`ignore_eos`) and
    with `response_format` json_schema (an object with one long string, so that the
    grammar lets the model write until `max_tokens`); aggregate completion tokens/s
    and the ratio constrained / unconstrained; then 1 constrained client among 7
    unconstrained ones, and the unconstrained clients' tokens/s next to 8 alone
-   (what a constrained neighbour costs the others);
-2. `tool_choice: "auto"` on a small hand-written set (questions the weather or time
-   tools answer, and questions they do not): how often the model calls a tool
-   exactly when it should.
+   (what a constrained neighbour costs the others).
 
 Each speed measurement runs `--repeats` times and the best is kept.
 """
@@ -127,28 +127,35 @@ def best_speed(url: str, model: str, tokens: int, mix: list[bool], repeats: int)
 
 
 def tool_choice_accuracy(url: str, model: str) -> tuple[int, int, list[str]]:
-    right, wrong = 0, []
-    with httpx.Client(base_url=url, timeout=300) as client:
-        for question, should_call in CHOICE_SET:
-            body = {
-                "model": model,
-                "messages": [{"role": "user", "content": question}],
-                "tools": TOOLS,
-                "tool_choice": "auto",
-                "temperature": 0,
-                "max_tokens": 48,
-            }
-            reply = client.post("/v1/chat/completions", json=body).json()
-            called = bool(reply["choices"][0]["message"].get("tool_calls"))
-            if called == should_call:
-                right += 1
-            else:
-                wrong.append(question)
-    return right, len(CHOICE_SET), wrong
+    """All questions at once (one batch); right when a tool is called exactly when it should."""
+
+    async def ask(client: httpx.AsyncClient, question: str) -> bool:
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": question}],
+            "tools": TOOLS,
+            "tool_choice": "auto",
+            "temperature": 0,
+            "max_tokens": 32,
+        }
+        reply = (await client.post("/v1/chat/completions", json=body)).json()
+        return bool(reply["choices"][0]["message"].get("tool_calls"))
+
+    async def ask_all() -> list[bool]:
+        async with httpx.AsyncClient(base_url=url, timeout=900) as client:
+            return list(await asyncio.gather(*(ask(client, q) for q, _ in CHOICE_SET)))
+
+    called = asyncio.run(ask_all())
+    wrong = [q for (q, should), c in zip(CHOICE_SET, called, strict=True) if c != should]
+    return len(CHOICE_SET) - len(wrong), len(CHOICE_SET), wrong
 
 
-def run(url: str, tokens: int, repeats: int) -> None:
+def run(url: str, tokens: int, repeats: int, speed: bool = True) -> None:
     model = httpx.get(url + "/v1/models").json()["data"][0]["id"]
+    right, total, wrong = tool_choice_accuracy(url, model)
+    print(f"tool_choice auto: {right}/{total} chosen right; wrong: {wrong}")
+    if not speed:
+        return
     print(f"model {model}, {tokens} tokens per client, best of {repeats}")
     print("| clients | unconstrained tok/s | json_schema tok/s | ratio |")
     print("|---|---|---|---|")
@@ -160,8 +167,6 @@ def run(url: str, tokens: int, repeats: int) -> None:
     mixed = best_speed(url, model, tokens, [True] + [False] * 7, repeats)
     neighbours = sum(mixed[1:]) / sum(alone[1:])
     print(f"7 unconstrained clients beside 1 constrained / beside 8 alone: {neighbours:.3f}")
-    right, total, wrong = tool_choice_accuracy(url, model)
-    print(f"tool_choice auto: {right}/{total} chosen right; wrong: {wrong}")
 
 
 def main() -> None:
@@ -169,9 +174,10 @@ def main() -> None:
     parser.add_argument("--url", help="a running moe_svc (else one is started here)")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--choice-only", action="store_true", help="skip the speed part")
     args = parser.parse_args()
     if args.url:
-        run(args.url, args.tokens, args.repeats)
+        run(args.url, args.tokens, args.repeats, not args.choice_only)
         return
     logs = Path(tempfile.mkdtemp(prefix="moe_structured_"))
     server: RunningServer = start_service(
@@ -179,7 +185,7 @@ def main() -> None:
     )
     try:
         wait_ready(server, timeout_s=900)
-        run(server.url, args.tokens, args.repeats)
+        run(server.url, args.tokens, args.repeats, not args.choice_only)
     finally:
         server.stop()
 
