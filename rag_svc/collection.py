@@ -16,6 +16,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,14 @@ from rag_svc.dedup import best_match
 from rag_svc.indexes import DenseIndex, GrowableRows, SparseIndex, bm25_tokens
 from rag_svc.store import SegmentData, SegmentStore, StoredChunk, StoredDocument
 
-__all__ = ["Collection", "CommitResult", "IndexConfig", "PreparedDocument", "Snapshot"]
+__all__ = [
+    "Collection",
+    "CommitResult",
+    "EmbeddedBackend",
+    "IndexConfig",
+    "PreparedDocument",
+    "Snapshot",
+]
 
 
 @dataclass(frozen=True)
@@ -75,9 +83,31 @@ class Snapshot:
     def live_chunks(self) -> int:
         return int(self.alive.sum())
 
+    # --- rag_svc.storage.SearchView ---------------------------------------------------
+
+    @property
+    def row_count(self) -> int:
+        return len(self.chunks)
+
+    def chunk(self, row: int) -> StoredChunk:
+        return self.chunks[row]
+
+    def document(self, document_id: str) -> StoredDocument | None:
+        return self.documents.get(document_id)
+
     def mask(self, allowed: np.ndarray | None) -> np.ndarray:
         """Live rows, narrowed by `allowed` (a filter's rows) when given."""
         return self.alive if allowed is None else self.alive & allowed
+
+    def dense_search(
+        self, vector: np.ndarray, n: int, allowed: np.ndarray
+    ) -> list[tuple[int, float]]:
+        return self.dense.search(vector, n, allowed)
+
+    def keyword_search(
+        self, tokens: list[str], n: int, allowed: np.ndarray
+    ) -> list[tuple[int, float]]:
+        return self.sparse.search(tokens, n, self.alive, allowed)
 
     def nearest_document(self, signature: np.ndarray, excluding: set[str]) -> tuple[str, float]:
         """The live document (not in `excluding`) whose signature is closest, and the similarity.
@@ -120,6 +150,8 @@ class CommitResult:
 
 
 class Collection:
+    """The embedded backend's collection (a `rag_svc.storage.CollectionStore`)."""
+
     def __init__(
         self, name: str, store: SegmentStore, config: IndexConfig, snapshot: Snapshot
     ) -> None:
@@ -212,6 +244,9 @@ class Collection:
 
     # --- reads ------------------------------------------------------------------------
 
+    def view(self) -> Snapshot:
+        return self.snapshot
+
     def info(self) -> dict[str, Any]:
         snapshot = self.snapshot
         return {
@@ -224,7 +259,10 @@ class Collection:
         }
 
     def document(self, document_id: str) -> StoredDocument | None:
-        return self.snapshot.documents.get(document_id)
+        return self.snapshot.document(document_id)
+
+    def documents(self) -> Mapping[str, StoredDocument]:
+        return self.snapshot.documents
 
     # --- writes -----------------------------------------------------------------------
 
@@ -371,3 +409,15 @@ def _appended(
         signature_alive,
         document_rows,
     )
+
+
+class EmbeddedBackend:
+    """Collections as directories of segments (a `rag_svc.storage.StorageBackend`)."""
+
+    def create(
+        self, root: Path, name: str, config: IndexConfig, metadata: dict[str, Any]
+    ) -> Collection:
+        return Collection.create(root, name, config, metadata)
+
+    def open(self, directory: Path, config: IndexConfig) -> Collection:
+        return Collection.open(directory, config)

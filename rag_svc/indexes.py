@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 
 import bm25s
@@ -197,20 +196,30 @@ class SparseIndex:
         """This index's rows, then one row per token list (only the newest index appends)."""
         if self.lengths.fill != self.size:
             raise ValueError("an inverted index grows from its newest snapshot only")
-        grouped: dict[str, tuple[list[int], list[int]]] = {}
-        for offset, tokens in enumerate(corpus_tokens):
-            for term, tf in Counter(tokens).items():
-                rows, tfs = grouped.setdefault(term, ([], []))
-                rows.append(self.size + offset)
-                tfs.append(tf)
-        for term, (rows, tfs) in grouped.items():
-            postings = self.postings.get(term)
-            if postings is None:
-                postings = _Postings()
-                postings.append(np.array(rows, np.int64), np.array(tfs, np.float32))
-                self.postings[term] = postings
-            else:
-                postings.append(np.array(rows, np.int64), np.array(tfs, np.float32))
+        # (term, row) pairs counted in bulk: one dict lookup per token, then numpy.
+        terms: dict[str, int] = {}
+        term_ids = np.fromiter(
+            (terms.setdefault(t, len(terms)) for tokens in corpus_tokens for t in tokens),
+            np.int64,
+        )
+        stop = self.size + len(corpus_tokens)
+        rows = np.repeat(np.arange(self.size, stop), [len(t) for t in corpus_tokens])
+        pairs, tfs = np.unique(term_ids * stop + rows, return_counts=True)
+        if pairs.size:
+            pair_terms, pair_rows = np.divmod(pairs, stop)
+            # Sorted by term, then row: each term's postings are one contiguous run.
+            bounds = np.flatnonzero(np.diff(pair_terms)) + 1
+            names = list(terms)
+            for term_rows, term_tfs, term in zip(
+                np.split(pair_rows, bounds),
+                np.split(tfs.astype(np.float32), bounds),
+                pair_terms[np.r_[0, bounds]],
+                strict=True,
+            ):
+                postings = self.postings.get(names[term])
+                if postings is None:
+                    postings = self.postings[names[term]] = _Postings()
+                postings.append(term_rows, term_tfs)
         lengths = np.array([[len(t)] for t in corpus_tokens], np.float32).reshape(-1, 1)
         return SparseIndex(
             self.postings, self.lengths.appended(self.size, lengths), self.size + len(corpus_tokens)

@@ -20,9 +20,10 @@ from common.contracts.rag import DocumentIn, DuplicateDocument
 from common.minilm import MiniLMEmbedder
 from common.pii import redact_pii
 from rag_svc.chunking import Chunker
-from rag_svc.collection import Collection, PreparedDocument
+from rag_svc.collection import PreparedDocument
 from rag_svc.dedup import MinHasher, best_match
 from rag_svc.indexes import bm25_tokens
+from rag_svc.storage import CollectionStore
 from rag_svc.store import StoredChunk
 
 __all__ = ["EmptyDocument", "PreparedBatch", "prepare_documents", "stable_document_id"]
@@ -61,7 +62,7 @@ def _chunk_metadata(metadata: dict[str, Any], doc_id: str, **own: Any) -> dict[s
 def prepare_documents(
     documents: list[DocumentIn],
     *,
-    collection: Collection,
+    collection: CollectionStore,
     chunker: Chunker,
     minhasher: MinHasher,
     embedder: MiniLMEmbedder,

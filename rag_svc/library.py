@@ -33,7 +33,7 @@ from common.contracts.rag import (
 from common.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from common.minilm import MiniLMEmbedder
 from rag_svc.chunking import Chunker
-from rag_svc.collection import Collection, IndexConfig
+from rag_svc.collection import EmbeddedBackend, IndexConfig
 from rag_svc.dedup import MinHasher
 from rag_svc.filters import FilterError
 from rag_svc.ingestion import EmptyDocument, prepare_documents
@@ -41,6 +41,7 @@ from rag_svc.layout import CollectionRef, Layout
 from rag_svc.reranker import Reranker
 from rag_svc.retrieval import Retriever, SearchOptions
 from rag_svc.settings import RagSettings
+from rag_svc.storage import CollectionStore, StorageBackend
 from rag_svc.store import StoredDocument
 
 __all__ = ["Library", "Models", "collection_not_found", "validate_collection_name"]
@@ -98,12 +99,13 @@ class Models:
 class Library:
     """The service's collections and models: create, list, move and delete, ingest, search."""
 
-    def __init__(self, settings: RagSettings) -> None:
+    def __init__(self, settings: RagSettings, backend: StorageBackend | None = None) -> None:
         self.settings = settings
+        self.backend: StorageBackend = backend or EmbeddedBackend()
         self.root: Path = settings.data_dir / "rag"
         self.layout = Layout(self.root)
         self.models: Models | None = None
-        self._collections: dict[CollectionRef, Collection] = {}
+        self._collections: dict[CollectionRef, CollectionStore] = {}
         self._lock = threading.Lock()
         self._minhasher = MinHasher()
         self.index_config = IndexConfig(
@@ -156,7 +158,7 @@ class Library:
                     shutil.rmtree(entry, ignore_errors=True)
                     continue
                 try:
-                    collection = Collection.open(entry, self.index_config)
+                    collection = self.backend.open(entry, self.index_config)
                 except (OSError, ValueError, KeyError) as exc:
                     logger.error(
                         "collection not loaded", extra={"path": str(entry), "error": str(exc)}
@@ -195,7 +197,7 @@ class Library:
                 )
             namespace = self.layout.namespace(ref.tenant)
             try:
-                collection = Collection.create(namespace, ref.name, self.index_config, metadata)
+                collection = self.backend.create(namespace, ref.name, self.index_config, metadata)
             except FileExistsError:
                 raise Conflict(
                     f"Collection {ref.name!r} already exists.",
@@ -237,7 +239,7 @@ class Library:
     def has_collection(self, ref: CollectionRef) -> bool:
         return ref in self._collections
 
-    def collection(self, ref: CollectionRef) -> Collection:
+    def collection(self, ref: CollectionRef) -> CollectionStore:
         self.require_models()  # until then a stored collection would read as missing
         collection = self._collections.get(ref)
         if collection is None:
@@ -365,7 +367,7 @@ class Library:
 
     def list_documents(self, ref: CollectionRef, after: str | None, limit: int) -> DocumentPage:
         """Up to `limit` documents in id order, starting after the id `after`."""
-        documents = self.collection(ref).snapshot.documents
+        documents = self.collection(ref).documents()
         ids = heapq.nsmallest(limit, (i for i in documents if after is None or i > after))
         return DocumentPage(
             documents=[_document_out(ref, documents[i]) for i in ids],

@@ -24,10 +24,10 @@ import numpy as np
 
 from common.contracts.rag import SearchMode, SearchResult
 from common.minilm import MiniLMEmbedder
-from rag_svc.collection import Collection, Snapshot
 from rag_svc.filters import compile_filter
 from rag_svc.indexes import bm25_tokens
 from rag_svc.reranker import Reranker
+from rag_svc.storage import CollectionStore, SearchView
 
 __all__ = ["Retriever", "SearchOptions", "reciprocal_rank_fusion"]
 
@@ -62,7 +62,7 @@ class Retriever:
 
     def search(
         self,
-        collection: Collection,
+        collection: CollectionStore,
         query: str,
         *,
         k: int,
@@ -72,8 +72,8 @@ class Retriever:
         dense_text: str | None = None,
     ) -> list[SearchResult]:
         """Top `k` chunks for `query`; `dense_text` replaces it for the dense side (HyDE)."""
-        snapshot = collection.snapshot
-        if not snapshot.documents:
+        snapshot = collection.view()
+        if snapshot.row_count == 0:
             return []
         mask = snapshot.mask(self._mask(snapshot, filter))
         if not mask.any():
@@ -86,12 +86,12 @@ class Retriever:
         depth = max(pool, self.options.fusion_candidates) if deep else pool
         if mode in ("dense", "hybrid"):
             vector = self.embedder.encode([dense_text or query])[0]
-            hits = snapshot.dense.search(vector, depth, mask)
+            hits = snapshot.dense_search(vector, depth, mask)
             rankings.append([row for row, _ in hits])
             for row, score in hits:
                 stage.setdefault(row, {})["dense"] = score
         if mode in ("bm25", "hybrid"):
-            hits = snapshot.sparse.search(bm25_tokens([query])[0], depth, snapshot.alive, mask)
+            hits = snapshot.keyword_search(bm25_tokens([query])[0], depth, mask)
             rankings.append([row for row, _ in hits])
             for row, score in hits:
                 stage.setdefault(row, {})["bm25"] = score
@@ -106,7 +106,7 @@ class Retriever:
         if rerank and ranked:
             best_chunk: dict[str, int] = {}
             for row, _ in candidates:
-                best_chunk.setdefault(snapshot.chunks[row].doc_id, row)
+                best_chunk.setdefault(snapshot.chunk(row).doc_id, row)
             rows = list(best_chunk.values())[:pool]
             probabilities = self.reranker.score(
                 query, [self._passage(snapshot, row) for row in rows]
@@ -120,17 +120,17 @@ class Retriever:
             )
         return [self._result(snapshot, row, score, stage[row]) for row, score in ranked[:k]]
 
-    def best_similarity(self, collection: Collection, query: str) -> float:
+    def best_similarity(self, collection: CollectionStore, query: str) -> float:
         """The highest cosine between `query` and any chunk (-1 for an empty collection)."""
-        snapshot = collection.snapshot
-        hits = snapshot.dense.search(self.embedder.encode([query])[0], 1, snapshot.alive)
+        snapshot = collection.view()
+        hits = snapshot.dense_search(self.embedder.encode([query])[0], 1, snapshot.mask(None))
         return hits[0][1] if hits else -1.0
 
-    def _passage(self, snapshot: Snapshot, row: int) -> str:
+    def _passage(self, snapshot: SearchView, row: int) -> str:
         """What the cross-encoder reads for a chunk's document: the chunk and what follows it."""
-        chunk = snapshot.chunks[row]
+        chunk = snapshot.chunk(row)
         start = chunk.metadata.get("char_start")
-        document = snapshot.documents.get(chunk.doc_id)
+        document = snapshot.document(chunk.doc_id)
         budget = self.options.rerank_passage_chars
         if not budget or not isinstance(start, int) or document is None:
             return chunk.index_text
@@ -139,19 +139,21 @@ class Retriever:
         return header + document.text[start:end]
 
     @staticmethod
-    def _mask(snapshot: Snapshot, spec: dict[str, Any] | None) -> np.ndarray | None:
+    def _mask(snapshot: SearchView, spec: dict[str, Any] | None) -> np.ndarray | None:
         predicate = compile_filter(spec)
         if predicate is None:
             return None
         return np.fromiter(
-            (predicate(c.metadata) for c in snapshot.chunks), dtype=bool, count=len(snapshot.chunks)
+            (predicate(snapshot.chunk(row).metadata) for row in range(snapshot.row_count)),
+            dtype=bool,
+            count=snapshot.row_count,
         )
 
     @staticmethod
     def _result(
-        snapshot: Snapshot, row: int, score: float, scores: dict[str, float]
+        snapshot: SearchView, row: int, score: float, scores: dict[str, float]
     ) -> SearchResult:
-        chunk = snapshot.chunks[row]
+        chunk = snapshot.chunk(row)
         return SearchResult(
             doc_id=chunk.doc_id,
             chunk_id=chunk.chunk_id,
