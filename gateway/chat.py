@@ -41,8 +41,9 @@ from common.contracts.dispatch_events import (
     RouteEvent,
     StepEvent,
 )
-from common.contracts.openai import ChatMessage, FinishReason, Usage
+from common.contracts.openai import ChoiceLogprobs, FinishReason, Usage
 from common.contracts.router import (
+    ANSWER_CONTROLS,
     DispatchMessage,
     DispatchOptions,
     DispatchRequest,
@@ -77,20 +78,29 @@ __all__ = ["ChatCompletions"]
 
 logger = logging.getLogger("gateway.chat")
 
+# The answer controls passed to the router as the client set them (max_tokens is bounded).
+_PASSED_CONTROLS = set(ANSWER_CONTROLS) - {"max_tokens"}
 # memory_svc's id pattern: other values are not passed on as the user id.
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+=-]{0,127}$")
 
 
 def _dispatch_request(body: GatewayChatRequest, stream: bool) -> DispatchRequest:
     messages = [
-        DispatchMessage(role="system" if m.role == "developer" else m.role, content=m.text())
+        DispatchMessage(
+            role="system" if m.role == "developer" else m.role,
+            content=m.text(),
+            tool_calls=m.tool_calls,
+            tool_call_id=m.tool_call_id,
+        )
         for m in body.messages
     ]
     max_tokens = body.max_completion_tokens or body.max_tokens
     options = DispatchOptions(
         collections=body.collections,
-        temperature=body.temperature,
         max_tokens=None if max_tokens is None else min(max_tokens, 8192),
+        # OpenAI's controls of the answer, for the step that writes it.
+        **{name: getattr(body, name) for name in _PASSED_CONTROLS if name != "n"},
+        n=None if body.n == 1 else body.n,
     )
     user = body.user if body.user is not None and _ID.match(body.user) else None
     return DispatchRequest(
@@ -193,11 +203,23 @@ class _ChunkWriter:
         self.id = completion_id
         self.created = int(time.time())
 
-    def _choices(self, delta: AutoDelta, finish: FinishReason | None) -> list[AutoChunkChoice]:
-        return [AutoChunkChoice(index=0, delta=delta, finish_reason=finish)]
+    def _choices(
+        self,
+        delta: AutoDelta,
+        finish: FinishReason | None,
+        index: int = 0,
+        logprobs: ChoiceLogprobs | None = None,
+    ) -> list[AutoChunkChoice]:
+        return [AutoChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)]
 
-    def delta(self, delta: AutoDelta) -> str:
-        choices = self._choices(delta, None)
+    def delta(
+        self,
+        delta: AutoDelta,
+        index: int = 0,
+        logprobs: ChoiceLogprobs | None = None,
+        finish: FinishReason | None = None,
+    ) -> str:
+        choices = self._choices(delta, finish, index, logprobs)
         return _sse(AutoChunk(id=self.id, created=self.created, model=AUTO_MODEL, choices=choices))
 
     def progress(self, event: RouteEvent | StepEvent) -> str:
@@ -211,13 +233,19 @@ class _ChunkWriter:
             )
         )
 
-    def final(self, pipeline: VerifiedPipeline, message_id: str, session_id: str | None) -> str:
+    def final(
+        self,
+        finish: FinishReason,
+        pipeline: VerifiedPipeline,
+        message_id: str,
+        session_id: str | None,
+    ) -> str:
         return _sse(
             AutoFinalChunk(
                 id=self.id,
                 created=self.created,
                 model=AUTO_MODEL,
-                choices=self._choices(AutoDelta(), "stop"),
+                choices=self._choices(AutoDelta(), finish),
                 pipeline=pipeline,
                 message_id=message_id,
                 session_id=session_id,
@@ -235,10 +263,12 @@ async def _finish(
     writer: _ChunkWriter,
     done: DoneEvent,
     meter: _Meter,
+    streamed: str,
     include_usage: bool,
 ) -> AsyncIterator[str]:
+    """The first choice's rest (cleaned when nothing was sent yet) and its sources, the
+    other choices' ends, then the last chunk with the pipeline, and the usage if asked."""
     content, pipeline = done.message.content, done.pipeline
-    streamed = "".join(meter.pieces)
     cleaned, report = verify_citations(content, pipeline.sources, pipeline.citations)
     if not streamed:
         # Nothing was streamed yet: the whole answer can still be cleaned.
@@ -250,9 +280,12 @@ async def _finish(
     if tail:
         meter.sent(tail)
         yield writer.delta(AutoDelta(content=tail))
-    usage = _usage(body, streamed + tail, pipeline)
+    for choice in done.choices[1:]:
+        yield writer.delta(AutoDelta(), choice.index, finish=choice.finish_reason)
+    usage = _usage(body, "".join(meter.pieces) + tail, pipeline)
     meter.completion_tokens = usage.completion_tokens
-    yield writer.final(_verified(pipeline, report), _message_id(done.id), done.session_id)
+    first = done.choices[0].finish_reason or "stop"
+    yield writer.final(first, _verified(pipeline, report), _message_id(done.id), done.session_id)
     if include_usage:
         yield writer.usage(usage)
 
@@ -312,10 +345,6 @@ class ChatCompletions:
             if body.stream:
                 return await self._moe_stream(request, body, raw)
             return await cancel_on_disconnect(request, self._moe(request, raw))
-        if body.n != 1:
-            raise BadRequest(
-                "Model 'auto' answers with one choice (n=1).", param="n", code="invalid_n"
-            )
         if body.stream:
             return await self._auto_stream(request, body)
         return await cancel_on_disconnect(request, self._auto(request, body))
@@ -335,15 +364,17 @@ class ChatCompletions:
             raise _off_contract(exc) from None
         pipeline = dispatched.pipeline
         formatted = format_answer(dispatched.message.content, pipeline.sources, pipeline.citations)
-        usage = _usage(body, formatted.content, pipeline)
-        choice = AutoChoice(
-            index=0, message=ChatMessage(content=formatted.content), finish_reason="stop"
-        )
+        choices = [AutoChoice.model_validate(c.model_dump()) for c in dispatched.choices]
+        if choices[0].message.content is not None:
+            # The first choice is the answer the pipeline verified (its citations, sources).
+            choices[0].message.content = formatted.content
+        texts = "".join(c.message.content or "" for c in choices)
+        usage = _usage(body, texts, pipeline)
         answer = AutoCompletion(
             id=f"chatcmpl-{dispatched.id}",
             created=int(time.time()),
             model=AUTO_MODEL,
-            choices=[choice],
+            choices=choices,
             usage=usage,
             pipeline=_verified(pipeline, formatted.verification),
             session_id=dispatched.session_id,
@@ -373,6 +404,8 @@ class ChatCompletions:
             async with stack:
                 writer = _ChunkWriter(f"chatcmpl-{uuid.uuid4().hex[:24]}")
                 yield writer.delta(AutoDelta(role="assistant", content=""))
+                # Choices that had their first chunk (with the role), and choice 0's text.
+                begun, first_text = {0}, []
                 try:
                     async for data in sse_data(upstream.aiter_lines()):
                         try:
@@ -381,15 +414,24 @@ class ChatCompletions:
                             yield _error_event(_off_contract(exc))
                             break
                         match event:
-                            case DeltaEvent(content=content) if content:
+                            case DeltaEvent(index=index, content=content):
                                 meter.sent(content)
-                                yield writer.delta(AutoDelta(content=content))
+                                if index == 0:
+                                    first_text.append(content)
+                                delta = AutoDelta(
+                                    role=None if index in begun else "assistant",
+                                    content=content or None,
+                                    tool_calls=event.tool_calls,
+                                )
+                                begun.add(index)
+                                yield writer.delta(delta, index, event.logprobs)
                             case RouteEvent() | StepEvent():
                                 # Progress of the pipeline, for the UI; OpenAI clients ignore it.
                                 yield writer.progress(event)
                             case DoneEvent():
+                                streamed = "".join(first_text)
                                 async for piece in _finish(
-                                    body, writer, event, meter, include_usage
+                                    body, writer, event, meter, streamed, include_usage
                                 ):
                                     yield piece
                             case ErrorEvent():

@@ -31,6 +31,7 @@ from common.contracts.openai import (
     ChatCompletionRequest,
     ChatCompletionResponse,
     DeltaMessage,
+    DeltaToolCall,
     ModelCard,
     Usage,
 )
@@ -123,6 +124,7 @@ class AutoDelta(DeltaMessage):
 
     role: Literal["assistant"] | None = Field(None, exclude_if=_is_none)
     content: str | None = Field(None, exclude_if=_is_none)
+    tool_calls: list[DeltaToolCall] | None = Field(None, exclude_if=_is_none)
 
 
 class AutoChunkChoice(ChatChunkChoice):
@@ -144,7 +146,8 @@ class AutoProgressChunk(AutoChunk):
 
 
 class AutoFinalChunk(AutoChunk):
-    """The answer's last chunk (`finish_reason: stop`): the pipeline and the ids."""
+    """The answer's last chunk (the first choice's `finish_reason`): the pipeline and the
+    ids."""
 
     pipeline: VerifiedPipeline
     message_id: str

@@ -8,13 +8,14 @@ dispatcher decides what a failure means for the plan.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from common.chat import ChatClient, first_expert_usage
 from common.contracts.memory import ContextResponse
+from common.contracts.openai import ChatChoice, ChatChunkChoice
 from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.contracts.tools import InvokeResponse
@@ -24,7 +25,8 @@ from common.upstreams import Upstreams
 
 __all__ = ["Backends"]
 
-Message = dict[str, str]
+_CHOICES = TypeAdapter(list[ChatChoice])
+_CHUNK_CHOICES = TypeAdapter(list[ChatChunkChoice])
 # rag_svc's `AnswerRequest.max_tokens` range.
 RAG_MIN_MAX_TOKENS, RAG_MAX_MAX_TOKENS = 16, 4096
 
@@ -153,64 +155,40 @@ class Backends:
         return await self._chat.resolve(timeout_s)
 
     async def chat(
-        self,
-        messages: list[Message],
-        *,
-        model: str | None,
-        temperature: float,
-        max_tokens: int,
-        timeout_s: float,
-        on_experts: Callable[[dict[str, Any]], None] | None = None,
-    ) -> tuple[str, str]:
-        """(answer, model) of one non-streamed completion.
-
-        `on_experts` gets moe_svc's experts per layer of the answer (asked for when given).
-        """
-        chat = self._chat.with_model(model) if model else self._chat
-        completion = await chat.complete(
-            messages,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            timeout_s=timeout_s,
-            return_experts=on_experts is not None,
+        self, body: dict[str, Any], timeout_s: float
+    ) -> tuple[list[ChatChoice], dict[str, Any] | None]:
+        """The choices of one non-streamed completion of `body` (an OpenAI request), and
+        moe_svc's experts per layer of the first when `body` asked for them."""
+        answer = await self.upstreams["moe_svc"].post_json(
+            "/v1/chat/completions", {**body, "stream": False}, timeout_s=timeout_s
         )
-        if on_experts is not None and completion.experts is not None:
-            on_experts(completion.experts)
-        return completion.text, chat.name
+        try:
+            choices = _CHOICES.validate_python(
+                answer.get("choices") if isinstance(answer, dict) else None
+            )
+        except ValidationError as exc:
+            raise _malformed("moe_svc", exc) from None
+        if not choices:
+            raise _malformed("moe_svc", ValueError("no choices"))
+        return choices, first_expert_usage(answer)
 
     async def chat_stream(
-        self,
-        messages: list[Message],
-        *,
-        model: str | None,
-        temperature: float,
-        max_tokens: int,
-        timeout_s: float,
-        on_experts: Callable[[dict[str, Any]], None] | None = None,
-    ) -> AsyncIterator[str]:
-        """The content pieces of a streamed completion (OpenAI `chat.completion.chunk`s).
-
-        `on_experts` as for `chat` (moe_svc sends them on the final chunk).
-        """
-        payload: dict[str, Any] = {
-            "model": model or await self.model(timeout_s),
-            "messages": messages,
-            "temperature": temperature,
-            "max_tokens": max_tokens,
-            "stream": True,
-        }
-        if on_experts is not None:
-            payload["return_experts"] = True
+        self, body: dict[str, Any], timeout_s: float
+    ) -> AsyncIterator[tuple[list[ChatChunkChoice], dict[str, Any] | None]]:
+        """The choices of each chunk of a streamed completion of `body`, and moe_svc's
+        experts when a chunk carries them (the final one, when `body` asked)."""
         client = self.upstreams["moe_svc"]
         async with client.stream(
-            "POST", "/v1/chat/completions", json=payload, timeout_s=timeout_s
+            "POST", "/v1/chat/completions", json={**body, "stream": True}, timeout_s=timeout_s
         ) as response:
             async for data in sse_data(response.aiter_lines()):
                 try:
                     chunk = json.loads(data)
                 except ValueError:
                     continue
-                if isinstance(chunk, dict) and "error" in chunk:
+                if not isinstance(chunk, dict):
+                    continue
+                if "error" in chunk:
                     error = chunk["error"] if isinstance(chunk["error"], dict) else {}
                     raise UpstreamError(
                         str(error.get("message") or "moe_svc failed mid-stream"),
@@ -219,10 +197,8 @@ class Backends:
                         origin="moe_svc",
                         code="stream_error",
                     )
-                for choice in chunk.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        yield str(piece)
-                experts = first_expert_usage(chunk)
-                if on_experts is not None and experts is not None:
-                    on_experts(experts)
+                try:
+                    choices = _CHUNK_CHOICES.validate_python(chunk.get("choices") or [])
+                except ValidationError as exc:
+                    raise _malformed("moe_svc", exc) from None
+                yield choices, first_expert_usage(chunk)

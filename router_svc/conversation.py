@@ -1,14 +1,18 @@
 """The turn being answered, and the messages each kind of model answer is given.
 
-A dispatch carries OpenAI-style messages; the last must be the user's turn.
-When memory_svc assembled the session's context, that context (its summary,
-memories and recent turns) replaces the request's own history; otherwise
-the request's messages are the conversation.
+A dispatch carries OpenAI-style messages; the last must be the user's turn,
+or an agent's tool results (`role: "tool"`) answering an assistant turn's
+`tool_calls`. When memory_svc assembled the session's context, that context
+(its summary, memories and recent turns) replaces the request's own history;
+otherwise the request's messages are the conversation. An agent's
+conversation (tool calls and results) reaches the model as it was sent, with
+the session's stored summary and memories as system context: the stored turns
+have lost the calls' structure.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from common.contracts.memory import ContextMessage
@@ -20,6 +24,7 @@ __all__ = [
     "ANSWER_ENDINGS",
     "AnswerMode",
     "Conversation",
+    "agent_messages",
     "compose_ideas",
     "model_messages",
     "parse_conversation",
@@ -57,10 +62,19 @@ ANSWER_ENDINGS: dict[AnswerMode, str] = {
 
 @dataclass(frozen=True)
 class Conversation:
+    # The latest user turn's text (what is classified and answered).
     text: str
     # Earlier messages of the request (no system messages), oldest first.
     history: list[DispatchMessage]
     system: str | None
+    # An agent's turns after the user's: the assistant's tool calls and their results
+    # (empty when the user's turn is last).
+    agent_turns: list[DispatchMessage] = field(default_factory=list)
+
+    @property
+    def is_agent(self) -> bool:
+        """The conversation holds tool calls or their results (their structure matters)."""
+        return any(m.role == "tool" or m.tool_calls for m in [*self.history, *self.agent_turns])
 
 
 def parse_conversation(request: DispatchRequest, settings: RouterSettings) -> Conversation:
@@ -79,24 +93,41 @@ def parse_conversation(request: DispatchRequest, settings: RouterSettings) -> Co
             param="messages",
             code="messages_too_long",
         )
-    last = messages[-1]
-    text = last.text()
-    if last.role != "user" or not text.strip():
+    # An agent's follow-up ends in tool results after the assistant turn that called them.
+    ending = len(messages)
+    while ending > 0 and messages[ending - 1].role == "tool":
+        ending -= 1
+    results = messages[ending:]
+    if results and not (ending > 0 and messages[ending - 1].tool_calls):
         raise BadRequest(
-            "The last message must be the user's turn, with text.",
+            "Tool results must follow the assistant turn whose tool_calls they answer.",
+            param=f"messages.{ending}",
+            code="no_tool_call",
+        )
+    users = [i for i in range(ending) if messages[i].role == "user"]
+    last = users[-1] if users else -1
+    if not users or not messages[last].text().strip() or (not results and last != ending - 1):
+        raise BadRequest(
+            "The last message must be the user's turn with text, or tool results after the "
+            "assistant turn that called them.",
             param=f"messages.{len(messages) - 1}",
             code="no_user_turn",
         )
+    text = messages[last].text()
     if len(text) > settings.max_text_chars:
         raise PayloadTooLarge(
             f"The user's message has {len(text)} characters; the limit is "
             f"{settings.max_text_chars}.",
-            param=f"messages.{len(messages) - 1}.content",
+            param=f"messages.{last}.content",
             code="text_too_long",
         )
     systems = [m.text() for m in messages if m.role == "system" and m.text().strip()]
-    history = [m for m in messages[:-1] if m.role != "system"]
-    return Conversation(text=text, history=history, system="\n\n".join(systems) or None)
+    return Conversation(
+        text=text,
+        history=[m for m in messages[:last] if m.role != "system"],
+        system="\n\n".join(systems) or None,
+        agent_turns=[m for m in messages[last + 1 :] if m.role != "system"],
+    )
 
 
 def _as_chat(role: str, content: str) -> Message:
@@ -124,6 +155,28 @@ def model_messages(
         turns = [_as_chat(m.role, m.text()) for m in conversation.history]
         turns.append({"role": "user", "content": conversation.text})
     system = "\n\n".join(s for s in (INSTRUCTIONS[mode], conversation.system, *stored_system) if s)
+    return [{"role": "system", "content": system}, *turns]
+
+
+def _openai(message: DispatchMessage) -> dict[str, Any]:
+    turn: dict[str, Any] = {"role": message.role, "content": message.text()}
+    if message.tool_calls:
+        turn["tool_calls"] = [call.model_dump(mode="json") for call in message.tool_calls]
+    if message.tool_call_id is not None:
+        turn["tool_call_id"] = message.tool_call_id
+    return turn
+
+
+def agent_messages(
+    mode: AnswerMode, conversation: Conversation, context: list[ContextMessage] | None
+) -> list[dict[str, Any]]:
+    """An agent's conversation for the model as it was sent, tool calls and results included;
+    the session's stored summary and memories (its system context) join the instruction."""
+    stored = [m.content for m in context or [] if m.role == "system"]
+    system = "\n\n".join(s for s in (INSTRUCTIONS[mode], conversation.system, *stored) if s)
+    user = {"role": "user", "content": conversation.text}
+    turns = [_openai(m) for m in conversation.history] + [user]
+    turns += [_openai(m) for m in conversation.agent_turns]
     return [{"role": "system", "content": system}, *turns]
 
 

@@ -18,18 +18,20 @@ import time
 from typing import Literal
 
 from common.contracts.dispatch_events import RouteEvent
+from common.contracts.openai import ChatChoice, ChatMessage
 from common.contracts.router import (
     AssistantMessage,
     DispatchMessage,
+    DispatchOptions,
     DispatchRequest,
     DispatchResponse,
     PlanStep,
 )
-from common.errors import ServiceError
+from common.errors import BadRequest, ServiceError
 from router_svc.backends import Backends
-from router_svc.conversation import parse_conversation
+from router_svc.conversation import Conversation, parse_conversation
 from router_svc.plan_run import Emit, PlanRun, Prepared
-from router_svc.plans import SESSION, failed_step
+from router_svc.plans import SESSION, failed_step, unhonoured
 from router_svc.route_decision import Router
 from router_svc.settings import RouterSettings
 from router_svc.step_runners import STEP_RUNNERS
@@ -84,6 +86,17 @@ async def run_plan(run: PlanRun) -> None:
         await run.log.skip(step, f"not needed: {needed} did not fail")
 
 
+def _core_model_reason(conversation: Conversation, options: DispatchOptions) -> str | None:
+    """Why only the core model can answer this turn (None: any plan can)."""
+    if conversation.agent_turns:
+        return "An agent's tool results to answer"
+    if options.tools and options.tool_choice != "none":
+        return "The request's own tools"
+    if options.response_format is not None and options.response_format.type != "text":
+        return f"A {options.response_format.type} response_format"
+    return None
+
+
 class Dispatcher:
     def __init__(self, settings: RouterSettings, router: Router, backends: Backends) -> None:
         self.settings = settings
@@ -103,7 +116,17 @@ class Dispatcher:
             history,
             forced_intent=options.intent,
             strategy=options.strategy,
+            core_model=_core_model_reason(conversation, options),
         )
+        refused = unhonoured(route.plan, options)
+        if refused is not None:
+            raise BadRequest(
+                f"'{refused}' cannot be honoured: this request was routed to the "
+                f"{route.intent} plan, whose answer is not written by the core model alone. "
+                "Send it with a model id (or without the field).",
+                param=refused,
+                code="unsupported_for_plan",
+            )
         return Prepared(request, conversation, route)
 
     async def _stored_turns(self, session_id: str | None, text: str) -> list[DispatchMessage]:
@@ -137,9 +160,18 @@ class Dispatcher:
         if route.reason and route.fallback:
             run.notes.append(route.reason)
         await run_plan(run)
+        answer = run.answer or ""
+        choices = run.choices or [
+            ChatChoice(
+                index=0,
+                message=ChatMessage(content=answer),
+                finish_reason=run.finish_reason,
+            )
+        ]
         return DispatchResponse(
             id=prepared.id,
             session_id=prepared.request.session_id,
-            message=AssistantMessage(content=run.answer or ""),
+            message=AssistantMessage(content=choices[0].message.content or ""),
+            choices=choices,
             pipeline=run.pipeline(round((time.perf_counter() - started) * 1000, 1)),
         )

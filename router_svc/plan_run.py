@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from common.contracts.dispatch_events import DeltaEvent, DispatchEvent, StepEvent
 from common.contracts.memory import ContextMessage
-from common.contracts.openai import ExpertUsage
+from common.contracts.openai import ChatChoice, ExpertUsage, FinishReason
 from common.contracts.rag import Attribution, Citation
 from common.contracts.router import (
     DispatchRequest,
@@ -71,6 +71,10 @@ class PlanRun:
         self.context: list[ContextMessage] | None = None
         # The answer, from whichever step wrote it; None until one has.
         self.answer: str | None = None
+        # Why the answer ended, as OpenAI says it ("length": cut by max_tokens).
+        self.finish_reason: FinishReason = "stop"
+        # The core model's own choices (n, tool calls, logprobs) when it wrote the answer.
+        self.choices: list[ChatChoice] | None = None
         self.sourced: bool | None = None
         self.sources: list[Source] = []
         self.citations: list[Citation] = []
@@ -90,6 +94,11 @@ class PlanRun:
         """Send a piece of the answer to a streaming caller."""
         if self.emit is not None and text:
             await self.emit(DeltaEvent(content=text))
+
+    async def say_delta(self, delta: DeltaEvent) -> None:
+        """Send a piece of one of the core model's choices (text, tool calls, logprobs, end)."""
+        if self.emit is not None:
+            await self.emit(delta)
 
     def pipeline(self, latency_ms: float) -> Pipeline:
         """What ran and what it found, for the caller."""

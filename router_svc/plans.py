@@ -28,16 +28,46 @@ a fallback after it. The intent decides the rest:
 Below the confidence threshold the safe plan runs whatever the intent:
 moe_svc with the conversation, no tools or side effects, and the answer says
 that the request was not understood with confidence.
+
+A turn that carries the client's own `tools` or a `response_format`, or an
+agent's tool results to answer, runs the core-model plan whatever its intent
+(`core_model_plan`): only moe_svc decodes under a grammar or calls the
+client's functions. The answer's other OpenAI controls reach the step that
+writes the answer; `unhonoured` names the first one a plan's answer steps
+cannot honour (see `HONOURED`), which the dispatcher refuses.
 """
 
 from __future__ import annotations
 
 import re
 
-from common.contracts.router import Intent, Plan, PlanStep
+from common.contracts.router import ANSWER_CONTROLS, DispatchOptions, Intent, Plan, PlanStep
 from router_svc.direct_tools import asks_about_code, detect_direct_call
 
-__all__ = ["SESSION", "failed", "failed_step", "is_visual", "make_plan"]
+__all__ = [
+    "HONOURED",
+    "SESSION",
+    "core_model_plan",
+    "failed",
+    "failed_step",
+    "is_visual",
+    "make_plan",
+    "unhonoured",
+]
+
+# The answer controls each answer step passes on. moe_svc honours them all; rag_svc and
+# reasoning_svc bound and warm their model calls (temperature, max_tokens) but have no
+# single sampled text that stop, seed, top_p, logprobs or n could apply to (retrieval
+# picks the prompt; a strategy makes several calls and votes). A direct tool call or
+# creative_svc's ideation writes no model text: temperature and max_tokens bound nothing.
+_BOUNDS = frozenset({"temperature", "max_tokens"})
+HONOURED: dict[str, frozenset[str]] = {
+    "moe.answer": frozenset(ANSWER_CONTROLS),
+    "rag.answer": _BOUNDS,
+    "reasoning.reason": _BOUNDS,
+    "creative.ideate": _BOUNDS,
+    "tools.invoke": _BOUNDS,
+}
 
 _VISUAL = re.compile(
     r"(?i)\b(draw|drawing|sketch|paint|painting|illustrat\w*|picture|image|photo\w*|logo|"
@@ -118,6 +148,48 @@ def _reason(
         after=after,
         when=when,
         arguments={"strategy": strategy},
+    )
+
+
+def _answer_steps(plan: Plan) -> list[PlanStep]:
+    # The steps whose answer the memory write-back stores: those that write the answer.
+    back = next((s for s in plan.steps if s.name == "memory.write_assistant"), None)
+    names = set(back.after if back is not None else ()) - {"memory.write_user"}
+    return [s for s in plan.steps if s.name in names]
+
+
+def unhonoured(plan: Plan, options: DispatchOptions) -> str | None:
+    """The first answer control set in `options` that a step which may write the answer
+    cannot honour (None: every one reaches the answer)."""
+    inert: set[str] = set()  # set, but asking nothing of the answer
+    if options.n == 1:
+        inert.add("n")
+    if not options.tools or options.tool_choice == "none":
+        inert |= {"tools", "tool_choice", "parallel_tool_calls"}
+    if options.response_format is not None and options.response_format.type == "text":
+        inert.add("response_format")
+    if options.logprobs is False:
+        inert.add("logprobs")
+    asked = [n for n in ANSWER_CONTROLS if getattr(options, n) is not None and n not in inert]
+    for step in _answer_steps(plan):
+        for name in asked:
+            if name not in HONOURED.get(step.name, frozenset()):
+                return name
+    return None
+
+
+def core_model_plan(intent: Intent, why: str) -> Plan:
+    """moe_svc answers with the request's own constraint, tools or tool results."""
+    steps = [
+        *_memory_steps(),
+        _moe_answer(["memory.context"], mode="chat"),
+        _write_back("moe.answer"),
+    ]
+    return Plan(
+        intent=intent,
+        fallback=False,
+        description=f"{why}: the core model answers (no other service honours it).",
+        steps=steps,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from common.contracts.router import DispatchMessage, Intent, RouteResponse
 from common.errors import PayloadTooLarge
 from router_svc.classifier import IntentClassifier
-from router_svc.plans import make_plan
+from router_svc.plans import core_model_plan, make_plan
 from router_svc.settings import RouterSettings
 
 __all__ = ["Router", "check_sizes"]
@@ -53,8 +53,22 @@ class Router:
         *,
         forced_intent: Intent | None = None,
         strategy: str | None = None,
+        core_model: str | None = None,
     ) -> RouteResponse:
+        """The route of `text`; with `core_model` (why only the core model can answer), the
+        core-model plan, unclassified (the intent is the forced one, else chat)."""
         threshold = self.settings.confidence_threshold
+        if core_model is not None:
+            intent = forced_intent or "chat"
+            return RouteResponse(
+                intent=intent,
+                confidence=1.0,
+                scores={intent: 1.0},
+                plan=core_model_plan(intent, core_model),
+                fallback=False,
+                threshold=threshold,
+                reason=core_model,
+            )
         if forced_intent is not None:
             # The caller chose the intent: nothing was classified, nothing to fall back from.
             scores = {forced_intent: 1.0}

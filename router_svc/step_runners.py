@@ -17,19 +17,28 @@ from typing import Any
 from pydantic import ValidationError
 
 from common.caller import TOOL_SCOPES, current_caller
-from common.contracts.openai import ExpertUsage
+from common.contracts.dispatch_events import DeltaEvent
+from common.contracts.openai import ChatChoice, ExpertUsage, ToolCall
 from common.contracts.reasoning import ReasonRequest
-from common.contracts.router import PipelineToolCall, PlanStep, ReasoningReport, Source
+from common.contracts.router import (
+    ANSWER_CONTROLS,
+    PipelineToolCall,
+    PlanStep,
+    ReasoningReport,
+    Source,
+)
 from router_svc.conversation import (
     ANSWER_ENDINGS,
     TEMPERATURES,
     AnswerMode,
+    agent_messages,
     compose_ideas,
     model_messages,
     reasoning_context,
 )
 from router_svc.direct_tools import DirectCall, format_tool_answer
 from router_svc.plan_run import PlanRun
+from router_svc.streamed_choices import StreamedChoices
 
 __all__ = ["STEP_RUNNERS", "StepRunner"]
 
@@ -53,8 +62,12 @@ async def _append(run: PlanRun, step: PlanStep, message: dict[str, Any]) -> bool
 
 
 async def write_user(run: PlanRun, step: PlanStep) -> bool:
-    """Store the user's turn in the session."""
+    """Store the user's turn in the session (an agent's: the tool results it sends)."""
     message = {"role": "user", "content": run.conversation.text, "id": f"{run.id}-user"}
+    results = [m.text() for m in run.conversation.agent_turns if m.role == "tool"]
+    if results:
+        # The user's own turn was stored with the call that asked for these.
+        message = {**message, "role": "tool", "content": "\n".join(results)}
     if not await _append(run, step, message):
         run.notes.append("Memory was unavailable: this turn is not stored.")
         return False
@@ -107,49 +120,84 @@ async def write_assistant(run: PlanRun, step: PlanStep) -> bool:
 
 
 async def model_answer(run: PlanRun, step: PlanStep) -> bool:
-    """moe_svc's answer in the step's mode, streamed to the caller when streaming."""
+    """moe_svc's answer in the step's mode, with the request's answer controls (tools,
+    response_format, stop, seed, n, logprobs...), streamed to the caller when streaming."""
     mode: AnswerMode = step.arguments["mode"]
     options, settings = run.request.options, run.settings
-    messages = model_messages(mode, run.conversation, run.context)
+    conversation = run.conversation
+    compose = agent_messages if conversation.is_agent else model_messages
     temperature = options.temperature
     if temperature is None:
         temperature = settings.creative_temperature if mode == "creative" else TEMPERATURES[mode]
+    timeout = settings.model_timeout_s
+    body: dict[str, Any] = {
+        **options.model_dump(
+            mode="json", by_alias=True, include=set(ANSWER_CONTROLS), exclude_none=True
+        ),
+        "messages": compose(mode, conversation, run.context),
+        "temperature": temperature,
+        "max_tokens": options.max_tokens or settings.max_answer_tokens,
+        "return_experts": True,
+    }
 
-    def keep_experts(experts: dict[str, Any]) -> None:
+    def keep_experts(experts: dict[str, Any] | None) -> None:
+        if experts is None:
+            return
         try:
             run.experts = ExpertUsage.model_validate(experts)
         except ValidationError:
             run.experts = None  # a heatmap is not worth failing the answer for
 
-    kwargs: dict[str, Any] = {
-        "model": options.model or None,
-        "temperature": temperature,
-        "max_tokens": options.max_tokens or settings.max_answer_tokens,
-        "timeout_s": settings.model_timeout_s,
-        "on_experts": keep_experts,
-    }
+    async def answer() -> tuple[list[ChatChoice], str]:
+        body["model"] = options.model or await run.backends.model(timeout)
+        if run.emit is None:
+            choices, experts = await run.backends.chat(body, timeout)
+            keep_experts(experts)
+            return choices, body["model"]
+        assembled = StreamedChoices()
+        async for pieces, experts in run.backends.chat_stream(body, timeout):
+            keep_experts(experts)
+            for piece in pieces:
+                assembled.add(piece)
+                delta = piece.delta
+                if delta.content or delta.tool_calls or piece.logprobs is not None:
+                    await run.say_delta(
+                        DeltaEvent(
+                            index=piece.index,
+                            content=delta.content or "",
+                            tool_calls=delta.tool_calls,
+                            logprobs=piece.logprobs,
+                        )
+                    )
+        return assembled.choices(), body["model"]
 
-    async def streamed() -> tuple[str, str]:
-        pieces: list[str] = []
-        async for piece in run.backends.chat_stream(messages, **kwargs):
-            pieces.append(piece)
-            await run.say(piece)
-        return "".join(pieces), kwargs["model"] or await run.backends.model(5.0)
-
-    call = streamed() if run.emit is not None else run.backends.chat(messages, **kwargs)
     result = await run.log.run(
         step,
-        call,
-        timeout_s=settings.model_timeout_s,
-        detail=lambda r: {"mode": mode, "chars": len(r[0])},
+        answer(),
+        timeout_s=timeout,
+        detail=lambda r: {
+            "mode": mode,
+            "chars": len(r[0][0].message.content or ""),
+            "finish_reason": r[0][0].finish_reason,
+        },
     )
     if result is None:
         return False
-    text, run.model = result
-    ending = ANSWER_ENDINGS.get(mode, "")
+    choices, run.model = result
+    first = choices[0]
+    ending = ANSWER_ENDINGS.get(mode, "") if not first.message.tool_calls else ""
     await run.say(ending)
-    run.answer = text.strip() + ending
+    text = (first.message.content or "").strip() + ending
+    if first.message.content is not None:
+        first.message.content = text
+    run.choices, run.finish_reason = choices, first.finish_reason or "stop"
+    run.answer = text or _called(first.message.tool_calls)
     return True
+
+
+def _called(calls: list[ToolCall] | None) -> str:
+    """An answer that only calls tools, as the session's history keeps it."""
+    return "; ".join(f"Called {c.function.name}({c.function.arguments})" for c in calls or [])
 
 
 # --- rag_svc ----------------------------------------------------------------------------
@@ -226,6 +274,8 @@ async def reason(run: PlanRun, step: PlanStep) -> bool:
     run.model = result.model
     if not result.finished:
         run.notes.append(f"Reasoning stopped before it was sure ({result.stop_reason}).")
+    if result.stop_reason == "token_budget":
+        run.finish_reason = "length"  # the caller's max_tokens cut the strategy short
     await run.say(result.answer)
     run.answer = result.answer
     return True

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, TypeAdapter
 
 from common.contracts.errors import ErrorDetail
+from common.contracts.openai import ChoiceLogprobs, DeltaToolCall
 from common.contracts.router import DispatchResponse, PipelineStep, RouteResponse
 
 __all__ = [
@@ -39,10 +40,15 @@ class StepEvent(BaseModel):
 
 
 class DeltaEvent(BaseModel):
-    """A piece of the answer; the pieces in order make the answer's text."""
+    """A piece of the answer; the pieces of a choice in order make its text (and its tool
+    calls, as OpenAI streams them). Each choice's `finish_reason` is in the `done` event."""
 
     type: Literal["delta"] = "delta"
-    content: str
+    # The choice it belongs to (more than one only when the core model answers with `n`).
+    index: int = 0
+    content: str = ""
+    tool_calls: list[DeltaToolCall] | None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class DoneEvent(DispatchResponse):

@@ -26,7 +26,17 @@ from pydantic import (
     model_serializer,
 )
 
-from common.contracts.openai import ExpertUsage
+from common.contracts.openai import (
+    MAX_N,
+    MAX_STOP_SEQUENCES,
+    MAX_TOP_LOGPROBS,
+    ChatChoice,
+    ExpertUsage,
+    ResponseFormat,
+    ToolCall,
+    ToolChoice,
+    ToolDefinition,
+)
 from common.contracts.rag import Attribution, Citation, CollectionNames
 from common.contracts.reasoning import (
     ReasoningUsage,
@@ -37,6 +47,7 @@ from common.contracts.reasoning import (
 )
 
 __all__ = [
+    "ANSWER_CONTROLS",
     "INTENTS",
     "AssistantMessage",
     "DispatchMessage",
@@ -76,11 +87,14 @@ NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
 
 class DispatchMessage(BaseModel):
     """A message of the conversation sent to the router, OpenAI-style; content parts
-    (lists) are flattened to their text."""
+    (lists) are flattened to their text. An agent's turns keep their structure: the
+    assistant's `tool_calls` and the `tool_call_id` a tool result answers."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = ""
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -156,6 +170,37 @@ class DispatchOptions(BaseModel):
     max_tokens: Annotated[int, Field(ge=1, le=8192)] | None = None
     # Images for the creative plan's picture requests.
     n_images: Annotated[int, Field(ge=1, le=4)] | None = None
+    # OpenAI's controls of the answer, for the step that writes it (ANSWER_CONTROLS; a
+    # plan whose answer step cannot honour one refuses the request).
+    top_p: Annotated[float, Field(gt=0, le=1)] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
+    seed: int | None = None
+    n: Annotated[int, Field(ge=1, le=MAX_N)] | None = None
+    logprobs: bool | None = None
+    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
+    # These send the turn to the core model whatever its intent (it alone can honour them).
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+
+
+# The options that are OpenAI's controls of the answer, passed as they are to the step
+# that writes it.
+ANSWER_CONTROLS: tuple[str, ...] = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "stop",
+    "seed",
+    "n",
+    "logprobs",
+    "top_logprobs",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+)
 
 
 class DispatchRequest(BaseModel):
@@ -271,5 +316,9 @@ class DispatchResponse(BaseModel):
     id: str
     object: Literal["router.dispatch"] = "router.dispatch"
     session_id: str | None = None
+    # The first choice's text ("" for an answer that only calls tools).
     message: AssistantMessage
+    # The answer as OpenAI chooses it: one choice, or `n` from the core model, each with
+    # its `finish_reason`, `tool_calls` and `logprobs` as the step that wrote it gave them.
+    choices: Annotated[list[ChatChoice], Field(min_length=1)]
     pipeline: Pipeline

@@ -232,7 +232,11 @@ class FakeUpstreams:
             json={
                 "model": body["model"],
                 "choices": [
-                    {"index": 0, "message": {"role": "assistant", "content": self.moe_reply}}
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": self.moe_reply},
+                        "finish_reason": "stop",
+                    }
                 ],
             },
         )
