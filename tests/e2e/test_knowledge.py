@@ -30,8 +30,8 @@ QUESTIONS = [
     ("When was Animal Farm first published?", "Animal Farm", "1945"),
     ("What is the capital of Alabama?", "Alabama", "Montgomery"),
     ("Where was Abraham Lincoln born?", "Abraham Lincoln", "Kentucky"),
-    ("Who did Aristotle tutor?", "Aristotle", "Alexander"),
-    ("In which year did Ayn Rand publish Atlas Shrugged?", "Ayn Rand", "1957"),
+    ("What is the capital of Alaska?", "Alaska", "Juneau"),
+    ("From which country did the United States buy Alaska?", "Alaska", "Russia"),
     ("What is the capital of Andorra?", "Andorra", "Andorra la Vella"),
     ("What is the official language of Andorra?", "Andorra", "Catalan"),
     ("What is the capital of Algeria?", "Algeria", "Algiers"),
@@ -43,7 +43,13 @@ WIKI_PAGES = 40  # the pages above are all among the first 40 of the wiki build
 @pytest.fixture(scope="module")
 def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
     model_dir = ensure_default_model(REPO_ROOT / "var" / "models")
-    env = {"MOE_MODEL_DIR": str(model_dir), "RAG_WIKI_MAX_PAGES": str(WIKI_PAGES)}
+    env = {
+        "MOE_MODEL_DIR": str(model_dir),
+        "RAG_WIKI_MAX_PAGES": str(WIKI_PAGES),
+        # The checks are on sourcing, not speed: on a busy 2-core runner a cited answer
+        # (retrieval, generation, attribution) can pass the 60 s default.
+        "ROUTER_RAG_TIMEOUT_S": "300",
+    }
     started = time.perf_counter()
     with launched(env, tmp_path_factory.mktemp("knowledge"), ready_timeout_s=900) as launch:
         print(
