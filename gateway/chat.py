@@ -3,8 +3,11 @@
 For `auto`, router_svc's dispatch result (or its SSE events) becomes an
 OpenAI `chat.completion` (or `chat.completion.chunk`s) whose final answer is
 formatted and verified by the response generator and which carries the
-`pipeline` extension. Other models pass straight to moe_svc, streams event by
-event.
+`pipeline` extension. OpenAI's answer controls (tools, response_format, stop,
+seed, n, logprobs...) travel in the dispatch's options; the router's choices
+come back with their own tool calls, logprobs and finish reasons (a plan that
+cannot honour a control answers 400). Other models pass straight to moe_svc,
+streams event by event.
 
 A client that leaves cancels the work: a stream's end closes the upstream
 connection, and a non-streamed request is cancelled by `cancel_on_disconnect`;
