@@ -113,8 +113,8 @@ class GatewaySettings(ServiceSettings):
     )
     public_base: str | None = Field(
         None,
-        description="Scheme, host and path prefix of the image URLs given to clients, e.g. "
-        "https://llm.example (unset: what the client called).",
+        description="Scheme, host and path prefix of the image URLs given to clients, such as "
+        "a reverse proxy's public HTTPS address (unset: what the client called).",
     )
 
     @field_validator(

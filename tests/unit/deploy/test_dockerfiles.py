@@ -70,6 +70,7 @@ PROVIDERS: dict[str, frozenset[str]] = {
         "faiss": "faiss-cpu",
         "rank_bm25": "rank-bm25",
         "bm25s": "bm25s",
+        "llguidance": "llguidance",
         "jinja2": "jinja2 transformers",
         "Stemmer": "pystemmer bm25s",
         "PIL": "pillow",
