@@ -2,7 +2,7 @@
 platform with the real default model, the gateway, model `auto`.
 
 Each question is about a page of the `wiki` collection the platform builds on first
-start (here its first 40 pages, to keep the build short), and no document is uploaded:
+start (here its first pages, tests/e2e/conftest.py), and no document is uploaded:
 the answer must come from the shared wiki, which the router searches with the
 caller's own collections. Checked per question: the answer is sourced, the page is
 among the sources (with its collection), a citation points at that page, and the key
@@ -12,15 +12,12 @@ fact is in the answer's text (not only in the source list the gateway appends).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
-from moe_svc.loader import ensure_default_model
-from tests.helpers.platform import Launch, launched
-from tests.helpers.servers import REPO_ROOT
+from tests.helpers.platform import Launch
 
 pytestmark = pytest.mark.e2e
 
@@ -37,30 +34,10 @@ QUESTIONS = [
     ("What is the capital of Algeria?", "Algeria", "Algiers"),
     ("Which dystopian novel did Aldous Huxley write?", "Aldous Huxley", "Brave New World"),
 ]
-WIKI_PAGES = 40  # the pages above are all among the first 40 of the wiki build
 
 
 @pytest.fixture(scope="module")
-def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
-    model_dir = ensure_default_model(REPO_ROOT / "var" / "models")
-    env = {
-        "MOE_MODEL_DIR": str(model_dir),
-        "RAG_WIKI_MAX_PAGES": str(WIKI_PAGES),
-        # The checks are on sourcing, not speed: on a busy 2-core runner a cited answer
-        # (retrieval, generation, attribution) can pass the 60 s default.
-        "ROUTER_RAG_TIMEOUT_S": "300",
-    }
-    started = time.perf_counter()
-    with launched(env, tmp_path_factory.mktemp("knowledge"), ready_timeout_s=900) as launch:
-        print(
-            f"platform with a {WIKI_PAGES}-page wiki ready in {time.perf_counter() - started:.0f} s"
-        )
-        yield launch
-
-
-@pytest.fixture(scope="module")
-def client(launch: Launch) -> openai.OpenAI:
-    key = (launch.var_dir / "gateway" / "local_api_key").read_text().strip()
+def client(launch: Launch, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{launch.gateway}/v1", api_key=key, max_retries=0, timeout=600)
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,8 +24,7 @@ import openai
 import pytest
 from PIL import Image
 
-from moe_svc.loader import ensure_default_model
-from tests.helpers.platform import Launch, launched
+from tests.helpers.platform import Launch
 from tests.helpers.servers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
@@ -48,25 +46,6 @@ QUESTIONS = [
     ("Convert 72 F to C", "tool", {"tools_svc"}, "22.2"),
     ("Hi! How are you today?", "chat", {"memory_svc", "moe_svc"}, ""),
 ]
-
-
-@pytest.fixture(scope="module")
-def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
-    model_dir = ensure_default_model(REPO_ROOT / "var" / "models")
-    var_dir = tmp_path_factory.mktemp("platform")
-    env = {
-        "MOE_MODEL_DIR": str(model_dir),
-        # A small wiki keeps rag_svc's first start short; the test brings its own document.
-        "RAG_WIKI_MAX_PAGES": "2",
-        "RAG_WIKI_MAX_CHARS_PER_PAGE": "3000",
-    }
-    with launched(env, var_dir, ready_timeout_s=600) as launch:
-        yield launch
-
-
-@pytest.fixture(scope="module")
-def key(launch: Launch) -> str:
-    return (launch.var_dir / "gateway" / "local_api_key").read_text().strip()
 
 
 @pytest.fixture(scope="module")
