@@ -135,6 +135,12 @@ async def counters() -> dict[str, int]:
 async def dispatch(request: Request) -> Any:
     body = await request.json()
     requests.append({"path": "/v1/dispatch", "body": body})
+    # router_svc's choices: the answer as OpenAI has it.
+    _CHOICE = {
+        "index": 0,
+        "message": {"role": "assistant", "content": ANSWER},
+        "finish_reason": "stop",
+    }
     text = body["messages"][-1]["content"]
     did = f"dsp-{len(requests)}"
     if not body.get("stream"):
@@ -143,6 +149,7 @@ async def dispatch(request: Request) -> Any:
             "object": "router.dispatch",
             "session_id": body.get("session_id"),
             "message": {"role": "assistant", "content": ANSWER},
+            "choices": [_CHOICE],
             "pipeline": _pipeline(),
         }
 
@@ -171,7 +178,7 @@ async def dispatch(request: Request) -> Any:
             yield _sse({"type": "delta", "content": piece})
         message = {"role": "assistant", "content": ANSWER}
         done = {"type": "done", "id": did, "session_id": body.get("session_id")}
-        yield _sse({**done, "message": message, "pipeline": _pipeline()})
+        yield _sse({**done, "message": message, "choices": [_CHOICE], "pipeline": _pipeline()})
         yield _sse("[DONE]")
 
     return StreamingResponse(events(), media_type="text/event-stream")
