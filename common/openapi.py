@@ -33,7 +33,13 @@ from pydantic import BaseModel
 
 from common.contracts.errors import ErrorResponse
 
-__all__ = ["ERROR_DESCRIPTIONS", "document_errors", "error_responses", "json_body"]
+__all__ = [
+    "ERROR_DESCRIPTIONS",
+    "document_errors",
+    "error_responses",
+    "json_body",
+    "query_parameters",
+]
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid request: validation, malformed JSON or a refused input.",
@@ -75,6 +81,22 @@ def json_body(*models: type[BaseModel], required: bool = True) -> dict[str, Any]
     return {
         "requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}
     }
+
+
+def query_parameters(model: type[BaseModel]) -> dict[str, Any]:
+    """`openapi_extra` for a route that reads its query parameters itself, as `model`."""
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    parameters = [
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": {k: v for k, v in field.items() if k != "title"},
+        }
+        for name, field in schema["properties"].items()
+    ]
+    return {"parameters": parameters}
 
 
 def _add_component(components: dict[str, Any], model: type[BaseModel]) -> None:

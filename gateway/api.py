@@ -11,6 +11,22 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import ValidationError
 
 from common.contracts.health import GatewayReadiness
+from common.contracts.memory import Feedback, FeedbackPage, FeedbackRequest
+from common.contracts.openai import ChatCompletionResponse
+from common.contracts.rag import (
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
+    CollectionUpdate,
+    Deleted,
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    IngestRequest,
+    IngestResponse,
+    SearchRequest,
+    SearchResponse,
+)
+from common.openapi import error_responses, json_body, query_parameters
 from gateway.deps import (
     CatalogueDep,
     ChatDep,
@@ -31,8 +47,10 @@ from gateway.passthrough import (
 )
 from gateway.readiness import platform_readiness
 from gateway.schemas import (
+    AutoCompletion,
     FeedbackQuery,
     GatewayChatRequest,
+    GatewayImageRequest,
     GatewayImagesResponse,
     GatewayModelCard,
     GatewayModelList,
@@ -42,12 +60,27 @@ __all__ = ["STATIC_DIR", "router", "v1"]
 
 STATIC_DIR = Path(__file__).parent / "static"
 
+# Documents arrive as JSON or as one uploaded file.
+_INGEST_BODY = json_body(IngestRequest)
+_INGEST_BODY["requestBody"]["content"]["multipart/form-data"] = {
+    "schema": {
+        "type": "object",
+        "properties": {"file": {"type": "string", "format": "binary"}},
+        "required": ["file"],
+    }
+}
+
 router = APIRouter()
 # Every /v1 route names its scope with `authorize`: key, scope and rate limits before the body.
 v1 = APIRouter(prefix="/v1")
 
 
-@router.get("/readyz", response_model=GatewayReadiness, tags=["health"])
+@router.get(
+    "/readyz",
+    response_model=GatewayReadiness,
+    tags=["health"],
+    responses={503: {"model": GatewayReadiness, "description": "Not ready: what is down."}},
+)
 async def readyz(probes: ProbeClientsDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
     readiness = await platform_readiness(probes, redis.ping, settings.readiness_timeout_s)
     status = 200 if readiness.status == "ready" else 503
@@ -59,7 +92,15 @@ async def index() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-@router.get("/images/{tenant}/{name}", tags=["openai"], response_class=FileResponse)
+@router.get(
+    "/images/{tenant}/{name}",
+    tags=["openai"],
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The image."},
+        **error_responses(403),
+    },
+)
 async def signed_image(
     tenant: str,
     name: str,
@@ -89,6 +130,16 @@ async def model(model_id: str, catalogue: CatalogueDep) -> GatewayModelCard:
     tags=["openai"],
     response_model=None,
     dependencies=[authorize("chat", prompt_tokens=True)],
+    responses={
+        200: {
+            "model": AutoCompletion | ChatCompletionResponse,
+            "description": "The answer (`auto`: with its `pipeline`), or with `stream: true` "
+            "server-sent `chat.completion.chunk` events ending in `data: [DONE]`.",
+            "content": {"text/event-stream": {}},
+        },
+        **error_responses(404),
+    },
+    openapi_extra=json_body(GatewayChatRequest),
 )
 async def chat_completions(request: Request, chat: ChatDep, catalogue: CatalogueDep) -> Response:
     raw = await catalogue.named(await read_json(request), "chat")
@@ -99,7 +150,13 @@ async def chat_completions(request: Request, chat: ChatDep, catalogue: Catalogue
     return await chat.create(request, body, raw)
 
 
-@v1.post("/embeddings", tags=["openai"], dependencies=[authorize("embeddings", prompt_tokens=True)])
+@v1.post(
+    "/embeddings",
+    tags=["openai"],
+    dependencies=[authorize("embeddings", prompt_tokens=True)],
+    responses={200: {"model": EmbeddingsResponse}, **error_responses(404)},
+    openapi_extra=json_body(EmbeddingsRequest),
+)
 async def embeddings(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep, catalogue: CatalogueDep
 ) -> Response:
@@ -108,7 +165,13 @@ async def embeddings(
     return await forward_json(request, upstreams["rag_svc"], "/v1/embeddings", timeout, body=body)
 
 
-@v1.post("/images/generations", tags=["openai"], dependencies=[authorize("images")])
+@v1.post(
+    "/images/generations",
+    tags=["openai"],
+    dependencies=[authorize("images")],
+    responses=error_responses(404),
+    openapi_extra=json_body(GatewayImageRequest),
+)
 async def images(request: Request, generation: ImagesDep) -> GatewayImagesResponse:
     return await generation.create(request, await read_json(request))
 
@@ -127,7 +190,12 @@ async def _to_rag(
     return await forward_json(request, upstreams["rag_svc"], path, timeout, method=method)
 
 
-@v1.get("/collections", tags=["rag"], dependencies=[authorize("documents:read")])
+@v1.get(
+    "/collections",
+    tags=["rag"],
+    dependencies=[authorize("documents:read")],
+    responses={200: {"model": CollectionList}},
+)
 async def list_collections(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -135,7 +203,13 @@ async def list_collections(
     return await _to_rag(request, upstreams, settings, "/v1/collections", "GET")
 
 
-@v1.post("/collections", tags=["rag"], dependencies=[authorize("documents:write")])
+@v1.post(
+    "/collections",
+    tags=["rag"],
+    dependencies=[authorize("documents:write")],
+    responses={201: {"model": CollectionInfo}, **error_responses(409)},
+    openapi_extra=json_body(CollectionCreate),
+)
 async def create_collection(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -143,7 +217,13 @@ async def create_collection(
     return await _to_rag(request, upstreams, settings, "/v1/collections")
 
 
-@v1.patch("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
+@v1.patch(
+    "/collections/{name}",
+    tags=["rag"],
+    dependencies=[authorize("documents:write")],
+    responses={200: {"model": CollectionInfo}, **error_responses(409)},
+    openapi_extra=json_body(CollectionUpdate),
+)
 async def update_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -152,7 +232,12 @@ async def update_collection(
     return await _to_rag(request, upstreams, settings, template, "PATCH", collection=name)
 
 
-@v1.delete("/collections/{name}", tags=["rag"], dependencies=[authorize("documents:write")])
+@v1.delete(
+    "/collections/{name}",
+    tags=["rag"],
+    dependencies=[authorize("documents:write")],
+    responses={200: {"model": Deleted}},
+)
 async def delete_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -160,7 +245,13 @@ async def delete_collection(
     return await _to_rag(request, upstreams, settings, template, "DELETE", collection=name)
 
 
-@v1.post("/collections/{name}/search", tags=["rag"], dependencies=[authorize("documents:read")])
+@v1.post(
+    "/collections/{name}/search",
+    tags=["rag"],
+    dependencies=[authorize("documents:read")],
+    responses={200: {"model": SearchResponse}},
+    openapi_extra=json_body(SearchRequest),
+)
 async def search_collection(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -168,7 +259,13 @@ async def search_collection(
     return await _to_rag(request, upstreams, settings, template, collection=name)
 
 
-@v1.post("/collections/{name}/documents", tags=["rag"], dependencies=[authorize("documents:write")])
+@v1.post(
+    "/collections/{name}/documents",
+    tags=["rag"],
+    dependencies=[authorize("documents:write")],
+    responses={200: {"model": IngestResponse}, **error_responses(415)},
+    openapi_extra=_INGEST_BODY,
+)
 async def documents(
     name: str, request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -176,7 +273,13 @@ async def documents(
     return await forward_documents(request, upstreams["rag_svc"], name, timeout)
 
 
-@v1.post("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
+@v1.post(
+    "/feedback",
+    tags=["feedback"],
+    dependencies=[authorize("feedback")],
+    responses={201: {"model": Feedback}, 200: {"model": Feedback}, **error_responses(404)},
+    openapi_extra=json_body(FeedbackRequest),
+)
 async def post_feedback(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:
@@ -184,7 +287,13 @@ async def post_feedback(
     return await forward_json(request, upstreams["memory_svc"], "/v1/feedback", timeout)
 
 
-@v1.get("/feedback", tags=["feedback"], dependencies=[authorize("feedback")])
+@v1.get(
+    "/feedback",
+    tags=["feedback"],
+    dependencies=[authorize("feedback")],
+    responses={200: {"model": FeedbackPage}},
+    openapi_extra=query_parameters(FeedbackQuery),
+)
 async def get_feedback(
     request: Request, upstreams: UpstreamsDep, settings: SettingsDep
 ) -> Response:

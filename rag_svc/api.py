@@ -15,8 +15,13 @@ from starlette.datastructures import UploadFile
 from common.contracts.rag import (
     AnswerRequest,
     AnswerResponse,
+    CollectionCreate,
+    CollectionInfo,
+    CollectionList,
     CollectionsAnswerRequest,
     CollectionsSearchRequest,
+    CollectionUpdate,
+    Deleted,
     DocumentIn,
     DocumentOut,
     DocumentPage,
@@ -46,13 +51,6 @@ from rag_svc.extraction import (
 )
 from rag_svc.federated import readable_collections, search_collections
 from rag_svc.openai_embeddings import create_embeddings
-from rag_svc.schemas import (
-    CollectionCreate,
-    CollectionInfo,
-    CollectionList,
-    CollectionUpdate,
-    Deleted,
-)
 from rag_svc.settings import RagSettings
 
 __all__ = ["router"]

@@ -29,9 +29,14 @@ __all__ = [
     "Attribution",
     "Citation",
     "CitationOrigin",
+    "CollectionCreate",
+    "CollectionInfo",
+    "CollectionList",
     "CollectionName",
+    "CollectionUpdate",
     "CollectionsAnswerRequest",
     "CollectionsSearchRequest",
+    "Deleted",
     "DocumentId",
     "DocumentIn",
     "DocumentOut",
@@ -341,3 +346,43 @@ class AnswerResponse(BaseModel):
     model: str
     # Each sentence's best-supporting source (null when the answer used no sources).
     attribution: Attribution | None = None
+
+
+# --- collections ----------------------------------------------------------------------
+
+
+class CollectionCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=64)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    # True: readable by every tenant, writable by admins (admin keys only).
+    shared: bool = False
+
+
+class CollectionUpdate(BaseModel):
+    """`PATCH /v1/collections/{name}` (admin keys only)."""
+
+    # True: share the caller's own collection; False: make a shared one the caller's own.
+    shared: bool
+
+
+class CollectionInfo(BaseModel):
+    name: str
+    documents: int
+    chunks: int
+    # The dense index: "flat" (exact inner product) or "hnsw".
+    index: Literal["flat", "hnsw"]
+    created_at: int
+    metadata: dict[str, Any]
+    # Readable by every tenant (else the caller's tenant's own).
+    shared: bool
+
+
+class CollectionList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[CollectionInfo]
+
+
+class Deleted(BaseModel):
+    id: str
+    object: Literal["collection", "document"]
+    deleted: bool = True
