@@ -64,7 +64,8 @@ async def clear() -> dict[str, int]:
 
 @app.get("/v1/models")
 async def models() -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": MODEL, "object": "model", "owned_by": "tests"}]}
+    card = {"id": MODEL, "object": "model", "created": 1_700_000_000, "owned_by": "tests"}
+    return {"object": "list", "data": [card]}
 
 
 @app.post("/v1/tokenize")

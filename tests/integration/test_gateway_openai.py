@@ -183,7 +183,7 @@ def test_auto_answer_is_formatted_verified_and_carries_the_pipeline(
     assert "in 1876 [1]." in content
     assert "[7]" not in content  # cites a source that does not exist: removed
     assert "**Sources**" in content
-    assert "1. *Telephone*: Alexander Graham Bell" in content
+    assert "1. *Telephone* (wiki): Alexander Graham Bell" in content
     extra = completion.model_extra or {}
     pipeline = extra["pipeline"]
     assert pipeline["intent"] == "factual"
