@@ -33,7 +33,7 @@ import httpx
 import redis.asyncio as aioredis
 
 from tests.helpers.servers import start_redis
-from tests.integration.memory_harness import start_memory
+from tests.integration.memory.harness import start_memory
 
 CONTENT = "How do I make the most of a long weekend in Lisbon with two children? " * 3
 
