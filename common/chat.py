@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from common.errors import UpstreamError
+from common.errors import BadUpstreamResponse
 from common.http_client import ServiceClient
 
 __all__ = ["ChatClient", "Completion", "Message", "estimate_tokens", "first_expert_usage"]
@@ -66,7 +66,7 @@ class ChatClient:
             try:
                 self.name = str(models[0]["id"])  # type: ignore[index]
             except (KeyError, IndexError, TypeError):
-                raise self._malformed("lists no models") from None
+                raise BadUpstreamResponse(self._client.upstream, "lists no models") from None
         return self.name
 
     def with_model(self, model: str) -> ChatClient:
@@ -103,7 +103,9 @@ class ChatClient:
         try:
             text = str(body["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
-            raise self._malformed("answered without choices[0].message.content") from None
+            raise BadUpstreamResponse(
+                self._client.upstream, "answered without choices[0].message.content"
+            ) from None
         # A server that ignores `stop` still must not let the model run past a marker.
         for marker in stop or ():
             cut = text.find(marker)
@@ -121,13 +123,4 @@ class ChatClient:
         prompt = "\n".join(m.get("content", "") for m in messages)
         return Completion(
             text, estimate_tokens(prompt), estimate_tokens(text), estimated=True, experts=experts
-        )
-
-    def _malformed(self, what: str) -> UpstreamError:
-        return UpstreamError(
-            f"{self._client.upstream} {what}.",
-            status_code=502,
-            error_type="upstream_error",
-            origin=self._client.upstream,
-            code="bad_upstream_response",
         )

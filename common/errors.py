@@ -12,6 +12,7 @@ Exception tree::
     ├── PayloadTooLarge               413 invalid_request_error
     ├── RateLimited                   429 rate_limit_error
     ├── UpstreamError                 an upstream's own error, status and origin kept
+    │   └── BadUpstreamResponse       502 upstream_error (an answer outside its contract)
     ├── UpstreamUnavailable           503 upstream_unavailable
     │   └── CircuitOpen               503 upstream_unavailable (failing fast)
     ├── ServiceUnavailable            503 service_unavailable
@@ -33,6 +34,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -41,6 +43,7 @@ from common.request_context import REQUEST_ID_HEADER, current_request_id
 
 __all__ = [
     "BadRequest",
+    "BadUpstreamResponse",
     "CircuitOpen",
     "Conflict",
     "Forbidden",
@@ -200,6 +203,26 @@ class UpstreamError(ServiceError):
 
     def detail(self, service: str, request_id: str | None) -> ErrorDetail:
         return super().detail(self.origin, self.request_id or request_id)
+
+
+class BadUpstreamResponse(UpstreamError):
+    """An upstream answered 2xx with something that is not its contract: 502, its origin."""
+
+    def __init__(self, upstream: str, what: str) -> None:
+        super().__init__(
+            f"{upstream} {what}".splitlines()[0],
+            status_code=502,
+            error_type="upstream_error",
+            origin=upstream,
+            code="bad_upstream_response",
+        )
+
+    @classmethod
+    def from_validation(cls, upstream: str, exc: ValidationError) -> BadUpstreamResponse:
+        """The first field of `exc` that did not match the contract, named."""
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        return cls(upstream, f"answered outside its contract ({where}: {first['msg']}).")
 
 
 _TYPE_BY_STATUS = {

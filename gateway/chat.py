@@ -54,7 +54,7 @@ from common.contracts.router import (
     Pipeline,
 )
 from common.disconnect import cancel_on_disconnect
-from common.errors import BadRequest, ServiceError, UpstreamUnavailable
+from common.errors import BadRequest, BadUpstreamResponse, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
 from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS, sse_data
@@ -114,17 +114,6 @@ def _dispatch_request(body: GatewayChatRequest, stream: bool) -> DispatchRequest
 def _wire(request: DispatchRequest) -> dict[str, Any]:
     # Unset options and ids are left out: the router applies its own defaults.
     return request.model_dump(mode="json", exclude_none=True)
-
-
-def _off_contract(exc: ValidationError) -> ServiceError:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return ServiceError(
-        f"router_svc answered outside its contract ({where}: {first['msg']}).",
-        status_code=502,
-        error_type="upstream_error",
-        code="bad_upstream_response",
-    )
 
 
 def _usage(body: GatewayChatRequest, content: str, pipeline: Pipeline) -> Usage:
@@ -364,7 +353,7 @@ class ChatCompletions:
         try:
             dispatched = DispatchResponse.model_validate(reply)
         except ValidationError as exc:
-            raise _off_contract(exc) from None
+            raise BadUpstreamResponse.from_validation("router_svc", exc) from None
         pipeline = dispatched.pipeline
         formatted = format_answer(dispatched.message.content, pipeline.sources, pipeline.citations)
         choices = [AutoChoice.model_validate(c.model_dump()) for c in dispatched.choices]
@@ -414,7 +403,9 @@ class ChatCompletions:
                         try:
                             event = DISPATCH_EVENT.validate_json(data)
                         except ValidationError as exc:
-                            yield _error_event(_off_contract(exc))
+                            yield _error_event(
+                                BadUpstreamResponse.from_validation("router_svc", exc)
+                            )
                             break
                         match event:
                             case DeltaEvent(index=index, content=content):

@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from common.caller import current_caller
 from common.contracts.creative import ImageGenerationResponse, ImageSize
-from common.errors import BadRequest, ServiceError
+from common.errors import BadRequest, BadUpstreamResponse
 from common.http_client import ServiceClient
 from gateway.catalogue import ModelCatalogue
 from gateway.edge import upstream_timer
@@ -63,17 +63,6 @@ def _check_supported(body: GatewayImageRequest) -> None:
         )
 
 
-def _off_contract(exc: ValidationError) -> ServiceError:
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"])
-    return ServiceError(
-        f"creative_svc answered outside its contract ({where}: {first['msg']}).",
-        status_code=502,
-        error_type="upstream_error",
-        code="bad_upstream_response",
-    )
-
-
 class ImageGeneration:
     """Answers image requests with creative_svc, the model catalogue and the image store."""
 
@@ -108,7 +97,7 @@ class ImageGeneration:
         try:
             drawn = ImageGenerationResponse.model_validate(reply)
         except ValidationError as exc:
-            raise _off_contract(exc) from None
+            raise BadUpstreamResponse.from_validation("creative_svc", exc) from None
         if body.response_format == "b64_json":
             images = [
                 ImageOut(b64_json=d.b64_json, revised_prompt=d.revised_prompt) for d in drawn.data

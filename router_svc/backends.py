@@ -19,7 +19,7 @@ from common.contracts.openai import ChatChoice, ChatChunkChoice
 from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.contracts.tools import InvokeResponse
-from common.errors import UpstreamError
+from common.errors import BadUpstreamResponse, UpstreamError
 from common.streaming import sse_data
 from common.upstreams import Upstreams
 
@@ -29,16 +29,6 @@ _CHOICES = TypeAdapter(list[ChatChoice])
 _CHUNK_CHOICES = TypeAdapter(list[ChatChunkChoice])
 # rag_svc's `AnswerRequest.max_tokens` range.
 RAG_MIN_MAX_TOKENS, RAG_MAX_MAX_TOKENS = 16, 4096
-
-
-def _malformed(upstream: str, exc: Exception) -> UpstreamError:
-    return UpstreamError(
-        f"{upstream} answered in an unexpected shape: {exc}".splitlines()[0],
-        status_code=502,
-        error_type="upstream_error",
-        origin=upstream,
-        code="bad_upstream_response",
-    )
 
 
 class Backends:
@@ -83,7 +73,7 @@ class Backends:
         try:
             return ContextResponse.model_validate(body)
         except ValidationError as exc:
-            raise _malformed("memory_svc", exc) from None
+            raise BadUpstreamResponse.from_validation("memory_svc", exc) from None
 
     # --- rag_svc ---------------------------------------------------------------------------
 
@@ -110,7 +100,7 @@ class Backends:
         try:
             return AnswerResponse.model_validate(body)
         except ValidationError as exc:
-            raise _malformed("rag_svc", exc) from None
+            raise BadUpstreamResponse.from_validation("rag_svc", exc) from None
 
     # --- reasoning_svc ---------------------------------------------------------------------
 
@@ -123,7 +113,7 @@ class Backends:
         try:
             return ReasonResponse.model_validate(body)
         except ValidationError as exc:
-            raise _malformed("reasoning_svc", exc) from None
+            raise BadUpstreamResponse.from_validation("reasoning_svc", exc) from None
 
     # --- creative_svc ----------------------------------------------------------------------
 
@@ -132,7 +122,9 @@ class Backends:
             "/v1/creative/ideate", {"task": task, "n": n}, timeout_s=timeout_s
         )
         if not isinstance(body, dict) or not isinstance(body.get("ideas"), list):
-            raise _malformed("creative_svc", ValueError("no 'ideas' list"))
+            raise BadUpstreamResponse(
+                "creative_svc", "answered in an unexpected shape: no 'ideas' list"
+            )
         return body
 
     # --- tools_svc -------------------------------------------------------------------------
@@ -146,7 +138,7 @@ class Backends:
         try:
             return InvokeResponse.model_validate(body)
         except ValidationError as exc:
-            raise _malformed("tools_svc", exc) from None
+            raise BadUpstreamResponse.from_validation("tools_svc", exc) from None
 
     # --- moe_svc ---------------------------------------------------------------------------
 
@@ -167,9 +159,9 @@ class Backends:
                 answer.get("choices") if isinstance(answer, dict) else None
             )
         except ValidationError as exc:
-            raise _malformed("moe_svc", exc) from None
+            raise BadUpstreamResponse.from_validation("moe_svc", exc) from None
         if not choices:
-            raise _malformed("moe_svc", ValueError("no choices"))
+            raise BadUpstreamResponse("moe_svc", "answered in an unexpected shape: no choices")
         return choices, first_expert_usage(answer)
 
     async def chat_stream(
@@ -200,5 +192,5 @@ class Backends:
                 try:
                     choices = _CHUNK_CHOICES.validate_python(chunk.get("choices") or [])
                 except ValidationError as exc:
-                    raise _malformed("moe_svc", exc) from None
+                    raise BadUpstreamResponse.from_validation("moe_svc", exc) from None
                 yield choices, first_expert_usage(chunk)
