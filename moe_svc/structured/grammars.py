@@ -43,9 +43,13 @@ class GrammarCompiler:
     def __init__(
         self, tokenizer_json: str, vocab_size: int, eos_ids: list[int], cache_size: int = 128
     ) -> None:
+        # A model without an end-of-sequence token cannot end a constrained answer: its
+        # tokenizer still decodes (logprobs), with token 0 in the EOS slot llguidance needs,
+        # and every grammar is refused (GrammarError).
         self.tokenizer = llguidance.LLTokenizer(
-            tokenizer_json, n_vocab=vocab_size, eos_token=eos_ids
+            tokenizer_json, n_vocab=vocab_size, eos_token=eos_ids or [0]
         )
+        self.can_end = bool(eos_ids)
         self.vocab_size = vocab_size
         self._cache: OrderedDict[str, llguidance.LLMatcher] = OrderedDict()
         self._cache_size = cache_size
@@ -53,6 +57,12 @@ class GrammarCompiler:
 
     def compile(self, grammar: str) -> llguidance.LLMatcher:
         """A parsed matcher for `grammar` (cached); raises GrammarError with the reason."""
+        if not self.can_end:
+            raise GrammarError(
+                "this model has no end-of-sequence token, so a constrained answer (a schema, "
+                "a tool call) could never end; serve a model whose tokenizer or "
+                "generation_config.json names one"
+            )
         with self._lock:
             if (matcher := self._cache.get(grammar)) is not None:
                 self._cache.move_to_end(grammar)

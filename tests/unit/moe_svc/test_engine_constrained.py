@@ -13,7 +13,7 @@ import torch
 from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
 from moe_svc.engine.sampler import sampling_logprobs
 from moe_svc.loader import LoadedModel, load_model
-from moe_svc.structured import GrammarCompiler, json_grammar
+from moe_svc.structured import GrammarCompiler, GrammarError, json_grammar
 from tests.helpers.tiny_llm import make_tiny_llm
 
 SCHEMA = {
@@ -98,3 +98,15 @@ def test_logprobs_follow_temperature_and_top_p() -> None:
     assert torch.isinf(nucleus[2:]).all()
     greedy = sampling_logprobs(logits, SamplingParams(temperature=0.0))
     assert torch.allclose(greedy, torch.log_softmax(logits, -1))
+
+
+def test_a_model_without_an_end_token_refuses_grammars_but_still_decodes(
+    tiny: LoadedModel,
+) -> None:
+    tokenizer_json = (tiny.path / "tokenizer.json").read_text()
+    compiler = GrammarCompiler(tokenizer_json, tiny.model.config.vocab_size, [])
+    with pytest.raises(GrammarError, match="no end-of-sequence token"):
+        compiler.compile(json_grammar({"type": "object"}))
+    assert compiler.tokenizer.decode_bytes([5]) == GrammarCompiler(
+        tokenizer_json, tiny.model.config.vocab_size, sorted(tiny.stop_token_ids)
+    ).tokenizer.decode_bytes([5])
