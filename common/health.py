@@ -83,7 +83,12 @@ def install_health_routes(
     if not readyz:
         return
 
-    @app.get("/readyz", response_model=ReadinessResponse, tags=["health"])
+    @app.get(
+        "/readyz",
+        response_model=ReadinessResponse,
+        tags=["health"],
+        responses={503: {"model": ReadinessResponse, "description": "Not ready: what is down."}},
+    )
     async def readyz_route(request: Request) -> JSONResponse:
         checks: list[ReadinessCheck] = getattr(request.app.state, "readiness_checks", [])
         timeout_s: float = request.app.state.settings.readiness_timeout_s

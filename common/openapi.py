@@ -7,7 +7,7 @@ shared error shape; and it documents none of the errors the service raises.
 operation lists, with the `ErrorResponse` body:
 
 - 400 when it takes parameters or a body (validation, malformed JSON, the
-  input guard's limits), 413 when it takes a body;
+  input guard's limits), 413 and 415 when it takes a body;
 - 404 when its path names a resource;
 - 503 and 504 on the API routes (`/v1/...`): a model or store not ready, an
   upstream down, slow, or its circuit open;
@@ -120,7 +120,7 @@ def _statuses(path: str, operation: dict[str, Any], edge: bool) -> set[int]:
     takes_input = bool(operation.get("parameters")) or "requestBody" in operation
     statuses = {400} if takes_input else set()
     if "requestBody" in operation:
-        statuses.add(413)
+        statuses |= {413, 415}
     if "{" in path:
         statuses.add(404)
     if path.startswith("/v1/"):

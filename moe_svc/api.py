@@ -16,6 +16,7 @@ from common.contracts.openai import (
     TokenizeResponse,
 )
 from common.disconnect import cancel_on_disconnect
+from common.openapi import error_responses
 from moe_svc.deps import ServerDep
 from moe_svc.engine import balance
 from moe_svc.schemas import ExpertStatsResponse, LayerBalance
@@ -23,17 +24,18 @@ from moe_svc.serving import ModelServer
 
 __all__ = ["router"]
 
+# 404: a model this server does not serve (model_not_found).
 router = APIRouter(prefix="/v1", tags=["openai"])
 
 
-@router.post("/chat/completions", response_model=None)
+@router.post("/chat/completions", response_model=None, responses=error_responses(404))
 async def chat_completions(
     body: ChatCompletionRequest, request: Request, server: ServerDep
 ) -> ChatCompletionResponse | Response:
     return await cancel_on_disconnect(request, server.chat(body))
 
 
-@router.post("/completions", response_model=None)
+@router.post("/completions", response_model=None, responses=error_responses(404))
 async def completions(
     body: CompletionRequest, request: Request, server: ServerDep
 ) -> CompletionResponse | Response:
@@ -69,7 +71,7 @@ def _card(server: ModelServer) -> ModelCard:
     )
 
 
-@router.post("/tokenize")
+@router.post("/tokenize", responses=error_responses(404))
 async def tokenize(body: TokenizeRequest, server: ServerDep) -> TokenizeResponse:
     if body.model is not None:
         server.check_model(body.model)

@@ -33,6 +33,7 @@ from common.contracts.rag import (
     SearchResponse,
 )
 from common.errors import BadRequest, PayloadTooLarge, ServiceError
+from common.openapi import error_responses
 from rag_svc import access
 from rag_svc.deps import (
     AnswererDep,
@@ -87,7 +88,12 @@ class UnsupportedMediaType(ServiceError):
     error_type = "invalid_request_error"
 
 
-@router.post("/embeddings", response_model=EmbeddingsResponse, tags=["embeddings"])
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsResponse,
+    tags=["embeddings"],
+    responses=error_responses(404),
+)
 async def embeddings(
     body: EmbeddingsRequest, library: LibraryDep, settings: SettingsDep
 ) -> EmbeddingsResponse:
@@ -102,6 +108,7 @@ async def embeddings(
     response_model=CollectionInfo,
     status_code=status.HTTP_201_CREATED,
     tags=["collections"],
+    responses=error_responses(403, 409),
 )
 async def create_collection(
     body: CollectionCreate, library: LibraryDep, caller: CallerDep
@@ -123,7 +130,12 @@ async def get_collection(ref: ReadableDep, library: LibraryDep) -> dict[str, Any
     return library.info(ref)
 
 
-@router.patch("/collections/{name}", response_model=CollectionInfo, tags=["collections"])
+@router.patch(
+    "/collections/{name}",
+    response_model=CollectionInfo,
+    tags=["collections"],
+    responses=error_responses(403, 409),
+)
 async def update_collection(
     name: str, body: CollectionUpdate, library: LibraryDep, caller: CallerDep
 ) -> dict[str, Any]:
@@ -196,7 +208,9 @@ async def answer(ref: ReadableDep, body: AnswerRequest, answerer: AnswererDep) -
     return await answerer.answer([ref], body)
 
 
-@router.post("/search", response_model=SearchResponse, tags=["search"])
+@router.post(
+    "/search", response_model=SearchResponse, tags=["search"], responses=error_responses(404)
+)
 async def search_many(
     body: CollectionsSearchRequest, library: LibraryDep, caller: CallerDep
 ) -> SearchResponse:
@@ -207,7 +221,9 @@ async def search_many(
     return SearchResponse(results=results)
 
 
-@router.post("/answer", response_model=AnswerResponse, tags=["search"])
+@router.post(
+    "/answer", response_model=AnswerResponse, tags=["search"], responses=error_responses(404)
+)
 async def answer_many(
     body: CollectionsAnswerRequest, library: LibraryDep, caller: CallerDep, answerer: AnswererDep
 ) -> AnswerResponse:

@@ -70,6 +70,8 @@ def create_app(settings: RagSettings) -> FastAPI:
                 raise RuntimeError(failures["models"])
             if library.models is None:
                 raise RuntimeError("loading the embedding and reranking models")
+            # A default collection a caller deleted comes back empty, as on any access.
+            await asyncio.to_thread(library.ensure_default_collections, DEFAULT_TENANT)
             missing = [
                 name
                 for name in settings.default_collections

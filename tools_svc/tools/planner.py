@@ -57,22 +57,31 @@ GpuType = Literal[
 
 
 class PlannerArguments(ToolArguments):
-    total_params: float = Field(gt=0, description="All parameters, e.g. 4e11 for 400B.")
+    # Bounds keep every figure finite and non-zero (no underflow to a zero duration).
+    total_params: float = Field(ge=1, le=1e15, description="All parameters, e.g. 4e11 for 400B.")
     active_params: float | None = Field(
-        None, gt=0, description="Parameters active per token (MoE); default: all of them."
+        None, ge=1, le=1e15, description="Parameters active per token (MoE); default: all of them."
     )
-    tokens: float | None = Field(None, gt=0, description="Training tokens, e.g. 2e12.")
-    steps: int | None = Field(None, gt=0, description="Optimizer steps.")
-    batch_tokens: float | None = Field(None, gt=0, description="Tokens per step (batch size).")
+    tokens: float | None = Field(None, ge=1, le=1e18, description="Training tokens, e.g. 2e12.")
+    steps: int | None = Field(None, gt=0, le=10**12, description="Optimizer steps.")
+    batch_tokens: float | None = Field(
+        None, ge=1, le=1e12, description="Tokens per step (batch size)."
+    )
     gpu_type: GpuType = Field("H100", description="Accelerator; sets peak FLOP/s and memory.")
     gpu_count: int = Field(gt=0, le=10_000_000, description="Number of GPUs.")
-    mfu: float = Field(0.4, gt=0, le=1, description="Model FLOPs utilisation, 0 to 1.")
-    price_per_gpu_hour: float = Field(2.0, gt=0, description="US dollars per GPU-hour.")
-    peak_tflops: float | None = Field(None, gt=0, description="Override the GPU's peak TFLOP/s.")
-    claimed_tokens_per_s: float | None = Field(None, gt=0, description="A throughput to check.")
-    claimed_days: float | None = Field(None, gt=0, description="A duration to check.")
-    claimed_cost_usd: float | None = Field(None, gt=0, description="A cost to check.")
-    budget_usd: float | None = Field(None, gt=0, description="A budget to check the cost against.")
+    mfu: float = Field(0.4, ge=0.001, le=1, description="Model FLOPs utilisation, 0 to 1.")
+    price_per_gpu_hour: float = Field(2.0, gt=0, le=1e6, description="US dollars per GPU-hour.")
+    peak_tflops: float | None = Field(
+        None, ge=0.001, le=1e9, description="Override the GPU's peak TFLOP/s."
+    )
+    claimed_tokens_per_s: float | None = Field(
+        None, gt=0, le=1e18, description="A throughput to check."
+    )
+    claimed_days: float | None = Field(None, gt=0, le=1e9, description="A duration to check.")
+    claimed_cost_usd: float | None = Field(None, gt=0, le=1e18, description="A cost to check.")
+    budget_usd: float | None = Field(
+        None, gt=0, le=1e18, description="A budget to check the cost against."
+    )
 
 
 def _num(value: float) -> str:
