@@ -7,7 +7,7 @@ matches the documented schema for that status. The eight services run for
 real through the launcher, with the embedded Redis and the real default model;
 the gateway is fuzzed with the launcher's local API key.
 
-`make test` runs a bounded, seeded pass (`FUZZ_MAX_EXAMPLES`, default 8 per
+`make test` runs a bounded, seeded pass (`FUZZ_MAX_EXAMPLES`, default 6 per
 operation, seed 1: the same requests every run); `make fuzz` runs a deeper
 pass with a fresh seed. A failure prints schemathesis' report with a `curl`
 line that reproduces each finding.
@@ -40,7 +40,7 @@ CHECKS = (
     "response_schema_conformance",
     "response_headers_conformance",
 )
-MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "8"))
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "6"))
 SEED = os.environ.get("FUZZ_SEED", "1")  # "random": a fresh seed (make fuzz)
 
 
