@@ -174,8 +174,11 @@ async def _json_body(request: Request) -> Any:
         raise BadRequest(f"Malformed JSON body: {exc}.", code="invalid_json") from None
 
 
-_STATE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+_STATE_DOCUMENT: dict[str, Any] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+# A write answers 200 (replaced) or 201 (created) with the document.
+_STATE_WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: _STATE_DOCUMENT,
+    201: _STATE_DOCUMENT,
     **error_responses(409, 412),
 }
 _STATE_BODY: dict[str, Any] = {
@@ -190,7 +193,7 @@ _STATE_BODY: dict[str, Any] = {
     "/users/{uid}/state",
     response_class=Response,
     responses={
-        200: _STATE_RESPONSES[200],
+        200: _STATE_DOCUMENT,
         304: {"description": "Unchanged since the ETag given in If-None-Match."},
     },
 )
@@ -210,7 +213,7 @@ async def get_state(
     "/users/{uid}/state",
     response_class=Response,
     summary="Replace the state document",
-    responses={201: _STATE_RESPONSES[200], **_STATE_RESPONSES},
+    responses=_STATE_WRITE_RESPONSES,
     openapi_extra=_STATE_BODY,
 )
 async def put_state(
@@ -229,7 +232,7 @@ async def put_state(
     "/users/{uid}/state",
     response_class=Response,
     summary="JSON merge patch (RFC 7386)",
-    responses={201: _STATE_RESPONSES[200], **_STATE_RESPONSES},
+    responses=_STATE_WRITE_RESPONSES,
     openapi_extra=_STATE_BODY,
 )
 async def patch_state(

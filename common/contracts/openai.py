@@ -52,6 +52,7 @@ __all__ = [
     "ModelCard",
     "ModelList",
     "NamedToolChoice",
+    "OutputFields",
     "ResponseFormat",
     "SamplingFields",
     "StreamOptions",
@@ -195,16 +196,22 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
-class ChatCompletionRequest(SamplingFields):
-    messages: Annotated[list[ChatMessageIn], Field(min_length=1)]
-    # OpenAI's newer name for max_tokens; either may be given
-    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
+class OutputFields(BaseModel):
+    """OpenAI's chat controls of the output's form: logprobs, tool calls, a response format
+    (shared with the router's dispatch options, which pass them on)."""
+
     logprobs: bool | None = None
     top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
     tools: list[ToolDefinition] | None = None
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
+
+
+class ChatCompletionRequest(SamplingFields, OutputFields):
+    messages: Annotated[list[ChatMessageIn], Field(min_length=1)]
+    # OpenAI's newer name for max_tokens; either may be given
+    max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     # OpenAI fields a server may not implement: declared so that it can refuse them
     logit_bias: dict[str, float] | None = None
     functions: list[dict[str, Any]] | None = None

@@ -29,13 +29,10 @@ from pydantic import (
 from common.contracts.openai import (
     MAX_N,
     MAX_STOP_SEQUENCES,
-    MAX_TOP_LOGPROBS,
     ChatChoice,
     ExpertUsage,
-    ResponseFormat,
+    OutputFields,
     ToolCall,
-    ToolChoice,
-    ToolDefinition,
 )
 from common.contracts.rag import Attribution, Citation, CollectionNames
 from common.contracts.reasoning import (
@@ -154,7 +151,7 @@ class RouteResponse(BaseModel):
 # --- dispatch ----------------------------------------------------------------------------
 
 
-class DispatchOptions(BaseModel):
+class DispatchOptions(OutputFields):
     model_config = ConfigDict(extra="forbid")
 
     # Skip the classifier and run this intent's plan.
@@ -176,13 +173,9 @@ class DispatchOptions(BaseModel):
     stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     seed: int | None = None
     n: Annotated[int, Field(ge=1, le=MAX_N)] | None = None
-    logprobs: bool | None = None
-    top_logprobs: Annotated[int, Field(ge=0, le=MAX_TOP_LOGPROBS)] | None = None
-    # These send the turn to the core model whatever its intent (it alone can honour them).
-    tools: list[ToolDefinition] | None = None
-    tool_choice: ToolChoice | None = None
-    parallel_tool_calls: bool | None = None
-    response_format: ResponseFormat | None = None
+    # From OutputFields: logprobs and top_logprobs, and tools, tool_choice,
+    # parallel_tool_calls and response_format, which send the turn to the core model
+    # whatever its intent (it alone can honour them).
 
 
 # The options that are OpenAI's controls of the answer, passed as they are to the step
