@@ -30,6 +30,8 @@ class Completion:
     # moe_svc's extension when asked (`return_experts`): tokens per layer and expert,
     # {"per_layer": [[...], ...]}; None from servers without it.
     experts: dict[str, Any] | None = None
+    # Why the text ended, as OpenAI says it: "length" when max_tokens cut it.
+    finish_reason: str = "stop"
 
 
 def first_expert_usage(body: object) -> dict[str, Any] | None:
@@ -112,6 +114,7 @@ class ChatClient:
             if cut >= 0:
                 text = text[:cut]
         experts = first_expert_usage(body)
+        finish = "length" if body["choices"][0].get("finish_reason") == "length" else "stop"
         usage = body.get("usage") if isinstance(body, dict) else None
         if isinstance(usage, dict) and usage.get("completion_tokens"):
             return Completion(
@@ -119,8 +122,14 @@ class ChatClient:
                 int(usage.get("prompt_tokens") or 0),
                 int(usage["completion_tokens"]),
                 experts=experts,
+                finish_reason=finish,
             )
         prompt = "\n".join(m.get("content", "") for m in messages)
         return Completion(
-            text, estimate_tokens(prompt), estimate_tokens(text), estimated=True, experts=experts
+            text,
+            estimate_tokens(prompt),
+            estimate_tokens(text),
+            estimated=True,
+            experts=experts,
+            finish_reason=finish,
         )

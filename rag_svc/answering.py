@@ -104,11 +104,14 @@ class Answerer:
         self.chat = chat
         self.settings = settings
 
-    async def _say(self, messages: list[Message], *, max_tokens: int, temperature: float) -> str:
+    async def _say(
+        self, messages: list[Message], *, max_tokens: int, temperature: float
+    ) -> tuple[str, bool]:
+        """moe_svc's text, and whether max_tokens cut it."""
         completion = await self.chat.complete(
             messages, max_tokens=max_tokens, temperature=temperature
         )
-        return completion.text.strip()
+        return completion.text.strip(), completion.finish_reason == "length"
 
     async def answer(self, refs: list[CollectionRef], request: AnswerRequest) -> AnswerResponse:
         """Answer `request.question` from the collections `refs`, citing the sources it used.
@@ -166,11 +169,11 @@ class Answerer:
 
         trace = RetrievalTrace(used=True, queries=[question])
         if request.hyde:
-            trace.hyde_passage = await self._say(
+            trace.hyde_passage, _ = await self._say(
                 hyde_messages(question), max_tokens=160, temperature=request.temperature
             )
         if request.multi_hop:
-            reply = await self._say(
+            reply, _ = await self._say(
                 decompose_messages(question, s.multi_hop_max_subquestions),
                 max_tokens=160,
                 temperature=request.temperature,
@@ -209,13 +212,12 @@ class Answerer:
             results = relevant
 
         sources = assemble_sources(results, s.context_max_tokens, models.embedder.count_tokens)
-        answer = extract_answer(
-            await self._say(
-                answer_messages(question, sources),
-                max_tokens=max_tokens,
-                temperature=request.temperature,
-            )
+        written, cut = await self._say(
+            answer_messages(question, sources),
+            max_tokens=max_tokens,
+            temperature=request.temperature,
         )
+        answer = extract_answer(written)
         attributed = await asyncio.to_thread(
             attribute,
             answer,
@@ -227,6 +229,7 @@ class Answerer:
             policy=request.unsupported or s.unsupported_sentences,
             lexical_threshold=s.support_lexical_threshold,
             embedding_threshold=s.support_embedding_threshold,
+            cut=cut,
         )
         logger.info(
             "answered",
@@ -248,6 +251,7 @@ class Answerer:
             retrieval=trace,
             model=await self.chat.resolve(),
             attribution=attributed.attribution,
+            finish_reason="length" if cut else "stop",
         )
 
     async def _answer_directly(
@@ -258,7 +262,7 @@ class Answerer:
         max_tokens: int,
         trace: RetrievalTrace | None = None,
     ) -> AnswerResponse:
-        answer = await self._say(
+        answer, cut = await self._say(
             direct_messages(question), max_tokens=max_tokens, temperature=request.temperature
         )
         trace = trace or RetrievalTrace(used=False)
@@ -271,4 +275,5 @@ class Answerer:
             sources=[],
             retrieval=trace,
             model=await self.chat.resolve(),
+            finish_reason="length" if cut else "stop",
         )

@@ -132,9 +132,17 @@ def attribute(
     policy: UnsupportedPolicy,
     lexical_threshold: float,
     embedding_threshold: float,
+    cut: bool = False,
 ) -> Attributed:
-    """The answer with every supported sentence cited and unsupported ones flagged or dropped."""
+    """The answer with every supported sentence cited and unsupported ones flagged or dropped.
+
+    `cut`: max_tokens ended the answer. A last sentence that did not reach its end
+    is kept as written, unfinished: a claim cut mid-way ("in 19") can be neither
+    supported nor refuted, so it gets no citation, is never dropped, and does not
+    count against `verified`.
+    """
     sentences = [s for s in cited_sentences(answer) if s.claim.strip(" .,;:")]
+    unfinished = cut and bool(sentences) and sentences[-1].claim.rstrip()[-1:] not in _END
     by_number = {s.number: i for i, s in enumerate(sources)}
     scores = support_matrix([s.claim for s in sentences], sources, reranker, question=question)
     checks: list[SentenceSupport] = []
@@ -142,9 +150,10 @@ def attribute(
     corrected: list[int] = []
     removed: list[int] = []
     for i, sentence in enumerate(sentences):
+        last_cut = unfinished and i == len(sentences) - 1
         best = int(scores[i].argmax()) if sources else -1
         support = float(scores[i, best]) if sources else 0.0
-        supported = support >= threshold
+        supported = support >= threshold and not last_cut
         checks.append(
             SentenceSupport(
                 sentence=sentence.claim,
@@ -152,6 +161,7 @@ def attribute(
                 support=round(support, 4),
                 supported=supported,
                 written=sentence.numbers,
+                unfinished=last_cut,
             )
         )
         confirmed = [
@@ -174,7 +184,7 @@ def attribute(
     kept = [
         _with_markers(s.claim, numbers)
         for s, c, (numbers, _) in zip(sentences, checks, chosen, strict=True)
-        if c.supported or not dropping
+        if c.supported or c.unfinished or not dropping
     ]
     text = " ".join(kept)
     citations = verify_citations(
@@ -194,7 +204,7 @@ def attribute(
         citation.origin = how
         citation.support = round(support, 4)
         citation.supported = True
-    verified = bool(citations) and all(c.supported for c in checks)
+    verified = bool(citations) and all(c.supported or c.unfinished for c in checks)
     attribution = Attribution(
         unsupported="dropped" if dropping else "flagged",
         threshold=threshold,

@@ -237,6 +237,7 @@ async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
         run.notes.append("No document matched: the answer is not based on sources.")
     await run.say(rag.answer)
     run.answer = rag.answer
+    run.finish_reason = rag.finish_reason
     return True
 
 

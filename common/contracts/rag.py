@@ -311,6 +311,9 @@ class SentenceSupport(BaseModel):
     supported: bool
     # The numbers the model wrote after it.
     written: list[int] = Field(default_factory=list)
+    # The answer's last sentence, cut by max_tokens before it ended: kept as written,
+    # never cited or dropped, and left out of `verified`.
+    unfinished: bool = False
 
 
 class Attribution(BaseModel):
@@ -346,6 +349,8 @@ class AnswerResponse(BaseModel):
     model: str
     # Each sentence's best-supporting source (null when the answer used no sources).
     attribution: Attribution | None = None
+    # "length": max_tokens cut the answer (its last sentence is `unfinished`).
+    finish_reason: Literal["stop", "length"] = "stop"
 
 
 # --- collections ----------------------------------------------------------------------

@@ -39,6 +39,8 @@ class FakeUpstreams:
     down: set[str] = field(default_factory=set)
     delays: dict[str, float] = field(default_factory=dict)
     moe_reply: str = "Hello from the model."
+    # rag_svc's `finish_reason` ("length": its answer was cut by max_tokens).
+    rag_finish_reason: str = "stop"
     tool_error: str | None = None
     calls: list[Call] = field(default_factory=list)
     sessions: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
@@ -142,6 +144,7 @@ class FakeUpstreams:
                 "sources": [source],
                 "retrieval": {"used": True, "queries": [body["question"]]},
                 "model": "fake-moe",
+                "finish_reason": self.rag_finish_reason,
             },
         )
 

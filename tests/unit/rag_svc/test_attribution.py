@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from common.contracts.rag import AnswerSource
+from common.contracts.rag import AnswerSource, UnsupportedPolicy
 from rag_svc.attribution import Attributed, attribute, key_terms
 from rag_svc.reranker import Reranker
 from tests.unit.rag_svc.test_verification import bag_of_words
@@ -42,7 +42,13 @@ def reranker() -> Reranker:
     return Reranker(threads=1)
 
 
-def run(reranker: Reranker, answer: str, policy: str = "flag", question: str = "") -> Attributed:
+def run(
+    reranker: Reranker,
+    answer: str,
+    policy: UnsupportedPolicy = "flag",
+    question: str = "",
+    cut: bool = False,
+) -> Attributed:
     return attribute(
         answer,
         question,
@@ -50,9 +56,10 @@ def run(reranker: Reranker, answer: str, policy: str = "flag", question: str = "
         reranker,
         bag_of_words,
         threshold=3.0,
-        policy=policy,  # type: ignore[arg-type]
+        policy=policy,
         lexical_threshold=0.6,
         embedding_threshold=0.65,
+        cut=cut,
     )
 
 
@@ -94,6 +101,33 @@ def test_dropping_takes_unsupported_sentences_out(reranker: Reranker) -> None:
     assert result.attribution.unsupported == "dropped"
     assert [s.supported for s in result.attribution.sentences] == [False, True]
     assert result.verified is False  # an unsupported sentence was written
+
+
+def test_a_last_sentence_cut_by_max_tokens_is_kept_unfinished(reranker: Reranker) -> None:
+    answer = "The capital of Angola is Luanda. Animal Farm was first published on 17 August 19"
+
+    result = run(reranker, answer, policy="drop", cut=True)
+
+    # Kept as written (not dropped, though "19" matches no year), never cited, and the
+    # finished sentence before it still verifies the answer.
+    assert result.answer == (
+        "The capital of Angola is Luanda [2]. Animal Farm was first published on 17 August 19"
+    )
+    finished, unfinished = result.attribution.sentences
+    assert (finished.supported, finished.unfinished) == (True, False)
+    assert (unfinished.supported, unfinished.unfinished, unfinished.source) == (False, True, None)
+    assert [c.number for c in result.citations] == [2]
+    assert result.verified is True
+
+
+def test_a_cut_answer_that_ended_its_sentence_is_judged_whole(reranker: Reranker) -> None:
+    answer = "The capital of Angola is Lisbon."
+
+    result = run(reranker, answer, policy="flag", cut=True)
+
+    [sentence] = result.attribution.sentences
+    assert (sentence.supported, sentence.unfinished) == (False, False)
+    assert result.verified is False
 
 
 def test_nothing_supported_is_flagged_not_dropped_to_nothing(reranker: Reranker) -> None:

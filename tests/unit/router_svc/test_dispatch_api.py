@@ -54,6 +54,21 @@ async def test_factual_answers_with_sources_while_memory_runs_alongside(
     assert stored[0]["id"].startswith(body["id"])
 
 
+async def test_a_sourced_answer_cut_by_max_tokens_says_length(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    fake.rag_finish_reason = "length"
+    async with app_client(settings) as client:
+        cut = await dispatch(client, "Who invented the telephone?", options={"max_tokens": 20})
+        fake.rag_finish_reason = "stop"
+        whole = await dispatch(client, "Who invented the telephone?")
+
+    assert cut.status_code == 200, cut.text
+    assert cut.json()["choices"][0]["finish_reason"] == "length"
+    assert whole.json()["choices"][0]["finish_reason"] == "stop"
+    assert fake.called("rag_svc")[0].body["max_tokens"] >= 16
+
+
 async def test_retrieval_down_still_answers_marked_unsourced(
     settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
 ) -> None:
