@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 
@@ -77,6 +77,11 @@ class InvalidKeySpec(ValueError):
     """A key's tenant, role, scopes or format outside what the gateway accepts."""
 
 
+# A record's field names as Redis returns them (bytes unless the client decodes) or as
+# `to_redis` writes them (str): a Mapping is invariant in its keys, hence the type variable.
+_FieldName = TypeVar("_FieldName", bound=bytes | str)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -127,7 +132,7 @@ class ApiKey:
             raise InvalidKeySpec(f"unknown scope(s) {unknown}; known: {list(ALL_SCOPES)}")
 
     @classmethod
-    def from_redis(cls, raw: Mapping[bytes | str, bytes | str]) -> ApiKey:
+    def from_redis(cls, raw: Mapping[_FieldName, bytes | str]) -> ApiKey:
         fields = {_text(k): _text(v) for k, v in raw.items()}
         # A field a first-version record lacks reads as its default (see `migrate`).
         scopes = fields.get("scopes")

@@ -59,7 +59,7 @@ def test_a_factual_question_is_answered_from_the_wiki_and_cited(
     )
     print(f"{question!r}: {time.perf_counter() - started:.1f} s")
 
-    pipeline: dict[str, Any] = completion.model_extra["pipeline"]  # type: ignore[index]
+    pipeline: dict[str, Any] = (completion.model_extra or {})["pipeline"]
     assert pipeline["intent"] == "factual", pipeline["scores"]
     assert pipeline["sourced"] is True, pipeline["notes"]
     sources = {s["number"]: s for s in pipeline["sources"]}

@@ -210,6 +210,7 @@ def test_images_through_the_gateway(client: openai.OpenAI) -> None:
         response_format="b64_json",
         extra_body={"seed": 3},
     )
+    assert result.data
     png = base64.b64decode(result.data[0].b64_json or "")
     image = Image.open(io.BytesIO(png))
     assert (image.format, image.size, image.mode) == ("PNG", (256, 256), "RGB")

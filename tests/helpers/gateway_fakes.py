@@ -29,6 +29,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from common.caller import KEY_ID_HEADER, ROLE_HEADER, SCOPES_HEADER, TENANT_HEADER
@@ -236,9 +237,10 @@ async def documents(name: str, request: Request) -> dict[str, Any]:
     if request.headers.get("content-type", "").startswith("multipart/"):
         form = await request.form()
         upload = form["file"]
-        text = (await upload.read()).decode()  # type: ignore[union-attr]
+        assert isinstance(upload, UploadFile), "the file goes as a multipart file part"
+        text = (await upload.read()).decode()
         requests.append({"path": f"/documents/{name}", "body": {"file": text}})
-        return {"ids": [str(upload.filename)], "chunks": 1, "duplicates": []}  # type: ignore[union-attr]
+        return {"ids": [str(upload.filename)], "chunks": 1, "duplicates": []}
     body = await request.json()
     requests.append({"path": f"/documents/{name}", "body": body})
     ids = [d.get("id") or f"doc-{i}" for i, d in enumerate(body["documents"])]

@@ -78,6 +78,7 @@ def make_tiny_llm(
     a head size of 16, which moe_svc's native decode attention takes.
     """
     from moe_svc.modeling import CausalLM, ModelConfig, save_pretrained
+    from tests.helpers.moe_blocks import moe_blocks
 
     path.mkdir(parents=True, exist_ok=True)
     vocab = _tokenizer(path, vocab_size)
@@ -102,7 +103,7 @@ def make_tiny_llm(
     torch.manual_seed(seed)
     model = CausalLM(config).eval()
     if config.is_moe:
-        for layer in model.model.layers:
-            torch.nn.init.normal_(layer.mlp.gate.weight, std=1.0)  # decisive routing
+        for block in moe_blocks(model):
+            torch.nn.init.normal_(block.gate.weight, std=1.0)  # decisive routing
     save_pretrained(model, path)
     return path

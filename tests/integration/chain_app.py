@@ -104,7 +104,9 @@ def create_app(settings: ChainSettings) -> FastAPI:
 def settings_from_env() -> ChainSettings:
     # The hop's name is its service name, so errors say which hop they came from.
     name = os.environ.get("CHAIN_NAME", "chain")
-    return type(f"ChainSettings_{name}", (ChainSettings,), {"service_name": name})()
+    settings_class = type(f"ChainSettings_{name}", (ChainSettings,), {"service_name": name})
+    assert issubclass(settings_class, ChainSettings)
+    return settings_class()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from openai.types.chat import (
+    ChatCompletionFunctionToolParam,
+    ChatCompletionMessageParam,
+    ChatCompletionUserMessageParam,
+)
+
 from tests.helpers.servers import (
     REPO_ROOT,
     RunningRedis,
@@ -26,7 +32,7 @@ from tests.helpers.servers import (
 UPSTREAMS = ("router_svc", "memory_svc", "rag_svc", "creative_svc", "moe_svc")
 
 # An OpenAI function tool, and a conversation that called it and holds its result.
-WEATHER_TOOL = {
+WEATHER_TOOL: ChatCompletionFunctionToolParam = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -38,8 +44,11 @@ WEATHER_TOOL = {
         },
     },
 }
-ASK_WEATHER = {"role": "user", "content": "What is the weather in Paris?"}
-WEATHER_TURNS = [
+ASK_WEATHER: ChatCompletionUserMessageParam = {
+    "role": "user",
+    "content": "What is the weather in Paris?",
+}
+WEATHER_TURNS: list[ChatCompletionMessageParam] = [
     ASK_WEATHER,
     {
         "role": "assistant",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pytest
@@ -212,7 +212,9 @@ def test_a_langchain_agent_completes_a_tool_round_trip(gateway: str) -> None:
 
 
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
-def test_langchain_structured_output_through_auto(gateway: str, method: str) -> None:
-    structured = _langchain(gateway).with_structured_output(Person, method=method)  # type: ignore[arg-type]
+def test_langchain_structured_output_through_auto(
+    gateway: str, method: Literal["json_schema", "function_calling"]
+) -> None:
+    structured = _langchain(gateway).with_structured_output(Person, method=method)
     person = structured.invoke("Invent a person with a name and an age.")
     assert isinstance(person, Person) and person.name

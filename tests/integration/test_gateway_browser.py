@@ -43,7 +43,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def page(tmp_path: Path) -> Iterator[object]:
+def page(tmp_path: Path) -> Iterator[sync_api.Page]:
     profile = tmp_path / "chromium-profile"  # a fresh --user-data-dir per test
     with sync_api.sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(
@@ -60,20 +60,22 @@ def page(tmp_path: Path) -> Iterator[object]:
     shutil.rmtree(profile, ignore_errors=True)
 
 
-def test_chat_streams_shows_the_pipeline_and_takes_feedback(stack: Stack, page: object) -> None:
+def test_chat_streams_shows_the_pipeline_and_takes_feedback(
+    stack: Stack, page: sync_api.Page
+) -> None:
     gateway, fake, _ = stack
     errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))  # type: ignore[attr-defined]
-    page.goto(gateway.url + "/")  # type: ignore[attr-defined]
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(gateway.url + "/")
     expect = sync_api.expect
     # The health strip lists every service from /readyz (the fakes answer for five of them).
-    expect(page.locator('#health .svc[data-service="router_svc"].up')).to_be_visible()  # type: ignore[attr-defined]
-    expect(page.locator('#health .svc[data-service="tools_svc"].down')).to_be_visible()  # type: ignore[attr-defined]
-    expect(page.locator("#model option")).to_have_count(2)  # type: ignore[attr-defined]
+    expect(page.locator('#health .svc[data-service="router_svc"].up')).to_be_visible()
+    expect(page.locator('#health .svc[data-service="tools_svc"].down')).to_be_visible()
+    expect(page.locator("#model option")).to_have_count(2)
 
-    page.fill("#prompt", "Who invented the telephone?")  # type: ignore[attr-defined]
-    page.press("#prompt", "Enter")  # type: ignore[attr-defined]
-    answer = page.locator(".msg.assistant").last  # type: ignore[attr-defined]
+    page.fill("#prompt", "Who invented the telephone?")
+    page.press("#prompt", "Enter")
+    answer = page.locator(".msg.assistant").last
     expect(answer).to_contain_text("Bell patented the telephone in 1876")
     # The sources under the answer: title, collection, snippet; each [n] links to its source.
     source = answer.locator(".answer-sources li")
@@ -89,7 +91,7 @@ def test_chat_streams_shows_the_pipeline_and_takes_feedback(stack: Stack, page: 
     # The citation to no source was streamed, then taken out when the answer was verified.
     expect(answer).not_to_contain_text("[7]")
 
-    panel = page.locator("#pipeline")  # type: ignore[attr-defined]
+    panel = page.locator("#pipeline")
     expect(panel.locator("#intent")).to_have_text("factual")
     expect(panel.locator('.bar.top[data-intent="factual"]')).to_be_visible()
     expect(panel.locator(".sources li")).to_have_count(1)
@@ -98,9 +100,9 @@ def test_chat_streams_shows_the_pipeline_and_takes_feedback(stack: Stack, page: 
 
     answer.locator(".feedback input").fill("clear and sourced")
     answer.locator(".feedback button", has_text="Good").click()
-    expect(page.locator("#status")).to_contain_text("Thanks")  # type: ignore[attr-defined]
+    expect(page.locator("#status")).to_contain_text("Thanks")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "gateway_ui.png"), full_page=True)  # type: ignore[attr-defined]
+    page.screenshot(path=str(ARTIFACTS / "gateway_ui.png"), full_page=True)
 
     stored = httpx.get(f"{gateway.url}/v1/feedback").json()["data"]
     assert [(f["rating"], f["comment"]) for f in stored] == [(1, "clear and sourced")]
@@ -110,30 +112,30 @@ def test_chat_streams_shows_the_pipeline_and_takes_feedback(stack: Stack, page: 
     assert sent[-1]["body"]["stream"] is True
 
     # The session survives a reload: the conversation and its pipeline come back.
-    page.reload()  # type: ignore[attr-defined]
-    expect(page.locator(".msg.user")).to_have_text("Who invented the telephone?")  # type: ignore[attr-defined]
-    expect(page.locator("#pipeline #intent")).to_have_text("factual")  # type: ignore[attr-defined]
-    expect(page.locator(".feedback button.chosen")).to_contain_text("Good")  # type: ignore[attr-defined]
+    page.reload()
+    expect(page.locator(".msg.user")).to_have_text("Who invented the telephone?")
+    expect(page.locator("#pipeline #intent")).to_have_text("factual")
+    expect(page.locator(".feedback button.chosen")).to_contain_text("Good")
     assert errors == []
 
 
 def test_the_key_field_appears_when_auth_is_on(
-    tmp_path_factory: pytest.TempPathFactory, page: object
+    tmp_path_factory: pytest.TempPathFactory, page: sync_api.Page
 ) -> None:
     log_dir = tmp_path_factory.mktemp("gateway_browser_auth")
     with gateway_stack(log_dir, {"GATEWAY_AUTH_REQUIRED": "true"}) as (gateway, _, redis):
         key = admin(redis, "create", "--name", "browser")
-        page.goto(gateway.url + "/")  # type: ignore[attr-defined]
+        page.goto(gateway.url + "/")
         expect = sync_api.expect
-        field = page.locator("#key-field")  # type: ignore[attr-defined]
+        field = page.locator("#key-field")
         expect(field).to_be_visible()
         expect(field).to_have_class(re.compile("attention"))
-        expect(page.locator("#status")).to_contain_text("API key")  # type: ignore[attr-defined]
-        page.fill("#api-key", key)  # type: ignore[attr-defined]
-        page.press("#api-key", "Tab")  # type: ignore[attr-defined]
-        expect(page.locator("#model option")).to_have_count(2)  # type: ignore[attr-defined]
+        expect(page.locator("#status")).to_contain_text("API key")
+        page.fill("#api-key", key)
+        page.press("#api-key", "Tab")
+        expect(page.locator("#model option")).to_have_count(2)
         expect(field).not_to_have_class(re.compile("attention"))
-        page.fill("#prompt", "Who invented the telephone?")  # type: ignore[attr-defined]
-        page.press("#prompt", "Enter")  # type: ignore[attr-defined]
-        answer = page.locator(".msg.assistant").last  # type: ignore[attr-defined]
+        page.fill("#prompt", "Who invented the telephone?")
+        page.press("#prompt", "Enter")
+        answer = page.locator(".msg.assistant").last
         expect(answer).to_contain_text("Bell patented the telephone in 1876")

@@ -17,14 +17,16 @@ import httpx
 import openai
 import pytest
 from openai.types import CreateEmbeddingResponse, ImagesResponse, Model
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam
 
 from tests.helpers.gateway_fakes import PNG_1X1
 from tests.helpers.servers import RunningRedis, RunningServer
 from tests.integration.gateway_support import WEATHER_TOOL, WEATHER_TURNS, gateway_stack
 
 Stack = tuple[RunningServer, RunningServer, RunningRedis]
-QUESTION = [{"role": "user", "content": "Who invented the telephone?"}]
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Who invented the telephone?"}
+]
 MODELS = [
     ("auto", "chat"),
     ("fake-moe", "chat"),
@@ -149,7 +151,7 @@ def test_direct_model_bodies_validate_against_openai_models(gateway: str) -> Non
 def test_tools_structured_output_and_logprobs_pass_to_moe_unchanged(
     client: openai.OpenAI, fake: str
 ) -> None:
-    messages: list[dict[str, Any]] = WEATHER_TURNS
+    messages = WEATHER_TURNS
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}}
     fields: dict[str, Any] = {
         "tools": [WEATHER_TOOL],
@@ -267,7 +269,7 @@ def test_embeddings_pass_to_rag(client: openai.OpenAI) -> None:
 
 def test_images_pass_to_creative(client: openai.OpenAI) -> None:
     result = client.images.generate(prompt="a handbag", n=2, response_format="b64_json")
-    assert len(result.data) == 2
+    assert result.data is not None and len(result.data) == 2
     assert result.data[0].b64_json and result.data[0].b64_json.startswith("iVBOR")
     assert result.data[0].url is None
 
@@ -276,6 +278,7 @@ def test_image_urls_are_served_while_signed(client: openai.OpenAI, fake: str) ->
     # OpenAI's default format is a URL: the gateway keeps the PNG and signs a link to it.
     result = client.images.generate(prompt="a handbag", n=2)
     assert _last_call(fake, "/v1/images/generations")["response_format"] == "b64_json"
+    assert result.data is not None
     urls = [image.url or "" for image in result.data]
     assert len(set(urls)) == 2 and all(image.b64_json is None for image in result.data)
     served = httpx.get(urls[0])  # no API key needed

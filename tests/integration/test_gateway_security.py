@@ -76,7 +76,7 @@ def _auth(key: str) -> dict[str, str]:
 
 def _error(response: httpx.Response, status: int) -> dict[str, object]:
     assert response.status_code == status, response.text
-    error = response.json()["error"]
+    error: dict[str, object] = response.json()["error"]
     assert error["service"] == "gateway"
     assert error["request_id"] == response.headers["x-request-id"]
     return error

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.helpers.servers import RunningServer, start_service
 from tests.helpers.tiny_llm import make_tiny_llm
@@ -59,19 +60,21 @@ def _metric(server: RunningServer, name: str, label: str = "") -> float:
 
 
 def test_openai_client_chat_streamed_and_not(client: openai.OpenAI) -> None:
-    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is the capital of France?"}
+    ]
     whole = client.chat.completions.create(
         model=MODEL,
         messages=messages,
         max_tokens=16,
-        temperature=0,  # type: ignore[arg-type]
+        temperature=0,
     )
     content = whole.choices[0].message.content
     assert content and whole.usage is not None
     assert whole.usage.total_tokens == whole.usage.prompt_tokens + whole.usage.completion_tokens
     stream = client.chat.completions.create(
         model=MODEL,
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=16,
         temperature=0,
         stream=True,
@@ -88,7 +91,7 @@ def test_openai_client_chat_streamed_and_not(client: openai.OpenAI) -> None:
 def test_openai_client_sees_errors_as_bad_requests(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as info:
         client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-    assert info.value.body["param"] == "model"  # type: ignore[index]
+    assert isinstance(info.value.body, dict) and info.value.body["param"] == "model"
     assert info.value.code == "model_not_found"
     assert client.models.retrieve(MODEL).id == MODEL
     with pytest.raises(openai.BadRequestError):

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 import torch
+from openai.types.chat import ChatCompletionMessageParam
 
 from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
 from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_ready
@@ -74,12 +75,12 @@ def _prompt_tokens(moe: RunningServer, question: str) -> list[int]:
 def test_openai_client_gets_paris_with_correct_usage(
     moe: RunningServer, client: openai.OpenAI
 ) -> None:
-    messages = [{"role": "user", "content": QUESTION}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": QUESTION}]
     whole = client.chat.completions.create(
         model=MOE_NAME,
         messages=messages,
         max_tokens=48,
-        temperature=0,  # type: ignore[arg-type]
+        temperature=0,
     )
     answer = whole.choices[0].message.content or ""
     assert "Paris" in answer
@@ -90,7 +91,7 @@ def test_openai_client_gets_paris_with_correct_usage(
     assert whole.usage.completion_tokens == answer_tokens + 1  # and <|im_end|>
     stream = client.chat.completions.create(
         model=MOE_NAME,
-        messages=messages,  # type: ignore[arg-type]
+        messages=messages,
         max_tokens=48,
         temperature=0,
         stream=True,

@@ -11,7 +11,7 @@ import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import jsonschema
@@ -20,7 +20,11 @@ import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
+from openai.types.chat import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionMessageFunctionToolCall,
+)
 from pydantic import BaseModel, Field
 
 from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_ready
@@ -137,9 +141,10 @@ def test_weather_tool_required_gives_a_valid_call(moe: RunningServer, model: str
     choice = reply.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls
     call = choice.message.tool_calls[0]
-    assert call.id.startswith("call_") and call.function.name == "get_weather"  # type: ignore[union-attr]
-    arguments = json.loads(call.function.arguments)  # type: ignore[union-attr]
-    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])  # type: ignore[index]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
+    assert call.id.startswith("call_") and call.function.name == "get_weather"
+    arguments = json.loads(call.function.arguments)
+    jsonschema.validate(arguments, WEATHER_TOOL["function"]["parameters"])
     chunks = _chunks(moe, body)
     deltas = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []]
     assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
@@ -167,7 +172,7 @@ def _langchain(moe: RunningServer, model: str) -> ChatOpenAI:
         base_url=moe.url + "/v1",
         api_key="unused",
         temperature=0,
-        max_tokens=120,  # type: ignore[arg-type]
+        max_tokens=120,
     )
 
 
@@ -186,8 +191,8 @@ def test_langchain_agent_completes_a_tool_round_trip(moe: RunningServer, model: 
 
 @pytest.mark.parametrize("method", ["json_schema", "function_calling"])
 def test_langchain_structured_output_returns_the_pydantic_object(
-    moe: RunningServer, model: str, method: str
+    moe: RunningServer, model: str, method: Literal["json_schema", "function_calling"]
 ) -> None:
-    structured = _langchain(moe, model).with_structured_output(Person, method=method)  # type: ignore[arg-type]
+    structured = _langchain(moe, model).with_structured_output(Person, method=method)
     person = structured.invoke("Invent a person with a name and an age.")
     assert isinstance(person, Person) and person.name

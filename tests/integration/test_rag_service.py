@@ -20,7 +20,7 @@ pytestmark = pytest.mark.integration
 MAX_UPLOAD = 50_000
 _names = itertools.count()
 
-DOCS = [
+DOCS: list[dict[str, Any]] = [
     {
         "id": "eiffel",
         "text": "The Eiffel Tower is a wrought-iron lattice tower on the Champ de Mars in "
@@ -74,9 +74,9 @@ def search(client: httpx.Client, name: str, query: str, **options: Any) -> list[
     return results
 
 
-def assert_error(response: httpx.Response, status: int, param: str | None = None) -> dict:
+def assert_error(response: httpx.Response, status: int, param: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
-    error = response.json()["error"]
+    error: dict[str, Any] = response.json()["error"]
     assert error["service"] == "rag_svc"
     assert error["message"]
     if param is not None:

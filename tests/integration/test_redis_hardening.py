@@ -99,7 +99,7 @@ def test_dangerous_commands_are_refused_even_with_the_password(
     client = redis.Redis(port=port, password=local.password)
     assert command[0] in DISABLED_COMMANDS
     with pytest.raises(redis.ResponseError, match="unknown command"):
-        client.execute_command(*command)
+        client.execute_command(*command)  # type: ignore[no-untyped-call]
 
 
 def test_the_platform_commands_still_work(server: tuple[LocalRedis, int]) -> None:

@@ -98,8 +98,8 @@ def alice_turn(tenancy: Tenancy) -> dict[str, str]:
     alice = tenancy.openai("alice")
     completion = _chat(alice, f"Hi! {SECRET}", session_id="shared-name", user="u1")
     message_id = (completion.model_extra or {})["message_id"]
-    with tenancy.http("alice") as alice:
-        rated = alice.post(
+    with tenancy.http("alice") as alice_http:
+        rated = alice_http.post(
             "/feedback",
             json={"session_id": "shared-name", "message_id": message_id, "rating": 1},
         )

@@ -39,12 +39,14 @@ def tools(fake: RunningServer, tmp_path_factory: pytest.TempPathFactory) -> Iter
     server.stop()
 
 
-def invoke(server: RunningServer, tool: str, arguments: object, **kwargs: object) -> httpx.Response:
+def invoke(
+    server: RunningServer, tool: str, arguments: object, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return httpx.post(
         f"{server.url}/v1/tools/{tool}/invoke",
         json={"arguments": arguments},
         timeout=30,
-        **kwargs,  # type: ignore[arg-type]
+        headers=headers,
     )
 
 

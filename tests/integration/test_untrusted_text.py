@@ -102,7 +102,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             },
         )
         started.append(tools)
-        sandbox = wait_ready(tools)["checks"]["python_sandbox"]  # type: ignore[index]
+        checks = wait_ready(tools)["checks"]
+        assert isinstance(checks, dict)
+        sandbox = checks["python_sandbox"]
         if sandbox["status"] != "up":
             pytest.fail(f"the python sandbox is unavailable here: {sandbox}")
         reasoning = start_service(

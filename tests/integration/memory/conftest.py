@@ -40,11 +40,13 @@ def memory(
     request: pytest.FixtureRequest, log_dir: Path, redis: RunningRedis
 ) -> Iterator[RunningServer]:
     upstreams: tuple[str, ...] = getattr(request.module, "MEMORY_UPSTREAMS", ())
-    urls: dict[str, str] = {}
-    if upstreams:
-        fake_url = request.getfixturevalue("fakes").url
-        urls = {f"{name.removesuffix('_svc')}_url": fake_url for name in upstreams}
-    server = start_memory(log_dir, redis.url, **urls)
+    fake_url: str | None = request.getfixturevalue("fakes").url if upstreams else None
+    server = start_memory(
+        log_dir,
+        redis.url,
+        rag_url=fake_url if "rag_svc" in upstreams else None,
+        moe_url=fake_url if "moe_svc" in upstreams else None,
+    )
     yield server
     server.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -55,10 +56,10 @@ def test_env_prefix_is_per_service(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_redis_url_falls_back_to_shared_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://shared:6380/1")
-    assert settings_class("memory_svc")().redis_url == "redis://shared:6380/1"  # type: ignore[attr-defined]
+    assert settings_class("memory_svc")().redis_url == "redis://shared:6380/1"
 
     monkeypatch.setenv("MEMORY_REDIS_URL", "redis://own:6381/2")
-    assert settings_class("memory_svc")().redis_url == "redis://own:6381/2"  # type: ignore[attr-defined]
+    assert settings_class("memory_svc")().redis_url == "redis://own:6381/2"
 
 
 def test_non_http_upstream_url_is_refused_with_the_variable_name(
@@ -72,7 +73,8 @@ def test_non_http_upstream_url_is_refused_with_the_variable_name(
 @pytest.mark.parametrize(("field", "value"), [("port", 0), ("port", 70000), ("retry_max", -1)])
 def test_out_of_range_values_are_refused(field: str, value: int) -> None:
     with pytest.raises(ValidationError):
-        settings_class("moe_svc")(**{field: value})
+        overrides: dict[str, Any] = {field: value}
+        settings_class("moe_svc")(**overrides)
 
 
 def test_settings_are_built_by_tests_without_the_environment() -> None:
@@ -88,7 +90,7 @@ def test_redis_password_file_puts_the_password_into_the_url(
     secret.write_text("s3/cr:t\n")
     monkeypatch.setenv("REDIS_URL", "redis://redis:6379/0")
     monkeypatch.setenv("REDIS_PASSWORD_FILE", str(secret))
-    url = settings_class("memory_svc")().redis_url  # type: ignore[attr-defined]
+    url = settings_class("memory_svc")().redis_url
     assert url == "redis://:s3%2Fcr%3At@redis:6379/0"
     monkeypatch.setenv("REDIS_PASSWORD_FILE", str(tmp_path / "missing"))
     with pytest.raises(ValidationError, match="REDIS_PASSWORD_FILE"):

@@ -10,6 +10,7 @@ from common.errors import NotFound, UpstreamUnavailable
 from common.http_client import ServiceClient
 from common.retry import RetryPolicy
 from gateway.catalogue import ModelCatalogue
+from gateway.schemas import ModelKind
 from gateway.settings import DEFAULT_MODEL_ALIASES, GatewaySettings
 
 
@@ -77,9 +78,11 @@ async def test_aliases_resolve_to_the_served_model_of_their_kind() -> None:
         ("gpt-4o-mini", "image", "it is a chat model"),
     ],
 )
-async def test_unknown_or_wrong_kind_is_model_not_found(model: str, kind: str, says: str) -> None:
+async def test_unknown_or_wrong_kind_is_model_not_found(
+    model: str, kind: ModelKind, says: str
+) -> None:
     with pytest.raises(NotFound) as caught:
-        await _catalogue(FakeMoe("smol-moe")).resolve(model, kind)  # type: ignore[arg-type]
+        await _catalogue(FakeMoe("smol-moe")).resolve(model, kind)
     assert caught.value.code == "model_not_found"
     assert caught.value.param == "model"
     assert says in caught.value.message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -43,9 +44,9 @@ def test_a_record_round_trips_and_an_empty_scope_list_grants_nothing() -> None:
     ("field", "value"),
     [("tenant", "Acme"), ("tenant", "a:b"), ("role", "owner"), ("scopes", frozenset({"root"}))],
 )
-def test_records_outside_the_allowed_shapes_are_refused(field: str, value: object) -> None:
+def test_records_outside_the_allowed_shapes_are_refused(field: str, value: Any) -> None:
     with pytest.raises(InvalidKeySpec):
-        ApiKey("ab", "", 0.0, **{field: value})  # type: ignore[arg-type]
+        ApiKey("ab", "", 0.0, **{field: value})
 
 
 def test_new_keys_have_the_documented_form() -> None:

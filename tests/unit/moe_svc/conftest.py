@@ -26,7 +26,8 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def _hf_config(model_type: str, **overrides: Any) -> LlamaConfig | MixtralConfig:
+def _hf_model(model_type: str, **overrides: Any) -> HFModel:
+    """A random transformers model of that type, small enough for a unit test."""
     base: dict[str, Any] = {
         "vocab_size": 101,
         "hidden_size": 48,
@@ -42,10 +43,10 @@ def _hf_config(model_type: str, **overrides: Any) -> LlamaConfig | MixtralConfig
     }
     base.update(overrides)
     if model_type == "llama":
-        return LlamaConfig(**base)
+        return LlamaForCausalLM(LlamaConfig(**base))
     base.setdefault("num_local_experts", 4)
     base.setdefault("num_experts_per_tok", 2)
-    return MixtralConfig(**base)
+    return MixtralForCausalLM(MixtralConfig(**base))
 
 
 @pytest.fixture
@@ -54,17 +55,14 @@ def make_hf_model() -> Callable[..., HFModel]:
 
     def make(model_type: str = "mixtral", seed: int = 0, **overrides: Any) -> HFModel:
         torch.manual_seed(seed)
-        config = _hf_config(model_type, **overrides)
-        model: HFModel
-        if model_type == "llama":
-            model = LlamaForCausalLM(config)
-        else:
-            model = MixtralForCausalLM(config)
+        model = _hf_model(model_type, **overrides)
+        if isinstance(model, MixtralForCausalLM):
             # decisive routing: with the default init all router logits are near zero and
             # the choice of experts would hardly matter to the logits being compared
             for layer in model.model.layers:
                 torch.nn.init.normal_(layer.mlp.gate.weight, std=1.0)
-        return model.eval()
+        model.train(False)  # eval mode; transformers' own `eval` is not annotated
+        return model
 
     return make
 

@@ -22,13 +22,15 @@ def tiny_llama() -> LlamaForCausalLM:
         num_attention_heads=6,
         num_key_value_heads=2,
         max_position_embeddings=64,
-        rope_theta=100000.0,
+        rope_parameters={"rope_type": "default", "rope_theta": 100000.0},
         tie_word_embeddings=True,
         bos_token_id=1,
         eos_token_id=2,
         pad_token_id=2,
     )
-    return LlamaForCausalLM(config).eval()
+    model = LlamaForCausalLM(config)
+    model.eval()
+    return model
 
 
 def to_mixtral(

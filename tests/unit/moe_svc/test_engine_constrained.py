@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import jsonschema
 import pytest
@@ -54,11 +55,11 @@ async def _run(
     tiny: LoadedModel,
     prompt: str,
     grammars: GrammarCompiler | None,
-    **params: object,
+    **params: Any,
 ) -> GenerationRequest:
     request = GenerationRequest(
         tiny.tokenizer.encode(prompt),
-        SamplingParams(stop_token_ids=tiny.stop_token_ids, **params),  # type: ignore[arg-type]
+        SamplingParams(stop_token_ids=tiny.stop_token_ids, **params),
         asyncio.get_running_loop(),
         constraint=grammars.state(json_grammar(SCHEMA)) if grammars else None,
     )

@@ -9,6 +9,7 @@ import torch
 
 from moe_svc.kernels.shared_experts import SharedBaseMoeBlock, convert_experts
 from moe_svc.modeling import CausalLM, ModelConfig
+from tests.helpers.moe_blocks import moe_blocks
 
 
 def _model() -> CausalLM:
@@ -26,8 +27,8 @@ def _model() -> CausalLM:
         initializer_range=0.2,
     )
     model = CausalLM(config).eval()
-    for layer in model.model.layers:
-        torch.nn.init.normal_(layer.mlp.gate.weight, std=1.0)
+    for block in moe_blocks(model):
+        torch.nn.init.normal_(block.gate.weight, std=1.0)
     return model
 
 
@@ -35,8 +36,8 @@ def _upcycle(model: CausalLM, rank: int) -> None:
     """Every expert = expert 0 (+ a random rank-`rank` delta for experts > 0)."""
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
-        for layer in model.model.layers:
-            experts = layer.mlp.experts
+        for block in moe_blocks(model):
+            experts = block.experts
             for weights in (experts.gate_up_proj, experts.down_proj):
                 weights[1:] = weights[0]
                 if rank:
@@ -74,8 +75,8 @@ def test_specialised_experts_stored_as_rounded_sums_convert_around_the_dense_one
     model = _model()
     g = torch.Generator().manual_seed(3)
     with torch.no_grad():
-        for layer in model.model.layers:
-            experts = layer.mlp.experts
+        for block in moe_blocks(model):
+            experts = block.experts
             for weights in (experts.gate_up_proj, experts.down_proj):
                 E, n_out, n_in = weights.shape
                 dense = weights[0].clone()

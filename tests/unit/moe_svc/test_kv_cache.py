@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ATOL = 1e-4
 
 
-def _model(**overrides: object) -> CausalLM:
+def _model(**overrides: Any) -> CausalLM:
     torch.manual_seed(0)
     config = ModelConfig(
         model_type="mixtral",
@@ -25,14 +27,15 @@ def _model(**overrides: object) -> CausalLM:
         num_local_experts=4,
         num_experts_per_tok=2,
         initializer_range=0.1,
-        **overrides,  # type: ignore[arg-type]
+        **overrides,
     )
     return CausalLM(config).eval()
 
 
 def _alone(model: CausalLM, tokens: list[int]) -> torch.Tensor:
     """Reference: the sequence on its own, unpadded, no cache. -> (T, V)"""
-    return model(torch.tensor([tokens]))[0]
+    logits: torch.Tensor = model(torch.tensor([tokens]))
+    return logits[0]
 
 
 def _left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:

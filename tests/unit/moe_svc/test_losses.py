@@ -30,7 +30,8 @@ def test_load_balancing_loss_equals_transformers(
         mask = torch.ones(B, T, dtype=torch.long)
         mask[0, :3] = 0
         mask[2, :5] = 0
-    expected = load_balancing_loss_func(logits, num_experts, top_k, mask)
+    # transformers annotates a 1-tuple; it takes one tensor per layer
+    expected = load_balancing_loss_func(logits, num_experts, top_k, mask)  # type: ignore[arg-type]
     got = load_balancing_loss(logits, num_experts, top_k, mask)
     torch.testing.assert_close(got, expected, atol=1e-6, rtol=1e-6)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, LlamaForCausalLM, MixtralForCausalLM
 
 from moe_svc.modeling import CausalLM, load_pretrained, save_pretrained
 
@@ -42,20 +42,24 @@ CONFIGS: list[tuple[str, dict[str, Any], int]] = [
 ]
 IDS = [f"{t}-{i}" for i, (t, _, _) in enumerate(CONFIGS)]
 
+HFModel = LlamaForCausalLM | MixtralForCausalLM  # what the make_hf_model fixture builds
+
 
 def _hf_logits(model: torch.nn.Module, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model(ids).logits
+        logits: torch.Tensor = model(ids).logits
+    return logits
 
 
 def _our_logits(model: CausalLM, ids: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return model(ids)
+        logits: torch.Tensor = model(ids)
+    return logits
 
 
 @pytest.mark.parametrize(("model_type", "overrides", "seq_len"), CONFIGS, ids=IDS)
 def test_load_transformers_directory(
-    make_hf_model: Callable[..., torch.nn.Module],
+    make_hf_model: Callable[..., HFModel],
     tmp_path: Path,
     model_type: str,
     overrides: dict[str, Any],
@@ -90,17 +94,17 @@ SAVE_CASES = [
     ids=[f"{c[0]}-{i}-{c[3]}" for i, c in enumerate(SAVE_CASES)],
 )
 def test_transformers_loads_our_directory(
-    make_hf_model: Callable[..., torch.nn.Module],
+    make_hf_model: Callable[..., HFModel],
     tmp_path: Path,
     model_type: str,
     overrides: dict[str, Any],
     seq_len: int,
-    expert_layout: str,
+    expert_layout: Literal["stacked", "per_expert"],
 ) -> None:
     hf = make_hf_model(model_type, **overrides)
     hf.save_pretrained(tmp_path / "hf")
     ours = load_pretrained(tmp_path / "hf")
-    save_pretrained(ours, tmp_path / "ours", expert_layout=expert_layout)  # type: ignore[arg-type]
+    save_pretrained(ours, tmp_path / "ours", expert_layout=expert_layout)
     reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "ours").eval()
     assert type(reloaded) is type(hf)
     ids = torch.randint(0, hf.config.vocab_size, (2, seq_len))
@@ -112,7 +116,7 @@ def test_transformers_loads_our_directory(
 
 
 def test_load_transformers_4x_per_expert_layout(
-    make_hf_model: Callable[..., torch.nn.Module], tmp_path: Path
+    make_hf_model: Callable[..., HFModel], tmp_path: Path
 ) -> None:
     """A 4.x checkpoint names each expert's w1 (gate), w3 (up), w2 (down) under block_sparse_moe."""
     hf = make_hf_model("mixtral", num_local_experts=4, num_experts_per_tok=2)
@@ -144,9 +148,7 @@ def test_load_transformers_4x_per_expert_layout(
     )
 
 
-def test_load_sharded_checkpoint(
-    make_hf_model: Callable[..., torch.nn.Module], tmp_path: Path
-) -> None:
+def test_load_sharded_checkpoint(make_hf_model: Callable[..., HFModel], tmp_path: Path) -> None:
     hf = make_hf_model("mixtral", num_local_experts=4)
     hf.save_pretrained(tmp_path / "hf", max_shard_size="50KB")
     index = json.loads((tmp_path / "hf" / "model.safetensors.index.json").read_text())

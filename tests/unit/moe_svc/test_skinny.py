@@ -21,6 +21,7 @@ from moe_svc.kernels.skinny import MAX_ROWS, SkinnyKernel, load_kernel
 from moe_svc.loader import load_model
 from moe_svc.modeling import CausalLM, ModelConfig
 from moe_svc.modeling.layers import RMSNorm
+from tests.helpers.moe_blocks import moe_blocks
 from tests.helpers.tiny_llm import make_tiny_llm
 
 
@@ -127,6 +128,7 @@ def test_a_model_served_with_the_kernel_decodes_as_without(
         isinstance(layer.self_attn, DecodeAttention) and layer.self_attn.decode_kernel is not None
         for layer in fast.model.layers
     ]
+    assert fast.config.head_dim is not None  # set from the hidden size when not given
     assert all(native) == (fast.config.head_dim % kernel.vector_width == 0)
     # rows of different lengths (left padding): keys past a row's end stay hidden
     prompt = torch.tensor([[5, 17, 33, 2, 90, 41], [0, 0, 8, 120, 3, 64]])
@@ -152,7 +154,11 @@ def test_a_bf16_model_with_the_kernel_keeps_fp32_activations(
     path = make_tiny_llm(tmp_path, model_type="mixtral", seed=6)
     half = load_model(path, "bfloat16").model
     full = load_model(path, "float32").model
-    weights = {m.weight.dtype for m in half.modules() if isinstance(m, Projection) and m.kernel}
+    weights = {
+        m.weight.dtype
+        for m in half.modules()
+        if isinstance(m, Projection) and m.kernel and m.weight is not None
+    }
     assert weights == {torch.bfloat16}
     assert half.model.embed_tokens.weight.dtype == torch.float32  # norms, embeddings, cache
     prompt = torch.tensor([[5, 17, 33, 2, 90, 41]])
@@ -181,9 +187,9 @@ def _upcycled_moe(seed: int = 0) -> CausalLM:
     model = CausalLM(config).eval()
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
-        for layer in model.model.layers:
-            torch.nn.init.normal_(layer.mlp.gate.weight, std=1.0)
-            for weights in (layer.mlp.experts.gate_up_proj, layer.mlp.experts.down_proj):
+        for block in moe_blocks(model):
+            torch.nn.init.normal_(block.gate.weight, std=1.0)
+            for weights in (block.experts.gate_up_proj, block.experts.down_proj):
                 E, n_out, n_in = weights.shape
                 weights[1:] = weights[0]
                 weights[1:] += (

@@ -32,7 +32,7 @@ WEATHER = {
     "required": ["city", "unit", "detailed"],
     "additionalProperties": False,
 }
-TOOLS = [
+TOOLS: list[dict[str, Any]] = [
     {"type": "function", "function": {"name": "get_weather", "parameters": WEATHER}},
     {
         "type": "function",

@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 
-from common.contracts.rag import AnswerSource
+from common.contracts.rag import AnswerSource, Citation
 from rag_svc.verification import cited_sentences, verify_citations
 
 SOURCES = [
@@ -40,7 +40,7 @@ def bag_of_words(texts: list[str]) -> np.ndarray:
     return np.stack(rows)
 
 
-def verify(answer: str) -> tuple[list, bool]:
+def verify(answer: str) -> tuple[list[Citation], bool]:
     return verify_citations(
         answer, SOURCES, bag_of_words, lexical_threshold=0.6, embedding_threshold=0.8
     )

@@ -38,8 +38,8 @@ class ScriptedModel:
         self,
         messages: list[Message],
         *,
-        temperature: float,
         max_tokens: int,
+        temperature: float = 0.0,
         stop: list[str] | None = None,
     ) -> Completion:
         self.calls.append({"messages": messages, "temperature": temperature, "stop": stop})

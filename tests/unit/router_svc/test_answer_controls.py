@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from common.contracts.openai import ChatChunkChoice
-from common.contracts.router import INTENTS, DispatchOptions, DispatchRequest
+from common.contracts.router import INTENTS, DispatchOptions, DispatchRequest, Intent
 from common.errors import BadRequest
 from router_svc.conversation import agent_messages, parse_conversation
 from router_svc.plans import core_model_plan, make_plan, unhonoured
@@ -63,11 +63,11 @@ def test_the_core_model_plan_honours_every_control() -> None:
 @pytest.mark.parametrize("field", ["seed", "stop", "top_p", "logprobs", "n"])
 @pytest.mark.parametrize("intent", ["factual", "reasoning"])
 def test_a_plan_another_service_answers_refuses_what_it_cannot_honour(
-    field: str, intent: str
+    field: str, intent: Intent
 ) -> None:
     value = {"seed": 1, "stop": "x", "top_p": 0.5, "logprobs": True, "n": 2}[field]
     options = DispatchOptions.model_validate({field: value, "temperature": 0.1})
-    plan = make_plan(intent, "Why is the sky blue?", fallback=False)  # type: ignore[arg-type]
+    plan = make_plan(intent, "Why is the sky blue?", fallback=False)
     assert unhonoured(plan, options) == field
 
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.unit.tools_svc.fakes import AppFactory, NoSandbox
+from tests.unit.tools_svc.fakes import AppClient, AppFactory, NoSandbox
 from tools_svc.app import create_app
 from tools_svc.sandbox import SandboxLimits
 from tools_svc.settings import ToolsSettings
@@ -31,13 +31,13 @@ def app_client() -> AppFactory:
     """`async with app_client(settings, ...) as client`: the app, started, over ASGI."""
 
     @asynccontextmanager
-    async def start(settings: ToolsSettings, **overrides: Any) -> AsyncIterator[httpx.AsyncClient]:
+    async def start(settings: ToolsSettings, **overrides: Any) -> AsyncIterator[AppClient]:
         overrides.setdefault("sandbox", NoSandbox(SandboxLimits()))
         app: FastAPI = create_app(settings, **overrides)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://tools") as client:
-                client.app = app  # type: ignore[attr-defined]
+            async with AppClient(transport=transport, base_url="http://tools") as client:
+                client.app = app
                 yield client
 
     return start

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
-from typing import Any
+from contextlib import AbstractAsyncContextManager
 
 import httpx
+from fastapi import FastAPI
 
 from tools_svc.sandbox import PythonSandbox
 
+
+class AppClient(httpx.AsyncClient):
+    """A client of the app over ASGI that keeps the app, for tests that reach into its state."""
+
+    app: FastAPI
+
+
 # `async with app_client(settings, **create_app_overrides) as client` (conftest).
-AppFactory = Callable[..., Any]
+AppFactory = Callable[..., AbstractAsyncContextManager[AppClient]]
 
 
 class RecordingResolver:

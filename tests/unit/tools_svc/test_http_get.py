@@ -7,11 +7,18 @@ no test can reach a private or public address even if the guard broke.
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
 
+import httpx
 import pytest
 
-from tests.unit.tools_svc.fakes import AppFactory, GuardTransport, RecordingResolver, pages
+from tests.unit.tools_svc.fakes import (
+    AppClient,
+    AppFactory,
+    GuardTransport,
+    RecordingResolver,
+    pages,
+)
 from tools_svc.settings import ToolsSettings
 
 ANSWERS = {
@@ -23,7 +30,7 @@ ANSWERS = {
 }
 
 
-async def invoke(client: Any, url: str) -> Any:
+async def invoke(client: AppClient, url: str) -> httpx.Response:
     return await client.post("/v1/tools/http_get/invoke", json={"arguments": {"url": url}})
 
 
@@ -158,7 +165,7 @@ async def test_text_only_size_cap_and_http_errors(
     assert missing["output"]["text"] == "no such page"
 
 
-async def test_nothing_is_allowed_by_default(tmp_path: Any, app_client: AppFactory) -> None:
+async def test_nothing_is_allowed_by_default(tmp_path: Path, app_client: AppFactory) -> None:
     transport = GuardTransport(pages)
     resolver = RecordingResolver(ANSWERS)
     async with app_client(

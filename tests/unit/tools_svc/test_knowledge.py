@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import httpx
 
 from common.http_client import ServiceClient
 from common.retry import RetryPolicy
 from common.upstreams import Upstreams
-from tests.unit.tools_svc.fakes import AppFactory
+from tests.unit.tools_svc.fakes import AppClient, AppFactory
 from tools_svc.settings import ToolsSettings
 
 
@@ -45,7 +44,7 @@ class FakeRag:
         return httpx.Response(200, json={"results": hits})
 
 
-async def start_with_fake_rag(settings: ToolsSettings, client: Any, rag: FakeRag) -> None:
+async def start_with_fake_rag(settings: ToolsSettings, client: AppClient, rag: FakeRag) -> None:
     fake = ServiceClient(
         "rag_svc",
         "http://rag",

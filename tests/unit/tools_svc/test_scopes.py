@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from common.caller import DEFAULT_MEMBER_SCOPES, Caller
-from tests.unit.tools_svc.fakes import AppFactory
+from tests.unit.tools_svc.fakes import AppClient, AppFactory
 from tools_svc.settings import ToolsSettings
 
 MEMBER = Caller(tenant="acme", key_id="abc123", role="member", scopes=frozenset({"chat"}))
@@ -19,9 +19,9 @@ def with_scopes(*scopes: str) -> Caller:
     return Caller(tenant="acme", key_id="abc123", role="member", scopes=frozenset(scopes))
 
 
-async def names(client: object, caller: Caller | None) -> set[str]:
+async def names(client: AppClient, caller: Caller | None) -> set[str]:
     headers = caller_headers(caller) if caller is not None else {}
-    response = await client.get("/v1/tools", headers=headers)  # type: ignore[attr-defined]
+    response = await client.get("/v1/tools", headers=headers)
     assert response.status_code == 200
     return {t["function"]["name"] for t in response.json()["data"]}
 
