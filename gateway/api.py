@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import ValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
 
+from common.caller import current_caller
 from common.contracts.health import GatewayReadiness
-from common.contracts.memory import Feedback, FeedbackPage, FeedbackRequest
+from common.contracts.memory import (
+    DpoPair,
+    Feedback,
+    FeedbackPage,
+    FeedbackRequest,
+    KtoExample,
+)
 from common.contracts.openai import ChatCompletionResponse
 from common.contracts.rag import (
     CollectionCreate,
@@ -26,6 +33,7 @@ from common.contracts.rag import (
     SearchRequest,
     SearchResponse,
 )
+from common.errors import Forbidden
 from common.openapi import error_responses, json_body, query_parameters
 from gateway.deps import (
     CatalogueDep,
@@ -41,6 +49,7 @@ from gateway.deps import (
 from gateway.passthrough import (
     forward_documents,
     forward_json,
+    forward_stream,
     read_json,
     read_query,
     upstream_path,
@@ -48,6 +57,7 @@ from gateway.passthrough import (
 from gateway.readiness import platform_readiness
 from gateway.schemas import (
     AutoCompletion,
+    FeedbackExportQuery,
     FeedbackQuery,
     GatewayChatRequest,
     GatewayImageRequest,
@@ -69,6 +79,15 @@ _INGEST_BODY["requestBody"]["content"]["multipart/form-data"] = {
         "required": ["file"],
     }
 }
+
+
+def _line_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """`model`'s schema for a line of a JSON-lines answer; the models it names (a
+    `FeedbackTurn`) are components already, through `Feedback`."""
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
 
 router = APIRouter()
 # Every /v1 route names its scope with `authorize`: key, scope and rate limits before the body.
@@ -285,6 +304,46 @@ async def post_feedback(
 ) -> Response:
     timeout = settings.passthrough_timeout_s
     return await forward_json(request, upstreams["memory_svc"], "/v1/feedback", timeout)
+
+
+@v1.get(
+    "/feedback/export",
+    tags=["feedback"],
+    dependencies=[authorize("feedback")],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The caller's tenant's rated answers, one JSON object a line: "
+            "KtoExample (format kto), DpoPair (dpo) or Feedback (raw).",
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {
+                        "oneOf": [
+                            _line_schema(KtoExample),
+                            _line_schema(DpoPair),
+                            {"$ref": "#/components/schemas/Feedback"},
+                        ]
+                    }
+                }
+            },
+        },
+        **error_responses(403),
+    },
+    openapi_extra=query_parameters(FeedbackExportQuery),
+)
+async def export_feedback(
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+) -> Response:
+    """The calling tenant's feedback as a training set (admin keys only)."""
+    query = read_query(request, FeedbackExportQuery)
+    if not current_caller().is_admin:
+        raise Forbidden(
+            "Exporting feedback needs an admin key of your tenant; ask an admin to run it "
+            "or to create one (python -m gateway.admin create --role admin).",
+            code="admin_required",
+        )
+    path = f"/v1/feedback/export?format={query.format}"
+    return await forward_stream(upstreams["memory_svc"], path, settings.passthrough_timeout_s)
 
 
 @v1.get(

@@ -8,14 +8,17 @@ path; query parameters pass only when the route documents them.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ValidationError
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 
 from common.contracts.rag import COLLECTION_NAME_PATTERN
 from common.errors import BadRequest, ServiceError
@@ -25,6 +28,7 @@ from gateway.edge import upstream_timer
 __all__ = [
     "forward_documents",
     "forward_json",
+    "forward_stream",
     "read_json",
     "read_query",
     "upstream_path",
@@ -115,6 +119,24 @@ async def forward_json(
     async with upstream_timer():
         upstream = await client.request(method, path, json=body, params=params, timeout_s=timeout_s)
     return _relay(upstream)
+
+
+async def forward_stream(client: ServiceClient, path: str, timeout_s: float) -> Response:
+    """GET `path` from `client` and relay its body as it arrives (a long export, say).
+
+    The upstream's errors reach the caller before the first byte, in the one error shape.
+    """
+    stack = AsyncExitStack()
+    async with upstream_timer():
+        upstream = await stack.enter_async_context(client.stream("GET", path, timeout_s=timeout_s))
+
+    async def body() -> AsyncIterator[bytes]:
+        async with stack:
+            async for piece in upstream.aiter_bytes():
+                yield piece
+
+    media_type = upstream.headers.get("content-type", "application/octet-stream")
+    return StreamingResponse(body(), media_type=media_type, background=BackgroundTask(stack.aclose))
 
 
 async def forward_documents(

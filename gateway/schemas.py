@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from common.caller import TENANT_PATTERN
 from common.contracts.creative import ImageGenerationResponse
 from common.contracts.dispatch_events import RouteEvent, StepEvent
-from common.contracts.memory import ID_PATTERN
+from common.contracts.memory import ID_PATTERN, FeedbackFormat
 from common.contracts.openai import (
     ChatChoice,
     ChatChunkChoice,
@@ -48,6 +48,7 @@ __all__ = [
     "AutoFinalChunk",
     "AutoProgressChunk",
     "CitationCheck",
+    "FeedbackExportQuery",
     "FeedbackQuery",
     "GatewayChatRequest",
     "GatewayImageRequest",
@@ -203,6 +204,19 @@ def _rating(value: int) -> int:
     if value not in (1, -1):
         raise ValueError("rating must be 1 or -1")
     return value
+
+
+class FeedbackExportQuery(BaseModel):
+    """The query of `GET /v1/feedback/export`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: FeedbackFormat = Field(
+        "kto",
+        description="kto: every rated answer with its prompt and a bool label; dpo: "
+        "chosen/rejected answers to one prompt (a pick after regenerating, or two answers "
+        "rated differently); raw: the stored records.",
+    )
 
 
 class FeedbackQuery(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ValidationError
 
 from common.caller import TENANT_PATTERN, current_caller
@@ -17,6 +17,7 @@ from common.contracts.memory import (
     ContextRequest,
     ContextResponse,
     Feedback,
+    FeedbackFormat,
     FeedbackPage,
     FeedbackRequest,
     Memory,
@@ -34,10 +35,12 @@ from common.contracts.memory import (
     SessionPage,
     SessionUpdate,
 )
-from common.errors import BadRequest
+from common.errors import BadRequest, Forbidden
 from common.openapi import error_responses, json_body
+from memory_svc import keys
 from memory_svc.deps import ComponentsDep
-from memory_svc.feedback import listed_tenant
+from memory_svc.feedback import listed_tenant, rated_conversation
+from memory_svc.feedback_export import EXPORT_MEDIA_TYPE, export_lines
 from memory_svc.intake import prepare
 from memory_svc.schemas import Deleted, ErasureReport, MessageList
 from memory_svc.user_state import StateDocument, parse_etags
@@ -329,10 +332,38 @@ async def delete_memory(uid: UserId, mid: MemoryId, c: ComponentsDep) -> Deleted
     },
 )
 async def record_feedback(request: FeedbackRequest, c: ComponentsDep) -> JSONResponse:
-    message = await c.history.find(request.session_id, request.message_id)
+    message, before, rejected = await rated_conversation(c.history, request)
     owner = (await c.history.info(request.session_id)).user_id
-    feedback, created = await c.feedback.record(request, message, owner)
+    feedback, created = await c.feedback.record(request, message, owner, before, rejected)
     return _json(feedback, 201 if created else 200)
+
+
+@router.get(
+    "/feedback/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One JSON object a line: KtoExample (format kto), DpoPair (dpo) "
+            "or Feedback (raw).",
+            "content": {EXPORT_MEDIA_TYPE: {"schema": {"type": "string"}}},
+        },
+        **error_responses(403),
+    },
+)
+async def export_feedback(
+    c: ComponentsDep,
+    format: Annotated[
+        FeedbackFormat,
+        Query(description="kto: rated answers; dpo: preferred/rejected pairs; raw: records."),
+    ] = "kto",
+) -> StreamingResponse:
+    """The caller's tenant's rated answers as a training set (admin keys only)."""
+    if not current_caller().is_admin:
+        raise Forbidden(
+            "Exporting feedback needs an admin key of the tenant.", code="admin_required"
+        )
+    lines = export_lines(c.feedback, keys.current(), format)
+    return StreamingResponse(lines, media_type=EXPORT_MEDIA_TYPE)
 
 
 @router.get("/feedback", response_model=FeedbackPage, responses=error_responses(403))

@@ -1,7 +1,9 @@
 """Feedback on messages: one rating (and comment) per message, listable and countable.
 
-A feedback record keeps a copy of the rated message so that it outlives the
-session's retention (the gateway's feedback loop reads it later). Records are
+A feedback record keeps a copy of the rated message, the prompt it answered and
+the turns before (and, for a pick between two answers, the answer it was picked
+over) so that it outlives the session's retention: `feedback_export` turns them
+into training data. Records stored before prompts were kept still read, without. Records are
 indexed three ways (all of the tenant's feedback, per session, per user) with
 counters kept next to each index; one Lua script writes a record, its indexes
 and its counters together, so counts always match what listing finds.
@@ -14,23 +16,34 @@ names) and merges them newest first, each record naming its tenant.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+import json
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
 
 from common.caller import DEFAULT_TENANT, Caller, valid_tenant
-from common.contracts.memory import Feedback, FeedbackCounts, FeedbackRequest, Message
-from common.errors import Forbidden
+from common.contracts.memory import (
+    Feedback,
+    FeedbackCounts,
+    FeedbackRequest,
+    FeedbackTurn,
+    Message,
+)
+from common.errors import BadRequest, Forbidden
 from memory_svc import keys
+from memory_svc.history import History
 from memory_svc.keys import KeySpace
 from memory_svc.redis_conn import decode, decode_map
 
-__all__ = ["FeedbackStore", "listed_tenant"]
+__all__ = ["FeedbackStore", "answered_turns", "listed_tenant", "rated_conversation"]
 
 # KEYS: record, tenant zset, tenant counts, session zset, session counts, tenant registry.
 # ARGV: id, session_id, message_id, rating, has_comment, comment, user_id, role, content,
-#       the tenant's user key prefix, tenant. Returns {created, created_at, updated_at}.
+#       the tenant's user key prefix, tenant, prompt ('' with no user turn before),
+#       context (JSON list of turns), preferred_over ('' for none), rejected content.
+# Returns {created, created_at, updated_at, preferred_over, rejected_content}: a rating
+# without a pick keeps the pick stored before.
 UPSERT = """
 local rec, all, alln, sess, sessn = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local fid, rating, uid, uprefix = ARGV[1], tonumber(ARGV[4]), ARGV[7], ARGV[10]
@@ -70,11 +83,45 @@ redis.call('HSET', rec, 'id', fid, 'session_id', ARGV[2], 'message_id', ARGV[3],
   'updated_at', now)
 if ARGV[5] == '1' then redis.call('HSET', rec, 'comment', ARGV[6])
 else redis.call('HDEL', rec, 'comment') end
-return {created, redis.call('HGET', rec, 'created_at'), now}
+if ARGV[12] ~= '' then redis.call('HSET', rec, 'prompt', ARGV[12], 'context', ARGV[13]) end
+if ARGV[14] ~= '' then
+  redis.call('HSET', rec, 'preferred_over', ARGV[14], 'rejected_content', ARGV[15])
+end
+return {created, redis.call('HGET', rec, 'created_at'), now,
+  redis.call('HGET', rec, 'preferred_over') or '',
+  redis.call('HGET', rec, 'rejected_content') or ''}
 """
 
 # Filtered listings read their index in batches of this many records.
 SCAN_BATCH = 500
+# What a rating keeps of the conversation before the rated answer: the turns read back
+# from the session, and the most kept as context before the prompt.
+CONVERSATION_WINDOW = 64
+CONTEXT_TURNS = 16
+
+
+def answered_turns(before: Sequence[Message]) -> tuple[str | None, list[FeedbackTurn]]:
+    """What the answer after `before` (oldest first) answered: the prompt and its context.
+
+    The prompt is the last user turn; the context, up to `CONTEXT_TURNS` turns before it.
+    A user turn repeated word for word right after the answers to it is a regeneration
+    (the UI asks the same prompt again): the earlier attempt is not part of the context,
+    so both answers share one prompt and pair up.
+    """
+    last = next((i for i in range(len(before) - 1, -1, -1) if before[i].role == "user"), None)
+    if last is None:
+        return None, []
+    prompt = before[last].content
+    earlier = list(before[:last])
+    while True:
+        repeat = next(
+            (i for i in range(len(earlier) - 1, -1, -1) if earlier[i].role != "assistant"), None
+        )
+        if repeat is None or earlier[repeat].role != "user" or earlier[repeat].content != prompt:
+            break
+        earlier = earlier[:repeat]
+    context = [FeedbackTurn(role=m.role, content=m.content) for m in earlier[-CONTEXT_TURNS:]]
+    return prompt, context
 
 
 def feedback_id(session_id: str, message_id: str) -> str:
@@ -86,6 +133,7 @@ def _record(raw: Mapping[Any, Any], tenant: str) -> Feedback:
     fields: dict[str, Any] = dict(decode_map(raw))
     fields["rating"] = int(fields["rating"])
     fields["user_id"] = fields.get("user_id") or None
+    fields["context"] = json.loads(fields.get("context") or "[]")
     # The tenant is where the record was found, not a stored field: a first-version
     # record (default tenant) carries none.
     fields["tenant"] = tenant
@@ -125,19 +173,59 @@ def listed_tenant(caller: Caller, asked: str | None) -> str | None:
     return asked
 
 
+async def rated_conversation(
+    history: History, request: FeedbackRequest
+) -> tuple[Message, list[Message], Message | None]:
+    """The rated message, the messages before it, and the answer it was picked over.
+
+    A pick names another answer of the same session (404 when there is none, 400 when it
+    is the rated message itself or not an answer).
+    """
+    message = await history.find(request.session_id, request.message_id)
+    first = max(1, message.seq - CONVERSATION_WINDOW)
+    before = await history.range(request.session_id, first, message.seq - 1)
+    if request.preferred_over is None:
+        return message, before, None
+    if request.preferred_over == request.message_id:
+        raise BadRequest(
+            "preferred_over must name another answer than message_id.",
+            param="preferred_over",
+            code="invalid_value",
+        )
+    rejected = await history.find(request.session_id, request.preferred_over)
+    if message.role != "assistant" or rejected.role != "assistant":
+        raise BadRequest(
+            "A pick compares two answers: message_id and preferred_over must both name "
+            "assistant messages.",
+            param="preferred_over",
+            code="invalid_value",
+        )
+    return message, before, rejected
+
+
 class FeedbackStore:
     def __init__(self, redis: aioredis.Redis) -> None:
         self._redis = redis
         self._upsert = redis.register_script(UPSERT)
 
     async def record(
-        self, request: FeedbackRequest, message: Message, user_id: str | None
+        self,
+        request: FeedbackRequest,
+        message: Message,
+        user_id: str | None,
+        before: Sequence[Message],
+        rejected: Message | None = None,
     ) -> tuple[Feedback, bool]:
-        """Store (or replace) the caller's tenant's rating of `message`: (feedback, created)."""
+        """Store (or replace) the caller's tenant's rating of `message`: (feedback, created).
+
+        `before`: the session's messages before `message`, oldest first (its prompt and
+        context are kept from them); `rejected`: the answer it was picked over, if any.
+        """
         space = keys.current()
         fid = feedback_id(request.session_id, request.message_id)
         sid = request.session_id
-        created, created_at, updated_at = await self._upsert(
+        prompt, context = answered_turns(before)
+        reply = await self._upsert(
             keys=[
                 space.feedback(fid),
                 space.feedback_all,
@@ -158,8 +246,14 @@ class FeedbackStore:
                 message.content,
                 space.user_prefix,
                 space.tenant,
+                prompt or "",
+                json.dumps([turn.model_dump() for turn in context]),
+                rejected.id if rejected is not None else "",
+                rejected.content if rejected is not None else "",
             ],
         )
+        created = int(reply[0])
+        created_at, updated_at, preferred_over, rejected_content = (decode(v) for v in reply[1:])
         feedback = Feedback(
             id=fid,
             tenant=space.tenant,
@@ -172,8 +266,24 @@ class FeedbackStore:
             message_content=message.content,
             created_at=float(created_at),
             updated_at=float(updated_at),
+            prompt=prompt,
+            context=context if prompt is not None else [],
+            preferred_over=preferred_over or None,
+            rejected_content=rejected_content if preferred_over else None,
         )
         return feedback, bool(created)
+
+    async def each(self, space: KeySpace) -> AsyncIterator[list[Feedback]]:
+        """Every record of `space`'s tenant, oldest first, in batches of `SCAN_BATCH`."""
+        start = 0
+        while True:
+            ids: list[Any] = await self._redis.zrange(
+                space.feedback_all, start, start + SCAN_BATCH - 1
+            )
+            if not ids:
+                return
+            yield await self._load([(space, decode(fid)) for fid in ids])
+            start += SCAN_BATCH
 
     async def page(
         self,

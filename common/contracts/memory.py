@@ -22,10 +22,14 @@ __all__ = [
     "ContextRequest",
     "ContextResponse",
     "ContextSummary",
+    "DpoPair",
     "Feedback",
     "FeedbackCounts",
+    "FeedbackFormat",
     "FeedbackPage",
     "FeedbackRequest",
+    "FeedbackTurn",
+    "KtoExample",
     "Memory",
     "MemoryAddRequest",
     "MemoryAddResponse",
@@ -242,6 +246,19 @@ class FeedbackRequest(BaseModel):
     message_id: Id
     rating: Literal[1, -1]
     comment: Annotated[str, Field(max_length=4000)] | None = None
+    preferred_over: Id | None = Field(
+        None,
+        description="Another answer of the same session that this one was picked over "
+        "(a regenerated answer to the same prompt): stored as a preference, exported as a "
+        "DPO pair. A later rating without it keeps the pick.",
+    )
+
+
+class FeedbackTurn(BaseModel):
+    """A message of the conversation that led to a rated answer."""
+
+    role: str
+    content: str
 
 
 class Feedback(BaseModel):
@@ -258,6 +275,33 @@ class Feedback(BaseModel):
     message_content: str
     created_at: float
     updated_at: float
+    # What the answer answered: the user turn before it, and the turns before that
+    # (a regenerated attempt left out). None and []: a record stored before they were kept.
+    prompt: str | None = None
+    context: list[FeedbackTurn] = Field(default_factory=list)
+    # The answer this one was picked over, as it was: a preference.
+    preferred_over: str | None = None
+    rejected_content: str | None = None
+
+
+FeedbackFormat = Literal["kto", "dpo", "raw"]
+
+
+class KtoExample(BaseModel):
+    """One rated answer as unpaired binary feedback (KTO), in the conversational format:
+    `prompt` is the conversation up to and including the user's turn."""
+
+    prompt: list[FeedbackTurn]
+    completion: list[FeedbackTurn]
+    label: bool
+
+
+class DpoPair(BaseModel):
+    """Two answers to one prompt, the preferred one first (DPO), conversational format."""
+
+    prompt: list[FeedbackTurn]
+    chosen: list[FeedbackTurn]
+    rejected: list[FeedbackTurn]
 
 
 class FeedbackCounts(BaseModel):
