@@ -19,7 +19,7 @@ help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
 	@echo "make test   install what is missing, then lint, type-check and run all tests"
 	@echo "make lint   ruff check and ruff format --check over the repository"
-	@echo "make typecheck  mypy, strict: common, the eight services, launcher, scripts, bench"
+	@echo "make typecheck  mypy, strict: common, the eight services, curate, launcher, scripts, bench, tests"
 	@echo "make unit | integration | e2e   one layer of the tests (PYTEST_ARGS=... for pytest)"
 	@echo "make fuzz   deeper API fuzzing of every service (FUZZ_MAX_EXAMPLES, fresh seed)"
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
@@ -57,7 +57,7 @@ lint: $(DEV_STAMP)
 
 # mypy, strict, over what [tool.mypy] files lists in pyproject.toml.
 typecheck: $(DEV_STAMP)
-	@echo "mypy (strict): common, the eight services, launcher, scripts, bench"
+	@echo "mypy (strict): common, the eight services, curate, launcher, scripts, bench, tests"
 	$(VENV)/bin/mypy
 
 unit: $(DEV_STAMP)
