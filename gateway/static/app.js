@@ -1,5 +1,6 @@
 // The chat UI: streams answers from /v1/chat/completions, keeps the session in
-// localStorage, shows each answer's pipeline, sends feedback to /v1/feedback.
+// localStorage, shows each answer's pipeline, sends feedback to /v1/feedback, and asks a
+// prompt again ("regenerate") so that the user can pick the better of two answers.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -146,8 +147,27 @@ function feedbackBar(msg) {
     if (e.key === "Enter" && msg.rating) sendFeedback(msg, msg.rating, comment.value);
   });
   fb.append(up, down, comment);
+  const rival = msg.rival != null ? state.messages[msg.rival] : null;
+  if (rival && rival.message_id && msg.message_id) {
+    // Two answers to one prompt: the pick is a preference (a DPO pair in the export).
+    const prefer = button(msg.preferred ? "★ Preferred" : "☆ Prefer this", "Prefer this answer", msg.preferred);
+    prefer.classList.add("prefer");
+    prefer.addEventListener("click", () => sendPreference(msg, rival));
+    fb.appendChild(prefer);
+  }
+  if (can && isLastAnswer(msg)) {
+    const again = button("↻ Regenerate", "Ask the same prompt again for another answer", false);
+    again.classList.add("regenerate");
+    again.disabled = busy;
+    again.addEventListener("click", () => regenerate(msg));
+    fb.appendChild(again);
+  }
   meta.appendChild(fb);
   return meta;
+}
+
+function isLastAnswer(msg) {
+  return state.messages[state.messages.length - 1] === msg;
 }
 
 function button(text, title, chosen) {
@@ -197,12 +217,37 @@ async function sendFeedback(msg, rating, comment) {
   setStatus(rating === 1 ? "Thanks: rated good." : "Thanks: rated bad.");
 }
 
+// The picked answer (rating 1) is stored with the one it was picked over.
+async function sendPreference(msg, rival) {
+  const body = { session_id: msg.session_id, message_id: msg.message_id, rating: 1, preferred_over: rival.message_id };
+  const response = await fetch("/v1/feedback", { method: "POST", headers: headers(), body: JSON.stringify(body) });
+  noteAuth(response.status);
+  if (!response.ok) { setStatus(`Preference not saved: ${await errorText(response)}`); return; }
+  Object.assign(msg, { preferred: true, superseded: false, rating: 1 });
+  Object.assign(rival, { preferred: false, superseded: true });
+  saveSession();
+  renderAll();
+  setStatus("Thanks: preference saved.");
+}
+
 // --- chat ---------------------------------------------------------------------------
 
-function conversation() {
-  return state.messages
-    .filter((m) => !m.error && !m.pending && (m.role === "user" || m.role === "assistant"))
+// What the model is sent: the turns before `end`; of two answers to one prompt, the preferred.
+function conversation(end = state.messages.length) {
+  return state.messages.slice(0, end)
+    .filter((m) => !m.error && !m.pending && !m.superseded && (m.role === "user" || m.role === "assistant"))
     .map((m) => ({ role: m.role, content: m.raw ?? m.content }));
+}
+
+// Ask the prompt of `msg` again: the new answer comes next to it, and either can be picked.
+function regenerate(msg) {
+  if (busy) return;
+  const index = state.messages.indexOf(msg);
+  let prompt = index - 1;
+  while (prompt >= 0 && state.messages[prompt].role !== "user") prompt -= 1;
+  if (prompt < 0) return;
+  msg.superseded = true;
+  send(state.messages[prompt].content, { rival: index, history: conversation(prompt + 1) });
 }
 
 async function* sseEvents(response) {
@@ -225,14 +270,18 @@ async function* sseEvents(response) {
   }
 }
 
-async function send(text) {
+async function send(text, again = null) {
   const model = $("model").value;
   state.model = model;
-  state.messages.push({ role: "user", content: text });
-  const history = conversation();
+  if (!again) state.messages.push({ role: "user", content: text });
+  const history = again ? again.history : conversation();
   const answer = { role: "assistant", content: "", pending: true, model, pipeline: null };
   state.messages.push(answer);
   const index = state.messages.length - 1;
+  if (again) {
+    answer.rival = again.rival;
+    state.messages[again.rival].rival = index;
+  }
   renderAll();
   const payload = { model, messages: history, stream: true, stream_options: { include_usage: true } };
   if (model === "auto") payload.session_id = state.id;
@@ -281,8 +330,10 @@ async function send(text) {
   } finally {
     busy = false;
     $("send").disabled = false;
+    if (again && answer.error) state.messages[again.rival].superseded = false;
     saveSession();
-    updateMessage(index);
+    // A second answer: its rival's bar shows the pick now too.
+    if (again) renderAll(); else updateMessage(index);
     if (!answer.error) select(index);
   }
 }
