@@ -23,6 +23,7 @@ from common.aiohttp_transport import AiohttpTransport
 from common.breaker import CircuitBreaker
 from common.caller import caller_var
 from common.errors import (
+    BadUpstreamResponse,
     CircuitOpen,
     ServiceError,
     UpstreamError,
@@ -223,13 +224,24 @@ class ServiceClient:
             await self._sleep(delay)
             attempt += 1
 
+    def _decoded(self, response: httpx.Response, path: str) -> Any:
+        # A 2xx that is not JSON breaks the contract: 502 naming the upstream, never a 500.
+        try:
+            return response.json()
+        except ValueError:
+            self._count("bad_response")
+            raise BadUpstreamResponse(
+                self.upstream, f"answered {path} with a body that is not JSON."
+            ) from None
+
     async def get_json(self, path: str, **kwargs: Any) -> Any:
-        """GET `path` and return the decoded JSON body."""
-        return (await self.request("GET", path, **kwargs)).json()
+        """GET `path` and return the decoded JSON body (502 when it is not JSON)."""
+        return self._decoded(await self.request("GET", path, **kwargs), path)
 
     async def post_json(self, path: str, payload: Any, **kwargs: Any) -> Any:
-        """POST `payload` as JSON to `path` and return the decoded JSON body."""
-        return (await self.request("POST", path, json=payload, **kwargs)).json()
+        """POST `payload` as JSON to `path` and return the decoded JSON body (502 when it is
+        not JSON)."""
+        return self._decoded(await self.request("POST", path, json=payload, **kwargs), path)
 
     @asynccontextmanager
     async def stream(

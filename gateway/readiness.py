@@ -24,10 +24,16 @@ async def _redis_status(ping: Callable[[], Awaitable[object]], timeout_s: float)
 
 async def _service_status(client: ServiceClient, timeout_s: float) -> ServiceStatus:
     result = await client.probe("/readyz", timeout_s)
+    error = result.error
+    # Up means the service said it is ready: a 2xx of anything else (a proxy's page,
+    # a broken answer) is no readiness.
+    said_ready = isinstance(result.body, dict) and result.body.get("status") == "ready"
+    if result.ok and not said_ready:
+        error = "answered /readyz without saying it is ready"
     return ServiceStatus(
-        status="up" if result.ok else "down",
+        status="up" if result.ok and said_ready else "down",
         latency_ms=round(result.latency_ms, 2),
-        error=result.error,
+        error=error,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Mapping
@@ -30,6 +31,23 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _upstream_urls(env: Mapping[str, str]) -> dict[str, str]:
+    raw = env.get("PLATFORM_UPSTREAM_URLS") or "{}"
+    try:
+        urls = json.loads(raw)
+    except ValueError:
+        urls = None
+    if not isinstance(urls, dict) or not all(
+        name in SERVICES and isinstance(url, str) and url.startswith("http://")
+        for name, url in urls.items()
+    ):
+        raise SystemExit(
+            "PLATFORM_UPSTREAM_URLS must be a JSON object from service name to an http:// URL, "
+            f'e.g. {{"moe_svc": "http://127.0.0.1:9102"}}; got {raw!r}'
+        )
+    return {str(name): str(url) for name, url in urls.items()}
+
+
 def _port(env: Mapping[str, str], name: str, default: int) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -53,6 +71,8 @@ class LaunchConfig:
     base_env: dict[str, str] = field(default_factory=dict)
     # The embedded Redis's password (launcher.secrets), set before anything starts.
     redis_password: str | None = None
+    # Where callers reach a service when not at its own port (a proxy in front, in fault tests).
+    upstream_urls: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> LaunchConfig:
@@ -74,6 +94,7 @@ class LaunchConfig:
             restart_backoff_s=_float(env, "PLATFORM_RESTART_BACKOFF_S", 1.0),
             restart_backoff_max_s=_float(env, "PLATFORM_RESTART_BACKOFF_MAX_S", 30.0),
             base_env=env,
+            upstream_urls=_upstream_urls(env),
         )
 
     @property
@@ -113,5 +134,6 @@ class LaunchConfig:
         # settings ignore what they do not declare.
         for other, other_spec in SERVICES.items():
             if other != name:
-                env[f"{prefix}{other_spec.short.upper()}_URL"] = self.url(other)
+                url = self.upstream_urls.get(other) or self.url(other)
+                env[f"{prefix}{other_spec.short.upper()}_URL"] = url
         return env
