@@ -21,6 +21,7 @@ tests in this folder assert on it; `bench/chaos.py` prints it as a table.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -32,21 +33,26 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.faults.proxy import FaultProxy, Mode
-from tests.helpers.platform import Launch
-from tests.helpers.servers import REPO_ROOT
+from tests.helpers.platform import Launch, launched
+from tests.helpers.servers import REPO_ROOT, free_port
+from tests.helpers.tiny_llm import make_tiny_llm
 
 __all__ = [
+    "CHAT_TIMEOUT_S",
     "FAULTS",
     "KILLED_SERVICES",
     "Fault",
     "FaultPlatform",
     "FaultResult",
     "Load",
+    "fault_env",
+    "fault_platform",
     "run_fault",
 ]
 
@@ -73,6 +79,25 @@ NEEDS: dict[str, frozenset[str]] = {
 LOAD_KINDS = ("calculator", "named_chat", "feedback", "search")
 # Nothing answers a client later than this, whatever is down (the tests' timeouts are short).
 HANG_S = 20.0
+
+
+CHAT_TIMEOUT_S = 4.0
+
+
+def fault_env(proxy: FaultProxy, moe_port: int, model_dir: str) -> dict[str, str]:
+    """The launcher's environment: callers reach moe_svc through `proxy`."""
+    return {
+        "MOE_PORT": str(moe_port),
+        "PLATFORM_UPSTREAM_URLS": json.dumps({"moe_svc": proxy.url}),
+        "PLATFORM_RESTART_BACKOFF_S": "1",
+        "MOE_MODEL_DIR": model_dir,
+        "RAG_WIKI_MAX_PAGES": "2",
+        "RAG_WIKI_MAX_CHARS_PER_PAGE": "3000",
+        "GATEWAY_CHAT_TIMEOUT_S": str(CHAT_TIMEOUT_S),
+        # The load runs on one key for minutes: the faults are not about rate limits.
+        "GATEWAY_RPM_LIMIT": "0",
+        "GATEWAY_TPM_LIMIT": "0",
+    }
 
 
 @dataclass(frozen=True)
@@ -472,3 +497,21 @@ def _judge_load(load: Load, fault: Fault, started: float, result: FaultResult) -
         result.problems.append(f"load: a request took {result.slowest_s:.1f}s (a hang)")
     if not load.outcomes:
         result.problems.append("load: no request completed")
+
+
+@contextmanager
+def fault_platform(var_dir: Path) -> Iterator[FaultPlatform]:
+    """`make up`'s launcher in `var_dir`, moe_svc behind a `FaultProxy`, ready to fault."""
+    moe_port = free_port()
+    proxy = FaultProxy(moe_port, free_port())
+    proxy.start()
+    env = fault_env(proxy, moe_port, str(make_tiny_llm(var_dir / "tiny-llm")))
+    try:
+        with launched(env, var_dir) as launch:
+            platform = FaultPlatform(launch, proxy, CHAT_TIMEOUT_S)
+            try:
+                yield platform
+            finally:
+                platform.close()
+    finally:
+        proxy.stop()

@@ -79,6 +79,11 @@ class FaultProxy:
             self._server.close()
         for writer in list(self._writers):
             writer.transport.abort()
+        # Connections still held (a slow mode's sleeps) end here, not with the loop.
+        pending = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -99,6 +104,10 @@ class FaultProxy:
                 self._writers.discard(up_writer)
                 up_writer.transport.abort()
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        except asyncio.CancelledError:
+            # Cancelled by `stop()`: end quietly (asyncio's stream callback reports a
+            # cancelled connection task as an error).
             pass
         finally:
             self._writers.discard(writer)
