@@ -23,6 +23,7 @@ help:
 	@echo "make unit | integration | e2e   one layer of the tests (PYTEST_ARGS=... for pytest)"
 	@echo "make fuzz   deeper API fuzzing of every service (FUZZ_MAX_EXAMPLES, fresh seed)"
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
+	@echo "make chaos  every fault under load (kills, Redis restart, slow and garbage moe_svc): a table"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -84,6 +85,11 @@ system-deps:
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Faults under load on a launched platform, all in sequence (tests/faults has one test each).
+.PHONY: chaos
+chaos: $(DEV_STAMP)
+	$(PY) bench/chaos.py
 
 test: lint typecheck system-deps
 	$(PY) -m pytest tests $(PYTEST_ARGS)
