@@ -44,7 +44,13 @@ from rag_svc.settings import RagSettings
 from rag_svc.storage import CollectionStore, StorageBackend
 from rag_svc.store import StoredDocument
 
-__all__ = ["Library", "Models", "collection_not_found", "validate_collection_name"]
+__all__ = [
+    "Library",
+    "Models",
+    "collection_not_found",
+    "storage_backend",
+    "validate_collection_name",
+]
 
 logger = logging.getLogger("rag_svc.library")
 
@@ -87,6 +93,15 @@ def _document_out(ref: CollectionRef, document: StoredDocument) -> DocumentOut:
     )
 
 
+def storage_backend(settings: RagSettings) -> StorageBackend:
+    """The backend RAG_STORAGE_BACKEND names (pymilvus is imported only when it is chosen)."""
+    if settings.storage_backend == "milvus":
+        from rag_svc.backends.milvus import MilvusBackend
+
+        return MilvusBackend(settings.milvus_uri or str(settings.data_dir / "rag" / "milvus.db"))
+    return EmbeddedBackend()
+
+
 @dataclass(frozen=True)
 class Models:
     embedder: MiniLMEmbedder
@@ -101,7 +116,7 @@ class Library:
 
     def __init__(self, settings: RagSettings, backend: StorageBackend | None = None) -> None:
         self.settings = settings
-        self.backend: StorageBackend = backend or EmbeddedBackend()
+        self.backend: StorageBackend = backend or storage_backend(settings)
         self.root: Path = settings.data_dir / "rag"
         self.layout = Layout(self.root)
         self.models: Models | None = None

@@ -21,6 +21,17 @@ class RagSettings(ServiceSettings):
     port: Port = 8003
     moe_url: str = default_url("moe_svc")
 
+    # Storage.
+    storage_backend: Literal["embedded", "milvus"] = Field(
+        "embedded",
+        description="Where collections live: `embedded` (segments in the data dir) or `milvus`.",
+    )
+    milvus_uri: str = Field(
+        "",
+        description="Milvus of RAG_STORAGE_BACKEND=milvus: a `.db` path (milvus-lite) or "
+        "http://host:19530 (a server or cluster); empty: `<data_dir>/rag/milvus.db`.",
+    )
+
     # Ingestion.
     chunk_tokens: int = Field(
         200, ge=32, le=254, description="Chunk size in embedding-model tokens (the model sees 256)."
@@ -106,6 +117,16 @@ class RagSettings(ServiceSettings):
     wiki_max_chars_per_page: int = Field(
         10_000, ge=0, description="Characters kept per wiki page (0: all)."
     )
+
+    @model_validator(mode="after")
+    def _milvus_uri_kind(self) -> RagSettings:
+        uri = self.milvus_uri
+        if uri and not uri.endswith(".db") and not uri.startswith(("http://", "https://")):
+            raise ValueError(
+                f"RAG_MILVUS_URI {uri!r} is neither a milvus-lite file (a path ending in .db) "
+                "nor a Milvus server (http://host:19530)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _overlap_below_chunk(self) -> RagSettings:
