@@ -24,6 +24,8 @@ help:
 	@echo "make fuzz   deeper API fuzzing of every service (FUZZ_MAX_EXAMPLES, fresh seed)"
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
 	@echo "make chaos  every fault under load (kills, Redis restart, slow and garbage moe_svc): a table"
+	@echo "make load   Locust through the gateway, ramped to saturation (LOAD_ARGS=--url ... --key ...)"
+	@echo "make soak   30 minutes of mixed load; RSS, fds and data checked at both ends (not in CI)"
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), \
@@ -85,6 +87,16 @@ system-deps:
 		echo "installing$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
+
+# Load through the gateway (bench/load): launches its own platform unless LOAD_ARGS names one
+# (--url, --key, --var-dir); prints a table and writes var/load/load.{json,md}.
+.PHONY: load soak
+LOAD_ARGS ?=
+load: $(DEV_STAMP)
+	$(PY) -m bench.load.run $(LOAD_ARGS)
+
+soak: $(DEV_STAMP)
+	$(PY) -m bench.load.run --soak 1800 $(LOAD_ARGS)
 
 # Faults under load on a launched platform, all in sequence (tests/faults has one test each).
 .PHONY: chaos
