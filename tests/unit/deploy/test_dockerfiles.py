@@ -27,7 +27,7 @@ from common.topology import SERVICES
 ROOT = Path(__file__).resolve().parents[3]
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PROJECT = PYPROJECT["project"]["name"]
-FIRST_PARTY = frozenset({"common", "launcher", *SERVICES})
+FIRST_PARTY = frozenset({"common", "launcher", "curate", *SERVICES})
 EXTRAS = {
     "gateway": "gateway",
     "router_svc": "router",
@@ -79,6 +79,10 @@ PROVIDERS: dict[str, frozenset[str]] = {
         "python_multipart": "python-multipart",
         "pypdf": "pypdf",
         "bs4": "beautifulsoup4",
+        "datasketch": "datasketch",
+        "lingua": "lingua-language-detector",
+        "pymilvus": "pymilvus",
+        "milvus_lite": "milvus-lite",
     }.items()
 }
 
