@@ -16,6 +16,7 @@ Exception tree::
     ├── UpstreamUnavailable           503 upstream_unavailable
     │   └── CircuitOpen               503 upstream_unavailable (failing fast)
     ├── ServiceUnavailable            503 service_unavailable
+    │   └── Overloaded                503 service_unavailable, code overloaded (load shed)
     └── UpstreamTimeout               504 upstream_timeout
 
     HTTPException (FastAPI's)
@@ -29,6 +30,7 @@ with the HTTP status on the response (docs/api.md).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -42,6 +44,7 @@ from common.contracts.errors import ErrorDetail, ErrorResponse
 from common.request_context import REQUEST_ID_HEADER, current_request_id
 
 __all__ = [
+    "OVERLOADED",
     "BadRequest",
     "BadUpstreamResponse",
     "CircuitOpen",
@@ -49,6 +52,7 @@ __all__ = [
     "Forbidden",
     "MalformedBody",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "PreconditionFailed",
     "RateLimited",
@@ -64,6 +68,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("common.errors")
+
+# The code of a request shed because the service has more work than it can start in time:
+# callers pass it on (with its Retry-After) and do not count it as a failure of the service.
+OVERLOADED = "overloaded"
 
 INTERNAL_ERROR_MESSAGE = "Internal server error. Retry later; report the request id if it persists."
 
@@ -163,6 +171,17 @@ class ServiceUnavailable(ServiceError):
     error_type = "service_unavailable"
 
 
+class Overloaded(ServiceUnavailable):
+    """Too much work waits: the request was shed, with an estimate of when to retry.
+
+    `Retry-After` is `retry_after_s` rounded up to whole seconds, at least 1.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        wait = max(1, math.ceil(retry_after_s))
+        super().__init__(message, code=OVERLOADED, headers={"Retry-After": str(wait)})
+
+
 class UpstreamUnavailable(ServiceError):
     status_code = 503
     error_type = "upstream_unavailable"
@@ -181,7 +200,8 @@ class UpstreamError(ServiceError):
     """An error an upstream service answered with, re-raised unchanged.
 
     The status, type, code and param are the upstream's; `origin` names the
-    service where the error arose, so the caller sees where it came from.
+    service where the error arose, so the caller sees where it came from;
+    `headers` keeps what the caller must pass on (the upstream's `Retry-After`).
     """
 
     def __init__(
@@ -194,9 +214,15 @@ class UpstreamError(ServiceError):
         param: str | None = None,
         code: str | None = None,
         request_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(
-            message, param=param, code=code, status_code=status_code, error_type=error_type
+            message,
+            param=param,
+            code=code,
+            status_code=status_code,
+            error_type=error_type,
+            headers=headers,
         )
         self.origin = origin
         self.request_id = request_id

@@ -3,9 +3,15 @@
 Per call: a timeout, the caller's `X-Request-ID`, retries with exponential
 backoff and jitter for idempotent calls only, and a circuit breaker per
 upstream. An upstream's error answer is re-raised as `UpstreamError` with its
-status, type, code and origin; a refused connection becomes
+status, type, code, origin and `Retry-After`; a refused connection becomes
 `UpstreamUnavailable` (503), a timeout `UpstreamTimeout` (504), an open
 circuit `CircuitOpen` (503, without calling). Streams (SSE) pass through.
+
+An upstream that sheds load (503, code `overloaded`, with `Retry-After`) is
+alive and answering: its answer is passed on to the caller as it came, not
+retried (a retry would only add to the queue that shed it) and not counted
+by the breaker as a failure (an open circuit would refuse, for its whole
+reset time, the requests the upstream still has room for).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from common.aiohttp_transport import AiohttpTransport
 from common.breaker import CircuitBreaker
 from common.caller import caller_var
 from common.errors import (
+    OVERLOADED,
     BadUpstreamResponse,
     CircuitOpen,
     ServiceError,
@@ -56,7 +63,10 @@ class ProbeResult:
 
 
 def upstream_error_from_response(upstream: str, response: httpx.Response) -> UpstreamError:
-    """Turn an upstream's error answer into an `UpstreamError` that keeps its code."""
+    """Turn an upstream's error answer into an `UpstreamError` that keeps its code (and its
+    `Retry-After`, for the caller's caller)."""
+    retry_after = response.headers.get("Retry-After")
+    headers = {"Retry-After": retry_after} if retry_after else None
     try:
         body = response.json()
     except ValueError:
@@ -71,6 +81,7 @@ def upstream_error_from_response(upstream: str, response: httpx.Response) -> Ups
             param=error.get("param"),
             code=error.get("code"),
             request_id=error.get("request_id") or response.headers.get(REQUEST_ID_HEADER),
+            headers=headers,
         )
     snippet = response.text[:200] if response.content else ""
     return UpstreamError(
@@ -79,6 +90,7 @@ def upstream_error_from_response(upstream: str, response: httpx.Response) -> Ups
         error_type=error_type_for_status(response.status_code),
         origin=upstream,
         request_id=response.headers.get(REQUEST_ID_HEADER),
+        headers=headers,
     )
 
 
@@ -142,6 +154,15 @@ class ServiceClient:
             headers={"Retry-After": str(max(1, round(wait)))},
         )
 
+    def _judge(self, status: int, failure: UpstreamError | None) -> None:
+        """Tell the breaker what an answer says of the upstream's health."""
+        if failure is not None and failure.code == OVERLOADED:
+            self.breaker.record_success()  # busy, not broken: it answered at once
+        elif status in _BREAKER_FAILURE_STATUSES:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+
     def _transport_error(self, exc: httpx.TransportError, path: str) -> ServiceError:
         self.breaker.record_failure()
         if isinstance(exc, httpx.TimeoutException):
@@ -197,16 +218,14 @@ class ServiceClient:
                 failure = self._transport_error(exc, path)
             else:
                 status = response.status_code
-                if status in _BREAKER_FAILURE_STATUSES:
-                    self.breaker.record_failure()
-                else:
-                    self.breaker.record_success()
                 if status < 400:
+                    self._judge(status, None)
                     self._count("ok")
                     return response
-                self._count(f"http_{status // 100}xx")
                 failure = upstream_error_from_response(self.upstream, response)
-                if status not in self.retry.retry_statuses:
+                self._judge(status, failure)
+                self._count(f"http_{status // 100}xx")
+                if status not in self.retry.retry_statuses or failure.code == OVERLOADED:
                     raise failure
             if not self.retry.should_retry(method, attempt, idempotent=idempotent):
                 raise failure
@@ -275,10 +294,10 @@ class ServiceClient:
         try:
             if response.status_code >= 400:
                 await response.aread()
-                if response.status_code in _BREAKER_FAILURE_STATUSES:
-                    self.breaker.record_failure()
+                failure = upstream_error_from_response(self.upstream, response)
+                self._judge(response.status_code, failure)
                 self._count(f"http_{response.status_code // 100}xx")
-                raise upstream_error_from_response(self.upstream, response)
+                raise failure
             self.breaker.record_success()
             self._count("ok")
             yield response

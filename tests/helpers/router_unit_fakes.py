@@ -34,9 +34,11 @@ class Call:
 
 @dataclass
 class FakeUpstreams:
-    """Scripted upstreams. `down`: services refusing connections; `delays`: seconds per service."""
+    """Scripted upstreams. `down`: services refusing connections; `overloaded`: services
+    shedding every request (503 `overloaded`, Retry-After 4); `delays`: seconds per service."""
 
     down: set[str] = field(default_factory=set)
+    overloaded: set[str] = field(default_factory=set)
     delays: dict[str, float] = field(default_factory=dict)
     moe_reply: str = "Hello from the model."
     # rag_svc's `finish_reason` ("length": its answer was cut by max_tokens).
@@ -66,6 +68,9 @@ class FakeUpstreams:
         self.calls.append(call)
         if service in self.down:
             raise httpx.ConnectError("connection refused", request=request)
+        if service in self.overloaded:
+            error = {"message": "overloaded", "type": "service_unavailable", "code": "overloaded"}
+            return httpx.Response(503, json={"error": error}, headers={"Retry-After": "4"})
         await asyncio.sleep(self.delays.get(service, 0.0))
         try:
             if service == "memory_svc" and request.method == "GET":

@@ -334,3 +334,58 @@ async def test_probe_never_raises_and_ignores_the_breaker() -> None:
 
     down = await make_client(refuse).probe("/readyz")
     assert not down.ok and "ConnectError" in (down.error or "")
+
+
+def _overloaded(request: httpx.Request) -> httpx.Response:
+    body = {
+        "error": {
+            "message": "The server is overloaded.",
+            "type": "service_unavailable",
+            "param": None,
+            "code": "overloaded",
+            "service": "moe_svc",
+        }
+    }
+    return httpx.Response(503, json=body, headers={"Retry-After": "7"})
+
+
+async def test_an_overloaded_answer_passes_on_with_its_retry_after_and_is_not_retried() -> None:
+    calls: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return _overloaded(request)
+
+    breaker = CircuitBreaker(failure_threshold=2)
+    client = make_client(upstream, breaker=breaker)
+    for _ in range(5):
+        with pytest.raises(UpstreamError) as info:
+            # idempotent: a 503 without `overloaded` would be retried twice
+            await client.post_json("/v1/chat/completions", {}, idempotent=True)
+        error = info.value
+        assert (error.status_code, error.code, error.origin) == (503, "overloaded", "moe_svc")
+        assert error.headers == {"Retry-After": "7"}
+    assert len(calls) == 5
+    # busy is not broken: the breaker stays closed, the next request still reaches it
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_an_overloaded_stream_passes_on_and_closes_a_half_open_circuit() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=1.0, clock=clock)
+    breaker.record_failure()
+    clock.now += 1.0
+    client = make_client(_overloaded, breaker=breaker)
+    with pytest.raises(UpstreamError) as info:
+        async with client.stream("POST", "/v1/chat/completions", json={}):
+            pass
+    assert info.value.code == "overloaded" and info.value.headers["Retry-After"] == "7"
+    # the trial call got an answer: the circuit closes instead of waiting on it forever
+    assert breaker.state is BreakerState.CLOSED
+
+
+async def test_other_errors_keep_their_retry_after() -> None:
+    client = make_client(lambda r: httpx.Response(429, json={}, headers={"Retry-After": "3"}))
+    with pytest.raises(UpstreamError) as info:
+        await client.get_json("/x")
+    assert info.value.status_code == 429 and info.value.headers["Retry-After"] == "3"

@@ -253,6 +253,21 @@ async def test_the_model_down_fails_a_chat_with_its_error(
     assert response.json()["error"]["type"] == "upstream_unavailable"
 
 
+async def test_the_model_overloaded_sheds_a_chat_with_its_retry_after(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    fake.overloaded = {"moe_svc"}
+    async with app_client(settings) as client:
+        responses = [await dispatch(client, "Hello") for _ in range(6)]
+
+    for response in responses:  # each one reached moe_svc: no circuit opened on a busy model
+        assert response.status_code == 503
+        error = response.json()["error"]
+        assert (error["code"], error["service"]) == ("overloaded", "moe_svc")
+        assert response.headers["Retry-After"] == "4"
+    assert len(fake.called("moe_svc")) == 6
+
+
 async def test_low_confidence_runs_the_safe_plan(
     settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
 ) -> None:
