@@ -54,6 +54,7 @@ def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> M
         EngineConfig(
             max_batch_size=settings.max_batch_size,
             max_queue=settings.max_queue,
+            max_queue_wait_s=settings.max_queue_wait_s,
             max_context=settings.max_context,
             prefill_tokens_per_step=settings.prefill_tokens_per_step,
         ),

@@ -2,7 +2,11 @@
 
 A request becomes `n` engine requests sharing one output queue. Non-streamed,
 the deltas are collected into one response; streamed, each delta becomes a
-server-sent event as soon as it arrives. Either way, a client that goes away
+server-sent event as soon as it arrives. A full queue, or a request shed from it
+for waiting too long, answers 503 `overloaded` with `Retry-After`; a stream waits
+for its first token before its 200 goes out, so that a shed stream gets that 503
+too (only a choice of `n > 1` shed after another began ends in an SSE error event).
+Either way, a client that goes away
 aborts its sequences so that their batch rows serve others (the routes cancel
 a non-streamed request whose client left; see `common.disconnect`).
 """
@@ -36,7 +40,7 @@ from common.contracts.openai import (
     SamplingFields,
     Usage,
 )
-from common.errors import BadRequest, NotFound, RateLimited, ServiceError
+from common.errors import OVERLOADED, BadRequest, NotFound, Overloaded, ServiceError
 from common.streaming import SSE_HEADERS
 from moe_svc.engine import (
     Delta,
@@ -212,13 +216,12 @@ class ModelServer:
         try:
             for request in requests:
                 self.engine.submit(request)
-        except QueueFull:
+        except QueueFull as exc:
             for request in requests:
                 self.engine.abort(request)
-            raise RateLimited(
-                "The server is busy: too many requests are waiting. Retry shortly.",
-                code="queue_full",
-                headers={"Retry-After": "1"},
+            raise Overloaded(
+                f"The server is overloaded: {exc}, as many as its queue holds. Retry later.",
+                retry_after_s=exc.retry_after_s,
             ) from None
         return requests
 
@@ -249,26 +252,49 @@ class ModelServer:
             self._abort(requests)
         return out
 
+    async def _started(self, requests: list[GenerationRequest]) -> Delta:
+        """The first delta of a stream: its request left the queue and was prefilled.
+
+        Awaited before the stream's 200, so that a request shed from the queue (or
+        failed in its prefill) answers in the error shape with its status.
+        """
+        try:
+            delta = await requests[0].queue.get()
+            _raise_engine_error(delta)
+        except BaseException:  # the error, or the route cancelled this (client gone)
+            self._abort(requests)
+            raise
+        return delta
+
     async def _stream(
         self,
         requests: list[GenerationRequest],
+        started: Delta,
         first: Callable[[int], BaseModel | None],
         piece: Callable[[Delta], BaseModel | None],
         usage: Callable[[_Outputs], BaseModel | None],
     ) -> AsyncIterator[str]:
-        """SSE events: an opening event per choice, one per delta, usage, `[DONE]`."""
+        """SSE events: an opening event per choice, one per delta, usage, `[DONE]`.
+
+        `started` is the first delta, already taken from the queue.
+        """
         n = len(requests)
         out = _Outputs.empty(n)
         queue = requests[0].queue
+        held: Delta | None = started
         try:
             for index in range(n):
                 if (opening := first(index)) is not None:
                     yield event(opening)
             pending = n
             while pending:
-                delta = await queue.get()
+                if held is not None:
+                    delta, held = held, None
+                else:
+                    delta = await queue.get()
                 if delta.error is not None:
-                    yield f"data: {error_event(delta.error)}\n\n"
+                    code = "engine_error" if delta.retry_after_s is None else OVERLOADED
+                    yield f"data: {error_event(delta.error, code)}\n\n"
                     return
                 if delta.finish_reason is not None:
                     pending -= 1
@@ -309,7 +335,8 @@ class ModelServer:
         requests = self._submit(prompt, params, body.n, body.return_experts, grammar)
         head = _head(f"chatcmpl-{uuid.uuid4().hex}", self.name)
         if body.stream:
-            events = self._chat_events(body, constraint, len(prompt), requests, head)
+            started = await self._started(requests)
+            events = self._chat_events(body, constraint, len(prompt), requests, started, head)
             return self._streaming_response(requests, events)
         out = await self._collect(requests)
         choices = []
@@ -343,6 +370,7 @@ class ModelServer:
         constraint: ChatConstraint,
         prompt_tokens: int,
         requests: list[GenerationRequest],
+        started: Delta,
         head: dict[str, Any],
     ) -> AsyncIterator[str]:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -384,7 +412,7 @@ class ModelServer:
                 experts=experts,
             )
 
-        return self._stream(requests, first, piece, usage)
+        return self._stream(requests, started, first, piece, usage)
 
     # ---- text completions ----
 
@@ -407,6 +435,7 @@ class ModelServer:
         head = _head(f"cmpl-{uuid.uuid4().hex}", self.name)
         echo = prompt_text if body.echo else ""
         if body.stream:
+            started = await self._started(requests)
             include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
             def first(index: int) -> CompletionResponse | None:
@@ -441,7 +470,8 @@ class ModelServer:
                     experts=experts,
                 )
 
-            return self._streaming_response(requests, self._stream(requests, first, piece, usage))
+            events = self._stream(requests, started, first, piece, usage)
+            return self._streaming_response(requests, events)
         out = await self._collect(requests)
         choices = [
             CompletionChoice(
@@ -485,8 +515,11 @@ def _refuse_unsupported_completion(body: CompletionRequest) -> None:
 
 
 def _raise_engine_error(delta: Delta) -> None:
-    if delta.error is not None:
-        raise ServiceError(delta.error, code="engine_error")
+    if delta.error is None:
+        return
+    if delta.retry_after_s is not None:  # shed from the queue
+        raise Overloaded(delta.error, retry_after_s=delta.retry_after_s)
+    raise ServiceError(delta.error, code="engine_error")
 
 
 def _usage(prompt_tokens: int, out: _Outputs) -> Usage:

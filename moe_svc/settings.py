@@ -57,7 +57,21 @@ class MoeSettings(ServiceSettings):
         16, ge=1, le=256, description="Sequences decoding together (KV-cache rows)."
     )
     max_queue: int = Field(
-        64, ge=0, description="Requests waiting for a batch slot before new ones get a 429."
+        64,
+        ge=0,
+        description=(
+            "Requests waiting for a batch slot before new ones get a 503 overloaded "
+            "(with Retry-After)."
+        ),
+    )
+    max_queue_wait_s: float = Field(
+        30.0,
+        ge=0,
+        description=(
+            "Seconds a request may wait for a batch slot; past it, it leaves the queue "
+            "unstarted and gets a 503 overloaded with Retry-After (a stream before its "
+            "first byte). 0: no deadline."
+        ),
     )
     max_context: int = Field(
         2048, ge=16, description="Most prompt plus output tokens of one sequence."

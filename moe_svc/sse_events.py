@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from common.errors import OVERLOADED
+
 __all__ = ["error_event", "event"]
 
 
@@ -37,7 +39,9 @@ def _json_dumps(data: object) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def error_event(message: str) -> str:
-    """The `data:` payload of an engine failure in the middle of a stream."""
-    error = {"message": message, "type": "server_error", "code": "engine_error"}
+def error_event(message: str, code: str = "engine_error") -> str:
+    """The `data:` payload of an engine failure (or, code `overloaded`, a choice shed from
+    the queue) in the middle of a stream."""
+    kind = "service_unavailable" if code == OVERLOADED else "server_error"
+    error = {"message": message, "type": kind, "code": code}
     return _json_dumps({"error": {**error, "param": None, "service": "moe_svc"}})

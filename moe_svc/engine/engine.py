@@ -6,6 +6,14 @@ decodes one token for every running row in a single forward. A request that
 finishes leaves at once and its row goes to the next waiting one, so new requests
 join a running batch at the next step instead of waiting for it to drain.
 
+A request waits in the queue at most `max_queue_wait_s`: past it, the step sheds
+it (out of the queue, no work done for it) with an estimate of when a retry would
+be admitted, and the server answers 503 `overloaded` with `Retry-After`. A bound
+on waiting, not on the queue's length alone: under load the queue stays full of
+requests whose clients have long given up, and a deadline is what a client feels.
+The estimate (`estimated_wait_s`) is the queue ahead times the recent time between
+admissions; it only tells clients when to come back, it decides nothing.
+
 Running requests occupy cache rows 0..n-1 with no gaps: when row i finishes, the
 last row's keys and values move into it. Decoding then runs over exactly n rows
 (a view of the cache), never over idle ones.
@@ -27,6 +35,7 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -43,14 +52,27 @@ __all__ = ["Engine", "EngineConfig", "QueueFull"]
 logger = logging.getLogger("moe_svc.engine")
 
 
+# Admissions remembered for the wait estimate, and how far back they count.
+_ADMISSIONS_KEPT = 64
+_ADMISSION_WINDOW_S = 60.0
+# The most Retry-After says: a stalled window must not send clients away for ages.
+_MAX_RETRY_AFTER_S = 120.0
+
+
 class QueueFull(Exception):
-    """More requests wait than the queue holds."""
+    """More requests wait than the queue holds; `retry_after_s` estimates when to retry."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     max_batch_size: int = 8  # sequences decoding together (KV-cache rows)
     max_queue: int = 64  # requests waiting for a row before new ones are refused
+    # seconds a request may wait for a row before it is shed (0: no deadline)
+    max_queue_wait_s: float = 30.0
     max_context: int = 2048  # prompt plus output tokens of one sequence
     # prompt tokens prefilled per step while others decode: bounds their inter-token gap
     prefill_tokens_per_step: int = 512
@@ -63,6 +85,7 @@ class Engine:
         tokenizer: TokenDecoder,
         config: EngineConfig,
         metrics: EngineMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -75,7 +98,9 @@ class Engine:
                 model.config.num_hidden_layers, model.config.num_local_experts
             )
             model.expert_stats = self.routing
+        self._clock = clock
         self._waiting: deque[GenerationRequest] = deque()
+        self._admitted_at: deque[float] = deque(maxlen=_ADMISSIONS_KEPT)  # engine clock
         self._running: list[GenerationRequest] = []  # index = cache row
         self._prefilling: list[GenerationRequest] = []
         self._lock = threading.Lock()
@@ -114,8 +139,13 @@ class Engine:
         if len(request.prompt_ids) + 1 > limit:
             raise ValueError(f"prompt of {len(request.prompt_ids)} tokens exceeds {limit}")
         with self._lock:
+            now = self._clock()
             if len(self._waiting) >= self.config.max_queue:
-                raise QueueFull(f"{len(self._waiting)} requests are waiting")
+                if self.metrics:
+                    self.metrics.shed.inc()
+                wait = self.estimated_wait_s(len(self._waiting) + 1, now)
+                raise QueueFull(f"{len(self._waiting)} requests are waiting", wait)
+            request.queued_at = now
             self._waiting.append(request)
             if self.metrics:
                 self.metrics.waiting.set(len(self._waiting))
@@ -142,6 +172,22 @@ class Engine:
     def num_waiting(self) -> int:
         return len(self._waiting)
 
+    def estimated_wait_s(self, position: int, now: float) -> float:
+        """How long the request at `position` (1: next) in the queue would wait for a row.
+
+        The recent time between admissions (over the last minute, up to now, so a
+        stalled engine reads as slow) times `position`; with no admission in that
+        minute, the queue's deadline. Between 1 s and two minutes.
+        """
+        while self._admitted_at and now - self._admitted_at[0] > _ADMISSION_WINDOW_S:
+            self._admitted_at.popleft()
+        if self._admitted_at:
+            per_admission = (now - self._admitted_at[0]) / len(self._admitted_at)
+            wait = position * per_admission
+        else:
+            wait = self.config.max_queue_wait_s
+        return min(_MAX_RETRY_AFTER_S, max(1.0, wait))
+
     # ---- the engine thread ----
 
     def run(self) -> None:
@@ -159,8 +205,9 @@ class Engine:
                     self._fail_all("internal error in the generation engine")
 
     def step(self) -> None:
-        """One scheduling step: drop aborted, admit waiting, decode running."""
+        """One scheduling step: drop aborted, shed overdue, admit waiting, decode running."""
         self._drop_aborted()
+        self._shed_overdue()
         self._admit()
         if self._running:
             self._decode()
@@ -174,6 +221,30 @@ class Engine:
         for request in (self._running[i] for i in gone):
             self._finish(request, "abort", "")
         self._remove_rows(gone)
+
+    def _shed_overdue(self) -> None:
+        """Take out of the queue every request that waited past `max_queue_wait_s`."""
+        deadline = self.config.max_queue_wait_s
+        if deadline <= 0:
+            return
+        with self._lock:
+            now = self._clock()
+            overdue = [r for r in self._waiting if now - r.queued_at > deadline]
+            for request in overdue:
+                self._waiting.remove(request)
+            # a retry joins the back of what is left
+            retry_after = self.estimated_wait_s(len(self._waiting) + 1, now) if overdue else 0.0
+        for request in overdue:
+            request.finished = True
+            if request.aborted:
+                continue
+            message = (
+                f"The server is overloaded: the request waited {now - request.queued_at:.1f} s "
+                f"for a slot (limit {deadline:g} s). Retry later."
+            )
+            request.post(Delta("", [], "abort", error=message, retry_after_s=retry_after))
+            if self.metrics:
+                self.metrics.shed.inc()
 
     def _admit(self) -> None:
         """Prefill waiting requests into free rows, together in one forward.
@@ -200,6 +271,8 @@ class Engine:
                 self._waiting.popleft()
                 group.append(request)
                 longest = width
+            now = self._clock()
+            self._admitted_at.extend(now for _ in group)
         if group:
             self._prefilling = group
             self._prefill(group)

@@ -45,6 +45,13 @@ class EngineMetrics:
             ["model"],
             registry=registry,
         ).labels(**labels)
+        self.shed = Counter(
+            "moe_requests_shed_total",
+            "Requests refused (queue full) or dropped from the queue (waited past "
+            "max_queue_wait_s): answered 503 overloaded.",
+            ["model"],
+            registry=registry,
+        ).labels(**labels)
         self._finished = Counter(
             "moe_requests_finished_total",
             "Finished generation requests, by finish reason.",

@@ -96,6 +96,9 @@ class Delta:
     # (num_layers, num_experts) token counts of this request, on the final delta when asked
     experts: list[list[int]] | None = None
     error: str | None = None  # set when the engine failed the request
+    # set (with `error`) when the request was shed from the queue: seconds until a retry
+    # would likely be admitted
+    retry_after_s: float | None = None
     # the tokens since the previous delta, with logprobs, when the request asked for them
     logprobs: list[SampledToken] | None = None
     index: int = 0  # the choice this delta belongs to (set by GenerationRequest.post)
@@ -112,6 +115,7 @@ class GenerationRequest:
     request_id: int = field(default_factory=lambda: next(_ids))
     queue: asyncio.Queue[Delta] = field(default_factory=asyncio.Queue)
     arrival: float = field(default_factory=time.perf_counter)
+    queued_at: float = 0.0  # when the engine queued it, on the engine's clock
     # engine-side state
     output_ids: list[int] = field(default_factory=list)
     generator: torch.Generator | None = None

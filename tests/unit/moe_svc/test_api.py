@@ -206,15 +206,18 @@ def test_metrics_show_latency_tokens_and_batch(client: TestClient) -> None:
     assert float(generated[0].split()[-1]) >= 4
 
 
-def test_full_queue_is_a_429(model_dir: Path, tmp_path: Path) -> None:
+def test_full_queue_is_a_503_overloaded_with_retry_after(model_dir: Path, tmp_path: Path) -> None:
     settings = MoeSettings(
         model_dir=model_dir, data_dir=tmp_path, max_queue=0, num_threads=1, log_json=False
     )
     for client in _client(settings):
-        r = client.post("/v1/chat/completions", json=_chat(model=model_dir.name))
-        assert r.status_code == 429
-        assert r.json()["error"]["code"] == "queue_full"
-        assert r.headers["retry-after"] == "1"
+        for stream in (False, True):
+            r = client.post("/v1/chat/completions", json=_chat(model=model_dir.name, stream=stream))
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "overloaded"
+            assert r.json()["error"]["type"] == "service_unavailable"
+            # nothing was ever admitted: the estimate is the queue's deadline
+            assert r.headers["retry-after"] == "30"
 
 
 def test_not_ready_until_the_model_loads(tmp_path: Path) -> None:
