@@ -20,6 +20,7 @@ them from choosing what runs:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -28,6 +29,7 @@ __all__ = [
     "OBSERVATION_HEAD",
     "action_text",
     "copied_from",
+    "json_action_text",
     "neutralise",
     "quote_observation",
     "texts_in",
@@ -70,6 +72,11 @@ def _squash(text: str) -> str:
 
 def action_text(action: str, action_input: str) -> str:
     return f"Action: {action}\nAction Input: {action_input}"
+
+
+def json_action_text(action: str, action_input: str) -> str:
+    """An action as a JSON turn writes it (`"action":...,"action_input":...`)."""
+    return f'"action":{json.dumps(action)},"action_input":{action_input}'
 
 
 def copied_from(text: str, sources: Iterable[str], *, min_chars: int = 1) -> bool:

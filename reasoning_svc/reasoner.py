@@ -90,6 +90,7 @@ class Reasoner:
             observation_chars=s.observation_chars,
             scratchpad_chars=s.scratchpad_chars,
             pal_attempts=s.pal_attempts,
+            react_constrained=s.react_constrained,
         )
 
     def _model_for(self, request: ReasonRequest) -> ChatModel:

@@ -55,6 +55,8 @@ class Params:
     observation_chars: int = 1500
     scratchpad_chars: int = 2400
     pal_attempts: int = 2
+    # ReAct turns as JSON decoded under a schema (else free text, parsed).
+    react_constrained: bool = False
 
 
 @dataclass
@@ -121,14 +123,20 @@ class Run:
         temperature: float | None = None,
         max_tokens: int | None = None,
         stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> str:
-        """One model call, recorded as a prompt and a completion event."""
+        """One model call, recorded as a prompt and a completion event.
+
+        `response_format` (OpenAI's) asks for a reply under a JSON schema; the prompt
+        event names the schema.
+        """
         # The strategy's instruction first, then the conversation, then its prompt.
         head = messages[:1] if messages and messages[0]["role"] == "system" else []
         full = [*head, *self.context, *messages[len(head) :]]
         temperature = self.params.temperature if temperature is None else temperature
         async with self._slots:
             granted = self._reserve(max_tokens or self.params.max_tokens)
+            schema = (response_format or {}).get("json_schema", {}).get("name")
             prompt = self.event(
                 "prompt",
                 full[-1]["content"],
@@ -136,10 +144,15 @@ class Run:
                 purpose=purpose,
                 messages=full,
                 temperature=temperature,
+                **({"schema": schema} if schema else {}),
             )
             try:
                 completion = await self.model.complete(
-                    full, temperature=temperature, max_tokens=granted, stop=stop
+                    full,
+                    temperature=temperature,
+                    max_tokens=granted,
+                    stop=stop,
+                    response_format=response_format,
                 )
             except BaseException:
                 self._give_back(granted)

@@ -17,12 +17,18 @@ the caller's key scopes allow; observations reach it quoted as data
 from an observation (an "Action: python" line in a retrieved passage or a
 fetched page), or a program copied from an observation, is refused and the
 refusal noted in the trace, instead of being run.
+
+With `react_constrained` each turn is asked for as a JSON object under a
+schema of the offered tools (`react_steps.step_format`), which moe_svc
+enforces by constrained decoding; a reply that is not such an object (a
+server that ignores the schema) is read as free text. Either way the step
+goes through the same checks: the schema narrows what the model can write,
+never what the loop trusts.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +37,21 @@ from reasoning_svc.answers import extract_answer
 from reasoning_svc.prompts import (
     goal_check_messages,
     react_final_messages,
+    react_json_turn,
     react_messages,
     react_step_text,
     scratchpad,
 )
-from reasoning_svc.quoting import action_text, copied_from, texts_in
+from reasoning_svc.quoting import action_text, copied_from, json_action_text, texts_in
 from reasoning_svc.run import Outcome, Run
+from reasoning_svc.strategies.react_steps import (
+    ReactStep,
+    final_format,
+    parse_arguments,
+    parse_step,
+    read_json_step,
+    step_format,
+)
 from reasoning_svc.tools_client import Observation, tool_allowed
 
 __all__ = [
@@ -49,71 +64,6 @@ __all__ = [
 ]
 
 STOP = ["Observation (", "\nObservation:", "Observation:"]
-_FINAL = re.compile(r"(?i)final\s+answer\s*:")
-_ACTION = re.compile(r"(?im)^\s*action\s*:\s*(.*?)\s*$")
-_INPUT = re.compile(r"(?i)action\s+input\s*:")
-_THOUGHT = re.compile(r"(?is)^\s*(?:thought\s*:)?\s*(.*?)(?=\b(?:action|final\s+answer)\s*:|\Z)")
-
-
-@dataclass(frozen=True)
-class ReactStep:
-    thought: str
-    action: str | None = None
-    action_input: str = ""
-    final_answer: str | None = None
-
-
-def parse_step(text: str) -> ReactStep:
-    """Read one model turn; whichever of an action and a final answer comes first counts."""
-    thought_match = _THOUGHT.match(text)
-    thought = thought_match.group(1).strip() if thought_match else ""
-    final = _FINAL.search(text)
-    action = _ACTION.search(text)
-    if final and (action is None or final.start() < action.start()):
-        answer = text[final.end() :].strip()
-        return ReactStep(thought, final_answer=answer.splitlines()[0].strip() if answer else "")
-    if action is None:
-        return ReactStep(thought or text.strip())
-    name = action.group(1).strip().strip("`'\"[]")
-    rest = text[action.end() :]
-    found = _INPUT.search(rest)
-    action_input = rest[found.end() :].strip() if found else ""
-    return ReactStep(thought, action=name, action_input=action_input)
-
-
-def parse_arguments(raw: str, spec: ToolSpec) -> dict[str, Any]:
-    """The JSON object in `raw`; a bare value goes to a tool's only (or only required) argument.
-
-    Raises ValueError with a message meant for the model.
-    """
-    text = raw.strip().strip("`").strip()
-    if text.startswith("json"):
-        text = text[4:].strip()
-    params = spec.function.parameters
-    properties = list(params.get("properties", {}))
-    start = text.find("{")
-    if start >= 0:
-        try:
-            value, _ = json.JSONDecoder().raw_decode(text[start:])
-        except ValueError:
-            # Often unclosed because the model ran on into the result it expects: keep the
-            # string arguments that are complete.
-            value = {
-                name: match.group(1)
-                for name in properties
-                if (match := re.search(rf'"{re.escape(name)}"\s*:\s*"((?:[^"\\]|\\.)*)"', text))
-            } or None
-        if isinstance(value, dict):
-            # A small model writes the observation it expects ("result": ...) into its input;
-            # keys the tool does not take are dropped rather than refused.
-            return {k: v for k, v in value.items() if k in properties} if properties else value
-    required = list(params.get("required", []))
-    target = required[0] if len(required) == 1 else properties[0] if len(properties) == 1 else None
-    if target is None or not text:
-        keys = ", ".join(f'"{p}"' for p in properties)
-        raise ValueError(f"Action Input must be a JSON object with the keys {keys}.")
-    bare = text.splitlines()[0].strip() if target != "code" else text
-    return {target: bare.strip("'\"") if target != "code" else bare}
 
 
 def recent_steps(
@@ -178,10 +128,11 @@ class _Untrusted:
 
     def source_of(self, step: ReactStep) -> str | None:
         """Where the step's action and input were copied from, or None."""
-        text = action_text(step.action or "", step.action_input)
-        if copied_from(text, [self.question]):
+        action, given = step.action or "", step.action_input
+        texts = [action_text(action, given), json_action_text(action, given)]
+        if any(copied_from(text, [self.question]) for text in texts):
             return "the question"
-        if copied_from(text, self.observed):
+        if any(copied_from(text, self.observed) for text in texts):
             return "an observation"
         return None
 
@@ -202,16 +153,23 @@ async def react(question: str, run: Run) -> Outcome:
     done: dict[str, tuple[int, str]] = {}
     untrusted = _Untrusted(question, [])
 
+    constrained = p.react_constrained
+    step_schema = step_format(specs) if constrained else None
     for step in range(1, p.max_steps + 1):
         recent, omitted = recent_steps(steps, p.scratchpad_chars)
         text = await run.ask(
-            react_messages(question, specs, recent, omitted),
+            react_messages(question, specs, recent, omitted, constrained=constrained),
             purpose="react",
             step=step,
-            stop=STOP,
+            # A stop marker inside a JSON string would cut the object short.
+            stop=None if constrained else STOP,
+            response_format=step_schema,
         )
-        parsed = parse_step(text)
-        if parsed.thought:
+        parsed, read_as = _read_turn(text, constrained)
+        if constrained:
+            # How the turn was read: "text" when the server did not keep to the schema.
+            run.event("thought", parsed.thought, step, read_as=read_as)
+        elif parsed.thought:
             run.event("thought", parsed.thought, step)
         if parsed.final_answer is not None:
             answer = parsed.final_answer
@@ -220,27 +178,57 @@ async def react(question: str, run: Run) -> Outcome:
             if met:
                 run.event("answer", answer, step)
                 return Outcome(answer)
-            steps.append((f"Thought: {parsed.thought}\nFinal Answer: {answer}", why))
+            steps.append((_turn_text(parsed, constrained), why))
             run.event("observation", why, step)
             continue
         if parsed.action is None:
-            observation = (
-                "Invalid format: write 'Action:' and 'Action Input:' lines, "
-                "or a 'Final Answer:' line."
-            )
+            observation = INVALID_JSON if constrained else INVALID_TEXT
         else:
             observation = await _act(parsed, by_name, run, step, done, untrusted)
-        turn = react_step_text(parsed.thought, parsed.action or "", parsed.action_input)
-        steps.append((turn, observation))
+        steps.append((_turn_text(parsed, constrained), observation))
         run.event("observation", observation, step)
 
     recent, omitted = recent_steps(steps, p.scratchpad_chars)
     text = await run.ask(
-        react_final_messages(question, scratchpad(recent, omitted)), purpose="react_final"
+        react_final_messages(question, scratchpad(recent, omitted), constrained=constrained),
+        purpose="react_final",
+        response_format=final_format() if constrained else None,
     )
-    answer = parse_step(text).final_answer or extract_answer(text) or text.strip()
+    final = (read_json_step(text) if constrained else None) or parse_step(text)
+    answer = final.final_answer or extract_answer(text) or text.strip()
     run.event("answer", answer, p.max_steps, forced=True)
     return Outcome(answer, finished=False, stop_reason="max_steps")
+
+
+INVALID_TEXT = (
+    "Invalid format: write 'Action:' and 'Action Input:' lines, or a 'Final Answer:' line."
+)
+INVALID_JSON = (
+    'Invalid format: reply with one JSON object with "thought", "action" and "action_input", '
+    'or with "thought" and "final_answer".'
+)
+
+
+def _read_turn(text: str, constrained: bool) -> tuple[ReactStep, str]:
+    """The model's turn and how it was read; a constrained turn that is not JSON (the
+    server ignored the schema) is read as free text."""
+    parsed = read_json_step(text) if constrained else None
+    return (parsed, "json") if parsed is not None else (parse_step(text), "text")
+
+
+def _turn_text(parsed: ReactStep, constrained: bool) -> str:
+    """The turn as the scratchpad shows it: in the form the model is asked to write."""
+    if parsed.final_answer is not None:
+        if constrained:
+            return react_json_turn(parsed.thought, final_answer=parsed.final_answer)
+        return f"Thought: {parsed.thought}\nFinal Answer: {parsed.final_answer}"
+    if not constrained:
+        return react_step_text(parsed.thought, parsed.action or "", parsed.action_input)
+    try:
+        arguments: Any = json.loads(parsed.action_input)
+    except ValueError:
+        arguments = parsed.action_input
+    return react_json_turn(parsed.thought, action=parsed.action or "", action_input=arguments)
 
 
 async def _act(

@@ -21,7 +21,7 @@ class ScriptedModel:
     """Replies from a script: rules `(text in the last message, reply or replies)`, else a queue.
 
     A rule with a list of replies gives them in turn (the last one repeats).
-    Every call is recorded with its messages and temperature.
+    Every call is recorded with its messages, temperature, stop and response_format.
     """
 
     name = "scripted"
@@ -41,8 +41,16 @@ class ScriptedModel:
         max_tokens: int,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
-        self.calls.append({"messages": messages, "temperature": temperature, "stop": stop})
+        self.calls.append(
+            {
+                "messages": messages,
+                "temperature": temperature,
+                "stop": stop,
+                "response_format": response_format,
+            }
+        )
         prompt = messages[-1]["content"]
         reply: Reply | None = None
         for number, (needle, replies) in enumerate(self.rules):

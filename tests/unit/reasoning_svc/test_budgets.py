@@ -30,6 +30,7 @@ class SpendingModel:
         max_tokens: int,
         temperature: float = 0.0,
         stop: list[str] | None = None,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         self.allowed.append(max_tokens)
         await asyncio.sleep(self.delay_s)
