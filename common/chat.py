@@ -83,11 +83,13 @@ class ChatClient:
         stop: list[str] | None = None,
         timeout_s: float | None = None,
         return_experts: bool = False,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion:
         """One completion; `timeout_s` overrides the client's timeout for this call.
 
         `return_experts` asks moe_svc for the experts the answer used (other servers
-        ignore the field); they come back as `Completion.experts`.
+        ignore the field); they come back as `Completion.experts`. `response_format`
+        is OpenAI's (`json_object`, `json_schema`): moe_svc decodes under that grammar.
         """
         timeout_s = timeout_s or self.timeout_s
         payload: dict[str, Any] = {
@@ -101,6 +103,8 @@ class ChatClient:
             payload["stop"] = stop
         if return_experts:
             payload["return_experts"] = True
+        if response_format is not None:
+            payload["response_format"] = response_format
         body = await self._client.post_json("/v1/chat/completions", payload, timeout_s=timeout_s)
         try:
             text = str(body["choices"][0]["message"]["content"] or "")

@@ -87,6 +87,7 @@ def create_app(
                 guidance_scale=settings.default_guidance_scale,
                 max_tokens=settings.ideate_max_tokens,
                 temperature=settings.ideate_temperature,
+                constrained=settings.ideate_constrained,
             )
         yield
 

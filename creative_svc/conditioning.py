@@ -79,6 +79,12 @@ class PromptEncoder:
     def is_known(self, text: str) -> bool:
         return has_known_word(text, self.is_known_word)
 
+    def ranked_classes(self, text: str) -> list[str]:
+        """Every class, nearest to `text` first."""
+        vector = self.encode(text).embedding
+        similarities = [float((refs @ vector).max()) for refs in self._class_refs]
+        return [CLASS_NAMES[i] for i in np.argsort(similarities)[::-1]]
+
     def encode(self, text: str) -> EncodedPrompt:
         key = text.strip().lower()
         with self._lock:

@@ -5,7 +5,7 @@ Ideation sees only this protocol, so unit tests drive it with a scripted model.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from common.chat import Completion
 
@@ -14,5 +14,10 @@ __all__ = ["ChatModel"]
 
 class ChatModel(Protocol):
     async def complete(
-        self, messages: list[dict[str, str]], *, max_tokens: int, temperature: float = 0.0
+        self,
+        messages: list[dict[str, str]],
+        *,
+        max_tokens: int,
+        temperature: float = 0.0,
+        response_format: dict[str, Any] | None = None,
     ) -> Completion: ...

@@ -52,6 +52,11 @@ class CreativeSettings(ServiceSettings):
     model: str = Field("", description="moe_svc model for ideation (empty: the first it lists).")
     model_timeout_s: float = Field(120.0, gt=0, description="Timeout of one moe_svc call.")
     ideate_max_tokens: int = Field(320, ge=16, description="max_tokens of the ideation call.")
+    ideate_constrained: bool = Field(
+        True,
+        description="Ask for ideas under a JSON schema (moe_svc's constrained decoding); "
+        "false: labelled lines parsed as text.",
+    )
     ideate_temperature: float = Field(
         0.7, ge=0, le=2, description="Temperature of ideation and critique."
     )

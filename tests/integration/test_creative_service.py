@@ -22,11 +22,21 @@ from creative_svc.judge import FashionJudge, image_to_judge_input
 from creative_svc.settings import ARTEFACTS_DIR
 from tests.helpers.servers import RunningServer, free_port, start_module, start_service
 
-IDEAS = (
-    "1. Idea: A travel bag that unfolds into a picnic blanket\n"
-    "Visual: a beige tote bag\nWhy: one object, two uses\n"
-    "2. Idea: Trainers with soles printed from recycled tyres\n"
-    "Visual: a black running shoe\nWhy: waste becomes grip\n"
+IDEAS = json.dumps(
+    {
+        "ideas": [
+            {
+                "idea": "A travel bag that unfolds into a picnic blanket.",
+                "visual": "a beige bag",
+                "why": "One object, two uses.",
+            },
+            {
+                "idea": "Sandals with soles printed from recycled tyres.",
+                "visual": "a black sandal",
+                "why": "Waste becomes grip.",
+            },
+        ]
+    }
 )
 CRITIQUE = "The bag is the more original idea; show the blanket pattern on its side."
 
@@ -108,10 +118,13 @@ def test_ideate_asks_moe_for_ideas_draws_them_and_returns_its_critique(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["ideas_source"] == "model" and body["critique"] == CRITIQUE
-    assert [i["prompt_reading"]["nearest_class"] for i in body["ideas"]] == ["bag", "sneaker"]
+    assert [i["prompt_reading"]["nearest_class"] for i in body["ideas"]] == ["bag", "sandal"]
     for idea in body["ideas"]:
         assert Image.open(io.BytesIO(base64.b64decode(idea["image"]))).size == (256, 256)
     calls = httpx.get(f"{servers['moe'].url}/requests", timeout=5).json()
     assert len(calls) == 2 and calls[0]["model"] == "fake-moe"
+    # The ideas were asked for under a JSON schema (moe_svc's constrained decoding).
+    assert calls[0]["response_format"]["type"] == "json_schema"
+    assert "response_format" not in calls[1]
     assert "gifts for travellers" in calls[0]["messages"][-1]["content"]
     assert "travel bag that unfolds" in calls[1]["messages"][-1]["content"]

@@ -27,6 +27,7 @@ from openai.types.chat import (
 )
 from pydantic import BaseModel, Field
 
+from creative_svc.ideation import ideas_schema, json_ideas_prompt, parse_json_ideas
 from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_ready
 from tests.integration.gateway_support import WEATHER_TOOL
 
@@ -196,3 +197,24 @@ def test_langchain_structured_output_returns_the_pydantic_object(
     structured = _langchain(moe, model).with_structured_output(Person, method=method)
     person = structured.invoke("Invent a person with a name and an age.")
     assert isinstance(person, Person) and person.name
+
+
+def test_creative_ideas_schema_gives_three_drawable_ideas(moe: RunningServer, model: str) -> None:
+    """creative_svc's ideation schema on the real model: one complete idea per garment."""
+    garments = ["coat", "dress", "pullover"]
+    schema = ideas_schema(garments)
+    body = {
+        "model": model,
+        "messages": json_ideas_prompt("clothes for a rainy day in the city", garments),
+        "response_format": schema,
+        "temperature": 0.7,
+        "seed": 11,
+        "max_tokens": 400,
+    }
+    reply = _chat(moe, body)
+    assert reply.choices[0].finish_reason == "stop"
+    text = reply.choices[0].message.content or ""
+    jsonschema.validate(json.loads(text), schema["json_schema"]["schema"])
+    ideas = parse_json_ideas(text, 3)
+    assert [idea.visual_concept.split()[-1] for idea in ideas] == garments
+    assert all(idea.why for idea in ideas)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import numpy as np
 import pytest
 from PIL import Image
@@ -171,6 +173,22 @@ async def test_bad_requests_get_a_400_naming_the_parameter(
     assert error["message"]
 
 
+JSON_IDEAS = json.dumps(
+    {
+        "ideas": [
+            {
+                "idea": "A coat that changes colour with the weather.",
+                "visual": "a blue coat",
+                "why": "It shows the forecast.",
+            },
+            {
+                "idea": "A dress with reflective seams for dark evenings.",
+                "visual": "a green dress",
+                "why": "Safer night walks.",
+            },
+        ]
+    }
+)
 IDEAS = (
     "Idea: A coat that changes colour with the weather\nVisual: a blue coat\n"
     "Why: it shows the forecast\n"
@@ -180,10 +198,10 @@ IDEAS = (
 CRITIQUE = "The coat idea is strongest; make the sandal lighter and add a matching bag."
 
 
-async def test_ideate_draws_each_visual_concept_and_returns_the_critique(
+async def test_ideate_asks_for_ideas_under_a_schema_draws_them_and_returns_the_critique(
     studio: ImageStudio,
 ) -> None:
-    chat = ScriptedChat([IDEAS, CRITIQUE])
+    chat = ScriptedChat([JSON_IDEAS, CRITIQUE])
     async with client_for(studio, chat) as client:
         response = await client.post(
             "/v1/creative/ideate", json={"task": "rainy-day fashion", "n": 2, "seed": 4}
@@ -191,17 +209,59 @@ async def test_ideate_draws_each_visual_concept_and_returns_the_critique(
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["ideas_source"] == "model" and body["critique_source"] == "model"
-    assert [i["visual_concept"] for i in body["ideas"]] == ["a blue coat", "a neon green sandal"]
-    assert [i["prompt_reading"]["nearest_class"] for i in body["ideas"]] == ["coat", "sandal"]
-    assert body["ideas"][0]["why"] == "it shows the forecast"
+    assert [i["visual_concept"] for i in body["ideas"]] == ["a blue coat", "a green dress"]
+    assert [i["prompt_reading"]["nearest_class"] for i in body["ideas"]] == ["coat", "dress"]
+    assert body["ideas"][0]["why"] == "It shows the forecast."
     for idea in body["ideas"]:
         assert Image.open(io.BytesIO(base64.b64decode(idea["image"]))).size == (256, 256)
     assert body["critique"] == CRITIQUE
+    # One ideation call, under a schema asking for exactly two drawable ideas, one for each
+    # of the two garments nearest the task (a coat, then a dress, for a rainy day).
+    assert len(chat.calls) == 2 and chat.formats[1] is None
+    assert "coat, dress" in chat.calls[0][-1]["content"]
+    response_format = chat.formats[0]
+    assert response_format is not None and response_format["type"] == "json_schema"
+    schema = response_format["json_schema"]["schema"]
+    jsonschema.validate(json.loads(JSON_IDEAS), schema)
+    ideas = json.loads(JSON_IDEAS)["ideas"]
+    for wrong in ([ideas[0]], [ideas[1], ideas[0]], [ideas[0], {**ideas[1], "visual": "a hat"}]):
+        with pytest.raises(jsonschema.ValidationError):  # too few, swapped, not drawable
+            jsonschema.validate({"ideas": wrong}, schema)
     # The critique call saw the ideas.
     assert "changes colour with the weather" in chat.calls[1][-1]["content"]
 
 
-@pytest.mark.parametrize("replies", [["I love fashion!", "ok"], [None, None]])
+async def test_ideate_asks_again_in_labelled_lines_when_the_server_ignores_the_schema(
+    studio: ImageStudio,
+) -> None:
+    chat = ScriptedChat([IDEAS, IDEAS, CRITIQUE])
+    async with client_for(studio, chat) as client:
+        response = await client.post(
+            "/v1/creative/ideate", json={"task": "rainy-day fashion", "n": 2, "seed": 4}
+        )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["ideas_source"] == "model"
+    assert [i["visual_concept"] for i in body["ideas"]] == ["a blue coat", "a neon green sandal"]
+    assert chat.formats[0] is not None and chat.formats[1] is None
+    assert "Visual:" in chat.calls[1][-1]["content"]
+
+
+async def test_ideate_unconstrained_asks_for_labelled_lines_only(studio: ImageStudio) -> None:
+    chat = ScriptedChat([IDEAS, CRITIQUE])
+    settings = CreativeSettings(ideate_constrained=False)
+    async with client_for(studio, chat, settings=settings) as client:
+        response = await client.post(
+            "/v1/creative/ideate", json={"task": "rainy-day fashion", "n": 2, "seed": 4}
+        )
+    assert response.status_code == 200, response.text
+    assert response.json()["ideas_source"] == "model"
+    assert chat.formats == [None, None]
+
+
+@pytest.mark.parametrize(
+    "replies", [["I love fashion!", "Fashion is fun.", "ok"], [None, None, None]]
+)
 async def test_ideate_falls_back_when_the_model_rambles_or_is_down(
     studio: ImageStudio, replies: list[str | None]
 ) -> None:
