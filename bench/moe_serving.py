@@ -34,7 +34,7 @@ import httpx
 import torch
 
 from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
-from tests.helpers.servers import RunningServer, start_service
+from tests.helpers.servers import RunningServer, start_service, wait_ready
 
 PROMPT = (
     "<|im_start|>user\nWrite a long story about a {animal} who travels the world.<|im_end|>\n"
@@ -185,11 +185,7 @@ def serve(args: argparse.Namespace, dtype: str) -> list[dict[str, float]]:
     }
     server = start_service("moe_svc", log_dir, env=env)
     try:
-        deadline = time.monotonic() + 600
-        while httpx.get(server.url + "/readyz", timeout=5).status_code != 200:
-            if time.monotonic() > deadline:
-                raise SystemExit(server.logs()[-2000:])
-            time.sleep(0.5)
+        wait_ready(server, timeout_s=600)
         rounds = []
         for clients in (int(c) for c in args.clients.split(",")):
             tries = [
