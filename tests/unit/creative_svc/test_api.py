@@ -23,7 +23,7 @@ from PIL import Image
 from creative_svc.app import create_app, load_studio
 from creative_svc.imaging import ImageStudio
 from creative_svc.settings import CreativeSettings
-from tests.unit.creative_svc.fakes import ScriptedChat
+from tests.helpers.creative_fakes import ScriptedChat
 
 FAST = {"steps": 4, "guidance_scale": 3.0}
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.unit.tools_svc.fakes import AppClient, AppFactory, NoSandbox
+from tests.helpers.tools_fakes import AppClient, AppFactory, NoSandbox
 from tools_svc.app import create_app
 from tools_svc.sandbox import SandboxLimits
 from tools_svc.settings import ToolsSettings

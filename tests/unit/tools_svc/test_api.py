@@ -12,7 +12,7 @@ import pytest
 
 from common.caller import INTERNAL_CALLER
 from common.contracts.tools import ToolList
-from tests.unit.tools_svc.fakes import AppFactory
+from tests.helpers.tools_fakes import AppFactory
 from tools_svc.audit import AuditLog
 from tools_svc.registry import Tool, ToolArguments, ToolRegistry, ToolResult
 from tools_svc.settings import ToolsSettings

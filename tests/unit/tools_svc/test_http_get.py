@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.unit.tools_svc.fakes import (
+from tests.helpers.tools_fakes import (
     AppClient,
     AppFactory,
     GuardTransport,

@@ -9,7 +9,7 @@ import httpx
 from common.http_client import ServiceClient
 from common.retry import RetryPolicy
 from common.upstreams import Upstreams
-from tests.unit.tools_svc.fakes import AppClient, AppFactory
+from tests.helpers.tools_fakes import AppClient, AppFactory
 from tools_svc.settings import ToolsSettings
 
 

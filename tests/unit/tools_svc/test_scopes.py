@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from common.caller import DEFAULT_MEMBER_SCOPES, Caller
-from tests.unit.tools_svc.fakes import AppClient, AppFactory
+from tests.helpers.tools_fakes import AppClient, AppFactory
 from tools_svc.settings import ToolsSettings
 
 MEMBER = Caller(tenant="acme", key_id="abc123", role="member", scopes=frozenset({"chat"}))
