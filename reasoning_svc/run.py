@@ -56,7 +56,7 @@ class Params:
     scratchpad_chars: int = 2400
     pal_attempts: int = 2
     # ReAct turns as JSON decoded under a schema (else free text, parsed).
-    react_constrained: bool = False
+    react_constrained: bool = True
 
 
 @dataclass

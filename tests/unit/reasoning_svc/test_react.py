@@ -1,5 +1,6 @@
-"""ReAct: tool use, errors fed back as observations, the iteration limit, the goal check,
-and untrusted text (observations, the question) never choosing what runs."""
+"""ReAct with free-text turns: tool use, errors fed back as observations, the iteration
+limit, the goal check, and untrusted text (observations, the question) never choosing
+what runs. (JSON turns under a schema: test_react_constrained.py.)"""
 
 from __future__ import annotations
 
@@ -9,9 +10,16 @@ from typing import Any
 
 from common.caller import Caller, caller_var
 from common.contracts.tools import ToolFunction, ToolSpec
+from reasoning_svc.run import Run
 from reasoning_svc.strategies.react import parse_arguments, parse_step, react, recent_steps
 from reasoning_svc.tools_client import Observation
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
+from tests.unit.reasoning_svc import fakes
+from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel
+
+
+def make_run(model: ScriptedModel, tool_runner: FakeTools | None = None, **params: Any) -> Run:
+    return fakes.make_run(model, tool_runner, react_constrained=False, **params)
+
 
 CALC = 'Thought: I should compute it.\nAction: calculator\nAction Input: {"expression": "17*23"}'
 
