@@ -11,7 +11,7 @@ import pytest
 
 from reasoning_svc.app import create_app
 from reasoning_svc.settings import ReasoningSettings
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel
+from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel
 
 
 @asynccontextmanager

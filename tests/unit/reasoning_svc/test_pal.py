@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reasoning_svc.strategies.pal import extract_code, program_aided
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
+from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel, make_run
 
 
 def test_extracts_the_fenced_program() -> None:

@@ -13,12 +13,12 @@ from common.contracts.tools import ToolFunction, ToolSpec
 from reasoning_svc.run import Run
 from reasoning_svc.strategies.react import parse_arguments, parse_step, react, recent_steps
 from reasoning_svc.tools_client import Observation
-from tests.unit.reasoning_svc import fakes
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel
+from tests.helpers import reasoning_fakes
+from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel
 
 
 def make_run(model: ScriptedModel, tool_runner: FakeTools | None = None, **params: Any) -> Run:
-    return fakes.make_run(model, tool_runner, react_constrained=False, **params)
+    return reasoning_fakes.make_run(model, tool_runner, react_constrained=False, **params)
 
 
 CALC = 'Thought: I should compute it.\nAction: calculator\nAction Input: {"expression": "17*23"}'

@@ -16,7 +16,7 @@ from reasoning_svc.strategies.react_steps import (
     THOUGHT_CHARS,
     read_json_step,
 )
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
+from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel, make_run
 from tests.unit.reasoning_svc.test_react import INJECTED, ToolsWithSearch, refusals
 
 

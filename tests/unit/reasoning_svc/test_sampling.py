@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reasoning_svc.strategies.sampling import cot, direct, majority_vote, self_consistency
-from tests.unit.reasoning_svc.fakes import ScriptedModel, make_run
+from tests.helpers.reasoning_fakes import ScriptedModel, make_run
 
 
 async def test_direct_asks_once_and_answers_with_the_reply() -> None:

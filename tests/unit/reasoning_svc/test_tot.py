@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from reasoning_svc.llm import Message
 from reasoning_svc.strategies.tot import parse_proposals, parse_value, tree_of_thoughts
-from tests.unit.reasoning_svc.fakes import ScriptedModel, make_run
+from tests.helpers.reasoning_fakes import ScriptedModel, make_run
 
 
 def test_proposals_are_distinct_lines_without_bullets() -> None:

@@ -15,7 +15,7 @@ from reasoning_svc.quoting import copied_from, neutralise, quote_observation, te
 from reasoning_svc.strategies.auto import choose_strategy
 from reasoning_svc.strategies.pal import program_aided
 from reasoning_svc.tools_client import ToolsClient
-from tests.unit.reasoning_svc.fakes import FakeTools, ScriptedModel, make_run
+from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel, make_run
 
 SPECS = [
     {"type": "function", "function": {"name": name, "description": "x", "parameters": {}}}
