@@ -16,7 +16,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,6 +140,35 @@ def _empty_snapshot(config: IndexConfig) -> Snapshot:
         np.zeros(0, bool),
         {},
     )
+
+
+def split_duplicates(
+    prepared: list[PreparedDocument],
+    nearest: Callable[[np.ndarray, set[str]], tuple[str, float]],
+    threshold: float,
+) -> tuple[list[PreparedDocument], list[DuplicateDocument]]:
+    """The documents to store and those that nearly repeat a stored or earlier one.
+
+    `nearest(signature, excluding)` is the backend's closest stored document other
+    than the batch's own ids (they are being replaced); earlier documents of this
+    batch count too.
+    """
+    incoming = {p.id for p in prepared}
+    accepted: list[PreparedDocument] = []
+    duplicates: list[DuplicateDocument] = []
+    for doc in prepared:
+        match, similarity = nearest(doc.signature, incoming)
+        if not match or similarity < threshold:
+            batch = np.stack([d.signature for d in accepted]) if accepted else None
+            row, similarity = best_match(doc.signature, batch) if batch is not None else (-1, 0.0)
+            match = accepted[row].id if row >= 0 and similarity >= threshold else ""
+        if match:
+            duplicates.append(
+                DuplicateDocument(id=doc.id, duplicate_of=match, similarity=round(similarity, 4))
+            )
+        else:
+            accepted.append(doc)
+    return accepted, duplicates
 
 
 @dataclass
@@ -278,27 +307,9 @@ class Collection:
         with self._lock:
             self._check_alive()
             old = self.snapshot
-            incoming = {p.id for p in prepared}
-            threshold = self.config.dedup_threshold
-            accepted: list[PreparedDocument] = []
-            duplicates: list[DuplicateDocument] = []
-            for doc in prepared:
-                match, similarity = old.nearest_document(doc.signature, incoming)
-                if not match or similarity < threshold:
-                    # Earlier documents of this batch count too.
-                    batch = np.stack([d.signature for d in accepted]) if accepted else None
-                    row, similarity = (
-                        best_match(doc.signature, batch) if batch is not None else (-1, 0.0)
-                    )
-                    match = accepted[row].id if row >= 0 and similarity >= threshold else ""
-                if match:
-                    duplicates.append(
-                        DuplicateDocument(
-                            id=doc.id, duplicate_of=match, similarity=round(similarity, 4)
-                        )
-                    )
-                else:
-                    accepted.append(doc)
+            accepted, duplicates = split_duplicates(
+                prepared, old.nearest_document, self.config.dedup_threshold
+            )
             if accepted:
                 now = time.time()
                 documents = [

@@ -3,10 +3,12 @@
     CollectionStore   one collection: documents in and out, duplicates, lifecycle
       .view() -> SearchView   one consistent state that a search reads, rows included
 
-The embedded backend (`rag_svc.collection.Collection`: segments on disk,
-exact dense search and BM25 in memory) is the one there is; a distributed
-engine with vector and keyword search would implement the same two
-protocols, and `StorageBackend` opens or creates its collections.
+Two backends implement the two protocols, and a `StorageBackend` opens or
+creates their collections (`RAG_STORAGE_BACKEND`): the embedded one
+(`rag_svc.collection.Collection`: segments on disk, exact dense search and
+BM25 in memory) and Milvus (`rag_svc.backends.milvus`: milvus-lite's file or a
+Milvus server). Both share `rag_svc.collection.split_duplicates` for what a
+commit keeps.
 """
 
 from __future__ import annotations

@@ -45,8 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from common.contracts.rag import DuplicateDocument
-from rag_svc.collection import CommitResult, IndexConfig, PreparedDocument
+from rag_svc.collection import CommitResult, IndexConfig, PreparedDocument, split_duplicates
 from rag_svc.dedup import best_match
 from rag_svc.indexes import BM25_B, BM25_K1
 from rag_svc.store import StoredChunk, StoredDocument, atomic_write_bytes
@@ -325,28 +324,9 @@ class MilvusCollection:
         with self._lock:
             self._check_alive()
             old = self._state
-            incoming = {p.id for p in prepared}
-            threshold = self.config.dedup_threshold
-            accepted: list[PreparedDocument] = []
-            duplicates: list[DuplicateDocument] = []
-            for doc in prepared:
-                match, similarity = old.nearest(doc.signature, incoming)
-                if not match or similarity < threshold:
-                    # Earlier documents of this batch count too.
-                    batch = [d.signature for d in accepted]
-                    row, similarity = best_match(
-                        doc.signature,
-                        np.stack(batch) if batch else np.zeros((0, doc.signature.size)),
-                    )
-                    match = accepted[row].id if row >= 0 and similarity >= threshold else ""
-                if match:
-                    duplicates.append(
-                        DuplicateDocument(
-                            id=doc.id, duplicate_of=match, similarity=round(similarity, 4)
-                        )
-                    )
-                else:
-                    accepted.append(doc)
+            accepted, duplicates = split_duplicates(
+                prepared, old.nearest, self.config.dedup_threshold
+            )
             if accepted:
                 self._insert(old, accepted)
             return CommitResult(
