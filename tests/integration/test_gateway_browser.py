@@ -9,29 +9,18 @@ finds the conversation again. A screenshot lands in `tests/artifacts/`.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api
 
+from tests.helpers.browser import chromium_page
 from tests.helpers.servers import REPO_ROOT, RunningRedis, RunningServer
 from tests.integration.gateway_support import admin, gateway_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-# `make test` installs Debian's chromium (Makefile target `browser`); without it this fails.
-from playwright import sync_api  # noqa: E402
 
 Stack = tuple[RunningServer, RunningServer, RunningRedis]
 
@@ -44,20 +33,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[sync_api.Page]:
-    profile = tmp_path / "chromium-profile"  # a fresh --user-data-dir per test
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=FLAGS,
-            viewport={"width": 1280, "height": 860},
-        )
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_page(tmp_path / "chromium-profile", viewport={"width": 1280, "height": 860}) as p:
+        yield p
 
 
 def test_chat_streams_shows_the_pipeline_and_takes_feedback(

@@ -8,7 +8,6 @@ reached the router (the same prompt, without the first answer) and
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +15,11 @@ import httpx
 import pytest
 from playwright import sync_api
 
+from tests.helpers.browser import chromium_page
 from tests.helpers.servers import RunningRedis, RunningServer
 from tests.integration.gateway_support import gateway_stack
 
 pytestmark = pytest.mark.integration
-
-CHROMIUM = Path("/usr/bin/chromium")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
 Stack = tuple[RunningServer, RunningServer, RunningRedis]
 
@@ -35,16 +32,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[sync_api.Page]:
-    profile = tmp_path / "chromium-profile"
-    with sync_api.sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=FLAGS
-        )
-        try:
-            yield context.pages[0] if context.pages else context.new_page()
-        finally:
-            context.close()
-    shutil.rmtree(profile, ignore_errors=True)
+    with chromium_page(tmp_path / "chromium-profile") as p:
+        yield p
 
 
 def test_regenerate_asks_again_and_the_pick_is_stored_as_a_preference(
