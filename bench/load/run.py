@@ -40,6 +40,7 @@ from tests.helpers.servers import REPO_ROOT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 UPLOAD_COLLECTION = "loadtest"  # the locustfile's; the only collection the load may grow
+PROGRESS_EVERY_S = 60.0  # a line on stderr this often while Locust runs
 PLATFORM_ENV = {
     "RAG_WIKI_MAX_PAGES": "40",
     "ROUTER_RAG_TIMEOUT_S": "300",
@@ -99,9 +100,34 @@ def run_locust(
         log.parent.mkdir(parents=True, exist_ok=True)
         with log.open("wb") as output:
             limit_s = seconds + 2 * timeout_s + 60
-            subprocess.run(command, env=env, cwd=REPO_ROOT, check=False, stdout=output,
-                           stderr=subprocess.STDOUT, timeout=limit_s)  # fmt: skip
+            process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=output,
+                                       stderr=subprocess.STDOUT)  # fmt: skip
+            _wait_showing_progress(process, seconds, limit_s, command)
         return list(json.loads(Path(records.name).read_text() or "[]"))
+
+
+def _wait_showing_progress(
+    process: subprocess.Popen[bytes], seconds: float, limit_s: float, command: list[str]
+) -> None:
+    """Wait for Locust, a line a minute on stderr; past `limit_s` it is killed (TimeoutExpired)."""
+    started = time.monotonic()
+    try:
+        while True:
+            elapsed = time.monotonic() - started
+            if elapsed >= limit_s:
+                raise subprocess.TimeoutExpired(command, limit_s)
+            try:
+                process.wait(timeout=min(PROGRESS_EVERY_S, limit_s - elapsed))
+                return
+            except subprocess.TimeoutExpired:
+                done = time.monotonic() - started
+                print(
+                    f"  load running: {done:.0f} s of {seconds:.0f} s", file=sys.stderr, flush=True
+                )
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _load(args: argparse.Namespace, url: str, key: str) -> int:
