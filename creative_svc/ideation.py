@@ -267,17 +267,12 @@ class Ideator:
     ) -> str:
         """The model's answer, or "" when moe_svc fails: the caller falls back."""
         try:
-            if response_format is None:
-                completion = await self.model.complete(
-                    messages, max_tokens=max_tokens, temperature=self.temperature
-                )
-            else:
-                completion = await self.model.complete(
-                    messages,
-                    max_tokens=max_tokens,
-                    temperature=self.temperature,
-                    response_format=response_format,
-                )
+            completion = await self.model.complete(
+                messages,
+                max_tokens=max_tokens,
+                temperature=self.temperature,
+                response_format=response_format,
+            )
             return completion.text
         except ServiceError as exc:
             log.warning("moe_svc call failed, falling back: %s", exc.message)
