@@ -48,6 +48,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from common.heap import fix_mmap_threshold
 from common.log import configure_logging
 from common.settings import ServiceSettings
 
@@ -254,6 +255,7 @@ def serve(
         print("\n".join(lines), file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.service_name, settings.log_level, settings.log_json)
+    fix_mmap_threshold(settings.malloc_mmap_threshold_bytes)
     app = create_app(settings)
     uvicorn.run(app, **server_options(settings))
 
