@@ -34,6 +34,7 @@ from router_svc.plan_run import Emit, PlanRun, Prepared
 from router_svc.plans import SESSION, failed_step, unhonoured
 from router_svc.route_decision import Router
 from router_svc.settings import RouterSettings
+from router_svc.shedding import ShedWindow
 from router_svc.step_runners import STEP_RUNNERS
 
 __all__ = ["Dispatcher", "run_plan"]
@@ -102,6 +103,7 @@ class Dispatcher:
         self.settings = settings
         self.router = router
         self.backends = backends
+        self.shedding = ShedWindow()
 
     async def prepare(self, request: DispatchRequest) -> Prepared:
         """Check the request and route its last turn (4xx here, before any answer starts)."""
@@ -127,6 +129,7 @@ class Dispatcher:
                 param=refused,
                 code="unsupported_for_plan",
             )
+        self.shedding.check(route.plan)
         return Prepared(request, conversation, route)
 
     async def _stored_turns(self, session_id: str | None, text: str) -> list[DispatchMessage]:
@@ -159,7 +162,11 @@ class Dispatcher:
             await emit(RouteEvent(**dict(route)))
         if route.reason and route.fallback:
             run.notes.append(route.reason)
-        await run_plan(run)
+        try:
+            await run_plan(run)
+        except ServiceError as exc:
+            self.shedding.note(exc)
+            raise
         answer = run.answer or ""
         choices = run.choices or [
             ChatChoice(

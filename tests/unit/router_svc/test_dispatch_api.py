@@ -258,14 +258,36 @@ async def test_the_model_overloaded_sheds_a_chat_with_its_retry_after(
 ) -> None:
     fake.overloaded = {"moe_svc"}
     async with app_client(settings) as client:
-        responses = [await dispatch(client, "Hello") for _ in range(6)]
+        first = await dispatch(client, "Hello")
+        # Inside the Retry-After, plans the model writes are refused before they start.
+        later = [await dispatch(client, "Hello") for _ in range(3)]
+        streamed = await client.post(
+            "/v1/dispatch",
+            json={"messages": [{"role": "user", "content": "Hello"}], "stream": True},
+        )
 
-    for response in responses:  # each one reached moe_svc: no circuit opened on a busy model
+    error = first.json()["error"]
+    assert first.status_code == 503 and first.headers["Retry-After"] == "4"
+    assert (error["code"], error["service"]) == ("overloaded", "moe_svc")
+    for response in [*later, streamed]:
         assert response.status_code == 503
-        error = response.json()["error"]
-        assert (error["code"], error["service"]) == ("overloaded", "moe_svc")
-        assert response.headers["Retry-After"] == "4"
-    assert len(fake.called("moe_svc")) == 6
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["error"]["code"] == "overloaded"
+        assert 1 <= int(response.headers["Retry-After"]) <= 4
+    # One call reached moe_svc: no circuit opened, and no more queued behind the backlog.
+    assert len(fake.called("moe_svc")) == 1
+
+
+async def test_a_direct_tool_call_runs_while_the_model_sheds(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    fake.overloaded = {"moe_svc"}
+    async with app_client(settings) as client:
+        assert (await dispatch(client, "Hello")).status_code == 503
+        tool = await dispatch(client, "What is 1234 * 5678?", options={"intent": "tool"})
+
+    assert tool.status_code == 200
+    assert statuses(tool.json())["tools.invoke"] == "ok"
 
 
 async def test_low_confidence_runs_the_safe_plan(
