@@ -11,6 +11,15 @@ seen: measured on rag_svc, ingesting 200 BBC articles took its RSS from 501 to
 822 MiB with the dynamic threshold and from 490 to 517 MiB with it fixed at
 128 KiB, at the same speed (4 s per 50 articles either way).
 
+The cost is a fresh mapping, zeroed by the kernel, for every such block, which
+the model-serving services feel: with the threshold fixed at 128 KiB, moe_svc
+served 8 streams at 156-160 tokens/s against 176-189 with glibc's default (two
+alternating runs of `bench.moe_serving`), and creative_svc took 0.63 s a picture
+against 0.53. rag_svc ingests 5-8% slower (16.2 s for 200 articles against
+15.0; searches as fast), for 250-330 MiB less resident. So each service
+chooses (`<PREFIX>MALLOC_MMAP_THRESHOLD_BYTES`): rag_svc fixes it, the others
+keep glibc's default.
+
 `mallopt(M_MMAP_THRESHOLD, n)` fixes the threshold (it also turns the dynamic
 adjustment off), as the `MALLOC_MMAP_THRESHOLD_` environment variable would,
 but from inside the process, so the setting is the service's own wherever it

@@ -112,12 +112,12 @@ class ServiceSettings(BaseSettings):
         1000, ge=1, description="Open connections or requests beyond this are answered 503."
     )
     malloc_mmap_threshold_bytes: int = Field(
-        128 * 1024,
+        0,
         ge=0,
         le=32 * 1024 * 1024,
-        description="Blocks this large or larger are mmapped and unmapped when freed, so memory "
-        "goes back to the OS after a model runs on a large input (glibc; 0: glibc's dynamic "
-        "threshold, under which the process keeps the peak of every input shape it has seen).",
+        description="Blocks this large or larger are mmapped and unmapped when freed (glibc). "
+        "0: glibc's dynamic threshold, fastest for model serving, under which a process keeps "
+        "the peak of the input shapes it has seen; rag_svc sets 131072 (common/heap.py).",
     )
 
     @field_validator("*", mode="after")

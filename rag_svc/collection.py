@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from common.contracts.rag import DuplicateDocument
-from rag_svc.dedup import best_match
+from rag_svc.dedup import SignatureBands, best_match
 from rag_svc.indexes import DenseIndex, GrowableRows, SparseIndex, bm25_tokens
 from rag_svc.store import SegmentData, SegmentStore, StoredChunk, StoredDocument
 
@@ -78,6 +78,8 @@ class Snapshot:
     signature_alive: np.ndarray  # (len(signature_ids),) bool
     # Rows of each live document's chunks, in order.
     document_rows: dict[str, range]
+    # The LSH bands of `signatures`, shared with the snapshots before this one.
+    signature_bands: SignatureBands
 
     @property
     def live_chunks(self) -> int:
@@ -110,20 +112,25 @@ class Snapshot:
         return self.sparse.search(tokens, n, self.alive, allowed)
 
     def nearest_document(self, signature: np.ndarray, excluding: set[str]) -> tuple[str, float]:
-        """The live document (not in `excluding`) whose signature is closest, and the similarity.
+        """The closest live document (not in `excluding`) among those sharing a band with
+        `signature`, and the similarity; ("", 0.0) when there is none.
 
-        ("", 0.0) when there is none.
+        A document at the duplicate threshold or above shares a band but for a chance
+        of at most `rag_svc.dedup.MAX_MISS`; one far below it mostly does not, and
+        then counts as none.
         """
         count = len(self.signature_ids)
-        usable = self.signature_alive.copy()
+        rows = self.signature_bands.candidates(signature, count)
+        usable = self.signature_alive[rows]
         for document_id in excluding:
             if document_id in self.signature_rows:
-                usable[self.signature_rows[document_id]] = False
-        if not usable.any():
+                usable &= rows != self.signature_rows[document_id]
+        rows = rows[usable]
+        if rows.size == 0:
             return "", 0.0
-        similarity = (self.signatures.view(count) == signature[None, :]).mean(axis=1)  # (N,)
-        row = int(np.where(usable, similarity, -1.0).argmax())
-        return self.signature_ids[row], float(similarity[row])
+        similarity = (self.signatures.view(count)[rows] == signature[None, :]).mean(axis=1)
+        best = int(similarity.argmax())
+        return self.signature_ids[int(rows[best])], float(similarity[best])
 
 
 def _empty_snapshot(config: IndexConfig) -> Snapshot:
@@ -139,6 +146,7 @@ def _empty_snapshot(config: IndexConfig) -> Snapshot:
         [],
         np.zeros(0, bool),
         {},
+        SignatureBands(config.signature_size, config.dedup_threshold),
     )
 
 
@@ -390,6 +398,7 @@ def _appended(
         signature_alive[signature_rows.pop(document_id)] = False
         stored.pop(document_id)
     dense, sparse, signatures = old.dense, old.sparse, old.signatures
+    bands = old.signature_bands
     signature_count = len(old.signature_ids)
     if documents:
         dense = dense.appended(
@@ -398,9 +407,14 @@ def _appended(
             hnsw_m=config.hnsw_m,
         )
         sparse = sparse.appended(tokens)
-        signatures = signatures.appended(
-            signature_count, np.stack([d.signature for d in documents])
-        )
+        new_signatures = np.stack([d.signature for d in documents])
+        grown = signatures.appended(signature_count, new_signatures)
+        if grown is not signatures or bands.count != signature_count:
+            # A fork of an older snapshot: its rows get bands of their own.
+            bands = SignatureBands(config.signature_size, config.dedup_threshold)
+            bands.add(grown.view(signature_count))
+        bands.add(new_signatures)
+        signatures = grown
         row = len(old.chunks)
         for index, document in enumerate(documents):
             stored[document.id] = document
@@ -419,6 +433,7 @@ def _appended(
         old.signature_ids + [d.id for d in documents] if documents else old.signature_ids,
         signature_alive,
         document_rows,
+        bands,
     )
 
 

@@ -97,6 +97,26 @@ def test_duplicates_are_reported_and_not_indexed(collection: Collection) -> None
     assert (result.ids, [d.duplicate_of for d in result.duplicates]) == (["d"], ["d"])
 
 
+def test_duplicates_are_found_against_live_documents_only_and_after_a_reopen(
+    tmp_path: Path, collection: Collection
+) -> None:
+    text = "A long note on tides, moorings, ferries and the lighthouse keeper's logbook."
+    collection.commit([prepared("a", text)])
+    collection.delete_document("a")
+    assert collection.commit([prepared("b", text)]).ids == ["b"]  # a is gone: no duplicate
+
+    reopened = Collection.open(tmp_path / "notes", CONFIG)
+    result = reopened.commit([prepared("c", text)])
+    assert [(d.id, d.duplicate_of) for d in result.duplicates] == [("c", "b")]
+    # An older snapshot still answers for the rows it holds, not for later ones.
+    before = reopened.snapshot
+    reopened.commit([prepared("d", "Something unrelated about mountains.")])
+    assert before.nearest_document(HASHER.signature(text), set())[0] == "b"
+    assert before.nearest_document(
+        HASHER.signature("Something unrelated about mountains."), set()
+    ) == ("", 0.0)
+
+
 def test_same_id_replaces_not_duplicates(collection: Collection) -> None:
     collection.commit([prepared("a", "Old text about cats.", "More about cats.")])
     result = collection.commit([prepared("a", "Old text about cats.", "More about cats.")])
