@@ -4,7 +4,7 @@
 `auto` chat turns in a session (factual, reasoning, creative, tool and chit-chat
 questions), streamed chat on the core model (time to first token and tokens/s read
 from the SSE stream), embeddings, searches of the wiki, image generation and
-document uploads. Every answer is recorded (scenario, status, latency, users running
+document uploads. Every answer is recorded (scenario, status, latency, the step's users
 then, and for streams TTFT and tokens) and written as JSON to `LOAD_RECORDS` when the
 run ends; bench/load/report.py turns the records into the report.
 
@@ -111,7 +111,9 @@ def _record(
     _records.append(record)
     runner = _environment.runner if _environment else None
     if runner is not None:
-        record["users"] = runner.user_count
+        # The step's users (what `--stages` asked for), not the count while users spawn:
+        # a ramp's in-between counts would each make a step of a request or two.
+        record["users"] = runner.target_user_count or runner.user_count
         limit = int(os.environ.get("LOAD_MAX_REQUESTS", "0"))
         if limit and len(_records) >= limit:
             runner.quit()
