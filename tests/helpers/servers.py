@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -113,9 +114,25 @@ def wait_ready(server: RunningServer, timeout_s: float = READY_TIMEOUT_S) -> dic
     raise TimeoutError(f"{server.name} not ready in {timeout_s}s: {body}\n{server.logs()[-3000:]}")
 
 
+def _exit_on_sigterm() -> None:
+    """Make SIGTERM end this process through SystemExit, so that `finally` blocks stop
+    the servers it started: a benchmark killed by `timeout` left its moe_svc running.
+    Only where SIGTERM still has its default action, from the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def leave(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, leave)
+
+
 def _spawn(
     name: str, port: int, argv: list[str], env: Mapping[str, str], log_dir: Path
 ) -> RunningServer:
+    _exit_on_sigterm()
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONUNBUFFERED": "1", **env}
