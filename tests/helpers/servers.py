@@ -117,8 +117,9 @@ def wait_ready(server: RunningServer, timeout_s: float = READY_TIMEOUT_S) -> dic
 def _exit_on_sigterm() -> None:
     """Make SIGTERM end this process through SystemExit, so that `finally` blocks stop
     the servers it started: a benchmark killed by `timeout` left its moe_svc running.
-    Only where SIGTERM still has its default action, from the main thread."""
-    if threading.current_thread() is not threading.main_thread():
+    Only where SIGTERM still has its default action, from the main thread, and not
+    under pytest (which would report the SystemExit as one test's error and go on)."""
+    if "pytest" in sys.modules or threading.current_thread() is not threading.main_thread():
         return
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         return
