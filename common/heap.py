@@ -9,7 +9,7 @@ that stay alive, and the heap cannot shrink past them. A service that runs
 models on inputs of varying shapes then holds the peak of every shape it has
 seen: measured on rag_svc, ingesting 200 BBC articles took its RSS from 501 to
 822 MiB with the dynamic threshold and from 490 to 517 MiB with it fixed at
-128 KiB, at the same speed (4 s per 50 articles either way).
+128 KiB.
 
 The cost is a fresh mapping, zeroed by the kernel, for every such block, which
 the model-serving services feel: with the threshold fixed at 128 KiB, moe_svc

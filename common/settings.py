@@ -21,6 +21,7 @@ __all__ = [
     "Port",
     "ServiceSettings",
     "default_url",
+    "mmap_threshold_field",
     "redact_url",
     "redis_url_field",
     "url_with_password",
@@ -63,6 +64,17 @@ def redis_url_field(prefix: str) -> Any:
         default=f"redis://127.0.0.1:{REDIS_PORT}/0",
         validation_alias=AliasChoices(f"{prefix}REDIS_URL", "REDIS_URL", "redis_url"),
         description="Redis URL (redis://host:port/db).",
+    )
+
+
+def mmap_threshold_field(default: int, note: str) -> Any:
+    """The `malloc_mmap_threshold_bytes` setting with a service's own default (common/heap.py)."""
+    return Field(
+        default,
+        ge=0,
+        le=32 * 1024 * 1024,
+        description="Blocks this large or larger are mmapped and unmapped when freed (glibc). "
+        + note,
     )
 
 
@@ -111,11 +123,8 @@ class ServiceSettings(BaseSettings):
     http_max_concurrency: int = Field(
         1000, ge=1, description="Open connections or requests beyond this are answered 503."
     )
-    malloc_mmap_threshold_bytes: int = Field(
+    malloc_mmap_threshold_bytes: int = mmap_threshold_field(
         0,
-        ge=0,
-        le=32 * 1024 * 1024,
-        description="Blocks this large or larger are mmapped and unmapped when freed (glibc). "
         "0: glibc's dynamic threshold, fastest for model serving, under which a process keeps "
         "the peak of the input shapes it has seen; rag_svc sets 131072 (common/heap.py).",
     )

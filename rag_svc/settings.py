@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.contracts.rag import CollectionName
-from common.settings import Port, ServiceSettings, default_url
+from common.settings import Port, ServiceSettings, default_url, mmap_threshold_field
 
 __all__ = ["RagSettings"]
 
@@ -22,12 +22,8 @@ class RagSettings(ServiceSettings):
     # Its embedder and reranker run on inputs of every length: with glibc's dynamic
     # threshold, ingesting 200 articles left 320 MiB resident; fixed, 27 MiB, for an
     # ingest 5-8% slower (common/heap.py).
-    malloc_mmap_threshold_bytes: int = Field(
-        128 * 1024,
-        ge=0,
-        le=32 * 1024 * 1024,
-        description="Blocks this large or larger are mmapped and unmapped when freed (glibc; "
-        "0: glibc's dynamic threshold).",
+    malloc_mmap_threshold_bytes: int = mmap_threshold_field(
+        128 * 1024, "0: glibc's dynamic threshold."
     )
     moe_url: str = default_url("moe_svc")
 
