@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -100,8 +100,21 @@ v1 = APIRouter(prefix="/v1")
     tags=["health"],
     responses={503: {"model": GatewayReadiness, "description": "Not ready: what is down."}},
 )
-async def readyz(probes: ProbeClientsDep, redis: RedisDep, settings: SettingsDep) -> JSONResponse:
-    readiness = await platform_readiness(probes, redis.ping, settings.readiness_timeout_s)
+async def readyz(
+    probes: ProbeClientsDep,
+    redis: RedisDep,
+    settings: SettingsDep,
+    scope: Annotated[
+        Literal["platform", "gateway"],
+        Query(
+            description="platform: every service and Redis (503 when any is down); gateway: "
+            "only what the gateway needs to take requests (Redis), for an orchestrator's "
+            "readiness probe that must not take the entry point out when one service is down."
+        ),
+    ] = "platform",
+) -> JSONResponse:
+    clients = probes if scope == "platform" else {}
+    readiness = await platform_readiness(clients, redis.ping, settings.readiness_timeout_s)
     status = 200 if readiness.status == "ready" else 503
     return JSONResponse(readiness.model_dump(), status_code=status)
 

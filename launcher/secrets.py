@@ -1,8 +1,10 @@
 """Secrets the platform makes for itself: the local Redis password, compose's secret files.
 
 `python -m launcher.secrets [DIR]` (what `make secrets` runs) writes the files
-docker-compose.yml reads, fresh and random, into DIR (default `secrets/`):
-`redis_password` and `gateway_bootstrap_key`. Existing files are kept.
+docker-compose.yml and the Kubernetes Secret read (docs/deployment.md), fresh and
+random, into DIR (default `secrets/`): `redis_password`, `gateway_bootstrap_key`
+and `gateway_image_url_secret` (the key that signs image URLs, shared by every
+gateway replica). Existing files are kept.
 """
 
 from __future__ import annotations
@@ -27,10 +29,15 @@ def _new_gateway_key() -> str:
     return new_key()
 
 
+def _new_image_url_secret() -> str:
+    return secrets.token_urlsafe(48)
+
+
 # The compose secret files and how each is made.
 COMPOSE_SECRETS: dict[str, Callable[[], str]] = {
     "redis_password": _new_redis_password,
     "gateway_bootstrap_key": _new_gateway_key,
+    "gateway_image_url_secret": _new_image_url_secret,
 }
 
 

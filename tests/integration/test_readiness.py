@@ -61,8 +61,17 @@ def test_gateway_reports_each_service_and_redis(
     )
     try:
         response = httpx.get(f"{gateway.url}/readyz")
+        # An orchestrator's probe: the gateway can take requests while services are down.
+        own = httpx.get(f"{gateway.url}/readyz", params={"scope": "gateway"})
+        bad_scope = httpx.get(f"{gateway.url}/readyz", params={"scope": "everything"})
     finally:
         gateway.stop()
+
+    assert own.status_code == 200
+    assert own.json()["status"] == "ready"
+    assert set(own.json()["services"]) == {"redis"}
+    assert bad_scope.status_code == 400
+    assert bad_scope.json()["error"]["type"] == "invalid_request_error"
 
     assert response.status_code == 503
     body = response.json()

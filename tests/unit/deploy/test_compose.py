@@ -19,6 +19,7 @@ import yaml
 
 from common.settings import ServiceSettings
 from common.topology import REDIS, REDIS_PORT, SERVICES
+from launcher.secrets import COMPOSE_SECRETS
 from scripts.settings_tables import settings_class
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -145,6 +146,7 @@ def check_redis(compose: Compose) -> list[str]:
 
 REDIS_SECRET = "/run/secrets/redis_password"
 BOOTSTRAP_SECRET = "/run/secrets/gateway_bootstrap_key"
+IMAGE_URL_SECRET = "/run/secrets/gateway_image_url_secret"
 
 
 def _words(value: Any) -> list[str]:
@@ -179,7 +181,7 @@ def check_secrets(compose: Compose) -> list[str]:
     """Every Redis client gets the password by a secret; the gateway its bootstrap key."""
     problems: list[str] = []
     declared = compose.get("secrets") or {}
-    for name in ("redis_password", "gateway_bootstrap_key"):
+    for name in COMPOSE_SECRETS:
         if not str((declared.get(name) or {}).get("file", "")).startswith("./secrets/"):
             problems.append(f"secret {name} must come from a file under ./secrets/")
     services = compose.get("services") or {}
@@ -197,6 +199,11 @@ def check_secrets(compose: Compose) -> list[str]:
             or "gateway_bootstrap_key" not in mounted
         ):
             problems.append(f"gateway: the bootstrap admin key must come from {BOOTSTRAP_SECRET}")
+        if name == "gateway" and (
+            env.get("GATEWAY_IMAGE_URL_SECRET_FILE") != IMAGE_URL_SECRET
+            or "gateway_image_url_secret" not in mounted
+        ):
+            problems.append(f"gateway: the image URL key must come from {IMAGE_URL_SECRET}")
     return problems
 
 
@@ -448,6 +455,11 @@ BROKEN: list[tuple[str, Callable[[Compose], None], str]] = [
         "gateway secret unmounted",
         _set("services/gateway/secrets", ["redis_password"]),
         "bootstrap admin key",
+    ),
+    (
+        "image key from the volume",
+        _set("services/gateway/environment/GATEWAY_IMAGE_URL_SECRET_FILE", None),
+        "image URL key",
     ),
     ("secret not a file", _set("secrets/redis_password", {"environment": "X"}), "secret redis"),
     ("gateway on every interface", _set("services/gateway/ports", ["8000:8000"]), "127.0.0.1"),

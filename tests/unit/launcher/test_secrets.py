@@ -29,12 +29,15 @@ def test_a_loosened_secret_file_is_made_private_again(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
-def test_make_secrets_writes_both_compose_secrets(tmp_path: Path) -> None:
+def test_make_secrets_writes_every_compose_secret(tmp_path: Path) -> None:
     assert main([str(tmp_path / "secrets")]) == 0
     password = (tmp_path / "secrets" / "redis_password").read_text().strip()
     key = (tmp_path / "secrets" / "gateway_bootstrap_key").read_text().strip()
+    image_key = (tmp_path / "secrets" / "gateway_image_url_secret").read_text().strip()
     assert len(password) >= 32
     assert key.startswith("sk-gw-")
+    # The gateway refuses an image URL key shorter than 32 characters.
+    assert len(image_key) >= 32 and image_key not in (password, key)
     assert mode(tmp_path / "secrets") == 0o700
     main([str(tmp_path / "secrets")])
     assert (tmp_path / "secrets" / "redis_password").read_text().strip() == password
