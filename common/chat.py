@@ -53,10 +53,24 @@ def estimate_tokens(text: str) -> int:
 class ChatClient:
     """Chat completions from one upstream; `name` is the model ("" until resolved)."""
 
-    def __init__(self, client: ServiceClient, model: str = "", timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: ServiceClient,
+        model: str = "",
+        timeout_s: float = 60.0,
+        *,
+        extensions: bool = True,
+    ) -> None:
+        """`extensions`: the server is moe_svc, which has the platform's extensions
+        (`return_experts`); False leaves them out of requests to another server."""
         self._client = client
         self.name = model
         self.timeout_s = timeout_s
+        self.extensions = extensions
+
+    @property
+    def upstream(self) -> str:
+        return self._client.upstream
 
     async def resolve(self, timeout_s: float | None = None) -> str:
         """The configured model, else the first the upstream lists (looked up once)."""
@@ -72,7 +86,7 @@ class ChatClient:
         return self.name
 
     def with_model(self, model: str) -> ChatClient:
-        return ChatClient(self._client, model, self.timeout_s)
+        return ChatClient(self._client, model, self.timeout_s, extensions=self.extensions)
 
     async def complete(
         self,
@@ -101,7 +115,7 @@ class ChatClient:
         }
         if stop:
             payload["stop"] = stop
-        if return_experts:
+        if return_experts and self.extensions:
             payload["return_experts"] = True
         if response_format is not None:
             payload["response_format"] = response_format

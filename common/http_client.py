@@ -109,7 +109,11 @@ class ServiceClient:
         transport: httpx.AsyncBaseTransport | None = None,
         metrics: ServiceMetrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        headers: Mapping[str, str] | None = None,
+        forward_caller: bool = True,
     ) -> None:
+        """`headers` go with every call (an engine's key); `forward_caller` False keeps the
+        platform's caller headers (tenant, user) from a server outside the platform."""
         self.upstream = upstream
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
@@ -118,6 +122,8 @@ class ServiceClient:
         self.breaker = breaker or CircuitBreaker()
         self._metrics = metrics
         self._sleep = sleep
+        self._fixed_headers = dict(headers or {})
+        self._forward_caller = forward_caller
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             transport=transport or AiohttpTransport(),
@@ -130,11 +136,11 @@ class ServiceClient:
         return httpx.Timeout(timeout_s, connect=min(timeout_s, self.connect_timeout_s))
 
     def _headers(self, headers: Mapping[str, str] | None) -> dict[str, str]:
-        merged = dict(headers or {})
+        merged = {**self._fixed_headers, **(headers or {})}
         merged[REQUEST_ID_HEADER] = current_request_id() or new_request_id()
         # The caller travels with the call (a caller named explicitly in `headers` wins).
         caller = caller_var.get()
-        if caller is not None:
+        if caller is not None and self._forward_caller:
             for name, value in caller.headers().items():
                 merged.setdefault(name, value)
         return merged

@@ -12,6 +12,7 @@ from common.health import ReadinessCheck, install_health_routes, upstream_check
 from common.input_guard import InputGuardMiddleware
 from common.metrics import ServiceMetrics
 from common.middleware import RequestContextMiddleware
+from common.models import ModelRegistry
 from common.openapi import document_errors
 from common.settings import ServiceSettings
 from common.upstreams import Upstreams
@@ -36,8 +37,11 @@ def create_service_app(
     On start-up `app.state.upstreams` holds a client per upstream (closed on
     shutdown) and `app.state.readiness_checks` an optional check per
     upstream; the service's own `lifespan` runs inside that and may append
-    its own (required) checks, e.g. a loaded model or Redis. `edge` marks the
-    public entry (see `RequestContextMiddleware`).
+    its own (required) checks, e.g. a loaded model or Redis. A service that
+    asks the core model (its settings have `model_engines`) also gets
+    `app.state.models`, its `ModelRegistry`, with a check per external engine
+    (the default model's engine required). `edge` marks the public entry (see
+    `RequestContextMiddleware`).
     """
     service = settings.service_name
     metrics = ServiceMetrics(service)
@@ -47,6 +51,11 @@ def create_service_app(
         upstreams = Upstreams.from_settings(settings, metrics)
         app.state.upstreams = upstreams
         checks: list[ReadinessCheck] = [upstream_check(c) for c in upstreams]
+        registry: ModelRegistry | None = None
+        if hasattr(settings, "model_engines"):
+            registry = ModelRegistry.from_settings(settings, upstreams["moe_svc"], metrics)
+            checks += registry.readiness_checks()
+        app.state.models = registry
         app.state.readiness_checks = checks
         try:
             if lifespan is None:
@@ -56,6 +65,8 @@ def create_service_app(
                     yield
         finally:
             await upstreams.aclose()
+            if registry is not None:
+                await registry.aclose()
 
     app = FastAPI(title=title, description=description, version=version, lifespan=shared_lifespan)
     app.state.settings = settings

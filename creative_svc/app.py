@@ -10,7 +10,6 @@ import torch
 from anyio import to_thread
 from fastapi import FastAPI
 
-from common.chat import ChatClient
 from common.health import ReadinessCheck
 from common.service import create_service_app
 from creative_svc.api import router
@@ -77,9 +76,7 @@ def create_app(
             app.state.load_error = f"{type(exc).__name__}: {exc}"
         else:
             app.state.studio = loaded
-            chat = model or ChatClient(
-                app.state.upstreams["moe_svc"], settings.model, settings.model_timeout_s
-            )
+            chat = model or app.state.models.chat(settings.model, settings.model_timeout_s)
             app.state.ideator = Ideator(
                 chat,
                 loaded,

@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url
 
 __all__ = ["ARTEFACTS_DIR", "CreativeSettings"]
@@ -22,6 +23,8 @@ class CreativeSettings(ServiceSettings):
 
     port: Port = 8006
     moe_url: str = default_url("moe_svc")
+    model_engines: ModelEngines = model_engines_field("CREATIVE_")
+    default_model: str = default_model_field("CREATIVE_")
 
     weights_dir: Path | None = Field(
         None,

@@ -40,6 +40,7 @@ from gateway.deps import (
     ChatDep,
     ImagesDep,
     ImageStoreDep,
+    ModelsDep,
     ProbeClientsDep,
     RedisDep,
     SettingsDep,
@@ -104,6 +105,7 @@ async def readyz(
     probes: ProbeClientsDep,
     redis: RedisDep,
     settings: SettingsDep,
+    models: ModelsDep,
     scope: Annotated[
         Literal["platform", "gateway"],
         Query(
@@ -113,8 +115,13 @@ async def readyz(
         ),
     ] = "platform",
 ) -> JSONResponse:
-    clients = probes if scope == "platform" else {}
-    readiness = await platform_readiness(clients, redis.ping, settings.readiness_timeout_s)
+    platform = scope == "platform"
+    readiness = await platform_readiness(
+        probes if platform else {},
+        redis.ping,
+        settings.readiness_timeout_s,
+        models.engine_clients() if platform else {},
+    )
     status = 200 if readiness.status == "ready" else 503
     return JSONResponse(readiness.model_dump(), status_code=status)
 

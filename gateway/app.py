@@ -69,6 +69,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.model_aliases,
             cache_s=settings.models_cache_s,
             timeout_s=settings.models_timeout_s,
+            models=app.state.models,
         )
         app.state.image_store = ImageStore(
             settings.data_dir / "gateway" / "images",

@@ -1,12 +1,14 @@
 """The models the gateway serves, by kind, and the aliases that name them.
 
-- chat: `auto` (the whole pipeline, router_svc) and the models moe_svc lists;
+- chat: `auto` (the whole pipeline, router_svc), the models moe_svc lists and
+  those of the external engines in `MODEL_ENGINES` (common/models.py), marked
+  with their engine and without the platform's extensions;
 - embedding: rag_svc's embedding model;
 - image: creative_svc's image models.
 
 An alias (`GATEWAY_MODEL_ALIASES`) names a served model, or the default
-model of a kind (`default:chat`: the first model moe_svc lists,
-`default:embedding`, `default:image`). Each route resolves the model it is
+model of a kind (`default:chat`: `DEFAULT_MODEL`, else the first model
+moe_svc lists; `default:embedding`, `default:image`). Each route resolves the model it is
 sent to one of its own kind, or answers 404 `model_not_found`.
 
 moe_svc's list is kept for `models_cache_s`; an id not in it asks moe_svc
@@ -24,6 +26,7 @@ from common.contracts.creative import ImageModel
 from common.contracts.rag import EMBEDDING_MODEL
 from common.errors import BadRequest, NotFound, ServiceError
 from common.http_client import ServiceClient
+from common.models import ModelRegistry
 from gateway.edge import upstream_timer
 from gateway.schemas import AUTO_MODEL, GatewayModelCard, ModelKind
 
@@ -82,9 +85,31 @@ class ModelCatalogue:
     """Every served model and alias; resolves what a request names (see the module)."""
 
     def __init__(
-        self, moe: ServiceClient, aliases: dict[str, str], cache_s: float, timeout_s: float
+        self,
+        moe: ServiceClient,
+        aliases: dict[str, str],
+        cache_s: float,
+        timeout_s: float,
+        models: ModelRegistry | None = None,
     ) -> None:
+        """`models`: the registry whose external engines' models are listed too."""
         self.moe = moe
+        self.models = models
+        self._external = [
+            GatewayModelCard(
+                id=model,
+                created=_STARTED,
+                kind="chat",
+                owned_by=engine,
+                metadata={
+                    "engine": engine,
+                    "description": f"Served by the external engine {engine!r}: no expert "
+                    "heatmap, token counts estimated where the engine gives none.",
+                    "platform_extensions": False,
+                },
+            )
+            for model, engine in (models.external_models() if models else {}).items()
+        ]
         self.aliases = dict(aliases)
         self.cache_s = cache_s
         self.timeout_s = timeout_s
@@ -108,10 +133,17 @@ class ModelCatalogue:
         self._fetched_at = time.monotonic()
         return self._chat
 
+    def _default_chat(self) -> GatewayModelCard | None:
+        default = self.models.default_model if self.models is not None else ""
+        if default:
+            return next((c for c in (*self._external, *self._chat) if c.id == default), None)
+        return self._chat[0] if self._chat else None
+
     def _default_ids(self) -> dict[str, str]:
         defaults = {"embedding": EMBEDDING_MODEL, "image": DEFAULT_IMAGE_MODEL}
-        if self._chat:
-            defaults["chat"] = self._chat[0].id
+        chat = self._default_chat()
+        if chat is not None:
+            defaults["chat"] = chat.id
         return defaults
 
     def _with_aliases(self, card: GatewayModelCard) -> GatewayModelCard:
@@ -133,7 +165,8 @@ class ModelCatalogue:
             logger.warning("moe_svc models unavailable", extra={"error": exc.message})
             chat = []
         fixed = list(_FIXED.values())
-        return [self._with_aliases(card) for card in (fixed[0], *chat, *fixed[1:])]
+        served = (fixed[0], *chat, *self._external, *fixed[1:])
+        return [self._with_aliases(card) for card in served]
 
     async def resolve(self, model: str, kind: ModelKind | None = None) -> GatewayModelCard:
         """The served model of `kind` (None: any) that `model` names, or 404 `model_not_found`.
@@ -163,11 +196,15 @@ class ModelCatalogue:
         if target.startswith(DEFAULT_TARGET_PREFIX):
             kind = target.removeprefix(DEFAULT_TARGET_PREFIX)
             if kind == "chat":
-                chat = await self._moe_models()
-                return chat[0] if chat else None
+                if self.models is None or self.models.route().platform:
+                    await self._moe_models()  # the default is one of moe_svc's
+                return self._default_chat()
             return _FIXED.get(self._default_ids().get(kind, ""))
         if target in _FIXED:
             return _FIXED[target]
+        external = next((card for card in self._external if card.id == target), None)
+        if external is not None:
+            return external
         for refresh in (False, True):
             found = next(
                 (card for card in await self._moe_models(refresh) if card.id == target), None

@@ -56,6 +56,7 @@ from common.contracts.router import (
 from common.disconnect import cancel_on_disconnect
 from common.errors import BadRequest, BadUpstreamResponse, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
+from common.models import ModelRegistry
 from common.request_context import current_request_id
 from common.streaming import SSE_HEADERS, sse_data
 from gateway.edge import upstream_timer
@@ -314,12 +315,13 @@ class ChatCompletions:
         self,
         settings: GatewaySettings,
         router: ServiceClient,
-        moe: ServiceClient,
+        models: ModelRegistry,
         limiter: RateLimiter,
     ) -> None:
+        """`models` finds the server of a request that names a model (not `auto`)."""
         self.timeout_s = settings.chat_timeout_s
         self.router = router
-        self.moe = moe
+        self.models = models
         self.limiter = limiter
 
     async def create(
@@ -448,12 +450,13 @@ class ChatCompletions:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         options = raw.get("stream_options")
         asked = options if isinstance(options, dict) else {}
-        payload = {**raw, "stream_options": {**asked, "include_usage": True}}
+        route = self.models.route(str(raw.get("model") or ""))
+        payload = route.request_body({**raw, "stream_options": {**asked, "include_usage": True}})
         stack = AsyncExitStack()
         async with upstream_timer():
-            # Opened before the response starts: moe_svc's 4xx/5xx reach the caller as is.
+            # Opened before the response starts: the server's 4xx/5xx reach the caller as is.
             upstream = await stack.enter_async_context(
-                self.moe.stream(
+                route.client.stream(
                     "POST", "/v1/chat/completions", json=payload, timeout_s=self.timeout_s
                 )
             )
@@ -468,7 +471,7 @@ class ChatCompletions:
                             if event is not None:
                                 yield event
                 except httpx.HTTPError:
-                    yield _broken_stream("moe_svc")
+                    yield _broken_stream(route.upstream)
 
         return StreamingResponse(
             events(),
@@ -478,8 +481,11 @@ class ChatCompletions:
         )
 
     async def _moe(self, request: Request, raw: dict[str, Any]) -> Response:
-        # moe_svc's answer passes as it came (its `experts` and `token_ids` included).
+        # The server's answer passes as it came (moe_svc's `experts` and `token_ids` included).
+        route = self.models.route(str(raw.get("model") or ""))
         async with upstream_timer():
-            result = await self.moe.post_json("/v1/chat/completions", raw, timeout_s=self.timeout_s)
+            result = await route.client.post_json(
+                "/v1/chat/completions", route.request_body(raw), timeout_s=self.timeout_s
+            )
         tokens = int((result.get("usage") or {}).get("completion_tokens", 0))
         return JSONResponse(result, background=self._charge(request, tokens))

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from common.caller import Caller
 from common.http_client import ServiceClient
+from common.models import ModelRegistry
 from common.upstreams import Upstreams
 from gateway.catalogue import ModelCatalogue
 from gateway.chat import ChatCompletions
@@ -84,12 +85,18 @@ CatalogueDep = Annotated[ModelCatalogue, Depends(get_catalogue)]
 ImageStoreDep = Annotated[ImageStore, Depends(get_image_store)]
 
 
+async def get_models(request: Request) -> ModelRegistry:
+    models: ModelRegistry = request.app.state.models
+    return models
+
+
+ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
+
+
 async def get_chat(
-    settings: SettingsDep, upstreams: UpstreamsDep, gatekeeper: GatekeeperDep
+    settings: SettingsDep, upstreams: UpstreamsDep, gatekeeper: GatekeeperDep, models: ModelsDep
 ) -> ChatCompletions:
-    return ChatCompletions(
-        settings, upstreams["router_svc"], upstreams["moe_svc"], gatekeeper.limiter
-    )
+    return ChatCompletions(settings, upstreams["router_svc"], models, gatekeeper.limiter)
 
 
 ChatDep = Annotated[ChatCompletions, Depends(get_chat)]

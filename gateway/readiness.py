@@ -37,21 +37,35 @@ async def _service_status(client: ServiceClient, timeout_s: float) -> ServiceSta
     )
 
 
+async def _engine_status(client: ServiceClient, timeout_s: float) -> ServiceStatus:
+    # An external engine has no /readyz: it is up when it lists its models.
+    result = await client.probe("/v1/models", timeout_s)
+    return ServiceStatus(
+        status="up" if result.ok else "down",
+        latency_ms=round(result.latency_ms, 2),
+        error=result.error,
+    )
+
+
 async def platform_readiness(
     clients: dict[str, ServiceClient],
     redis_ping: Callable[[], Awaitable[object]],
     timeout_s: float,
+    engines: dict[str, ServiceClient] | None = None,
 ) -> GatewayReadiness:
-    """Probe every service's `/readyz` and Redis concurrently.
+    """Probe every service's `/readyz`, every external engine and Redis concurrently.
 
-    A service is `up` when its own readiness says ready; the platform is
-    `ready` when everything is up, `degraded` otherwise.
+    A service is `up` when its own readiness says ready, an engine when it
+    lists its models; the platform is `ready` when everything is up,
+    `degraded` otherwise.
     """
     names = list(clients)
+    engines = engines or {}
     statuses = await asyncio.gather(
         *(_service_status(clients[n], timeout_s) for n in names),
+        *(_engine_status(client, timeout_s) for client in engines.values()),
         _redis_status(redis_ping, timeout_s),
     )
-    services = dict(zip([*names, "redis"], statuses, strict=True))
+    services = dict(zip([*names, *engines, "redis"], statuses, strict=True))
     ready = all(s.status == "up" for s in services.values())
     return GatewayReadiness(status="ready" if ready else "degraded", services=services)

@@ -8,6 +8,7 @@ from typing import ClassVar, Self
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url, redis_url_field
 from common.topology import SERVICES
 
@@ -40,6 +41,8 @@ class GatewaySettings(ServiceSettings):
     rag_url: str = default_url("rag_svc")
     creative_url: str = default_url("creative_svc")
     moe_url: str = default_url("moe_svc")
+    model_engines: ModelEngines = model_engines_field("GATEWAY_")
+    default_model: str = default_model_field("GATEWAY_")
     # Not called by the gateway, only probed: its /readyz covers all seven services.
     tools_url: str = default_url("tools_svc")
     reasoning_url: str = default_url("reasoning_svc")

@@ -57,16 +57,20 @@ def create_app(settings: MemorySettings) -> FastAPI:
             app.state.readiness_checks.append(ReadinessCheck("redis", redis.ping))
 
             moe = app.state.upstreams["moe_svc"]
+            summary_route = app.state.models.route(settings.summary_model or "")
             local = await _local_counter(settings)
             counter: TokenCounter
-            if settings.token_counter == "local" and local is not None:
+            # Another engine's model has another tokenizer: the local one is an estimate
+            # either way, and moe_svc need not be running.
+            external = not summary_route.platform
+            if (settings.token_counter == "local" or external) and local is not None:
                 counter = local
             else:  # moe_svc first; "auto" falls back to the local tokenizer
                 fallback = local if settings.token_counter == "auto" else None
                 counter = MoeTokenCounter(moe, fallback, settings.tokenize_timeout_s)
             summarizer = MoeSummarizer(
-                moe,
-                settings.summary_model,
+                summary_route.client,
+                summary_route.model,
                 max(settings.request_timeout_s, SUMMARY_REQUEST_TIMEOUT_S),
             )
             embedder = RagEmbedder(

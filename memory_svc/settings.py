@@ -8,6 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url, redis_url_field
 
 __all__ = ["MemorySettings"]
@@ -24,6 +25,8 @@ class MemorySettings(ServiceSettings):
         default_url("moe_svc"),
         description="Base URL of moe_svc (token counts and running summaries).",
     )
+    model_engines: ModelEngines = model_engines_field("MEMORY_")
+    default_model: str = default_model_field("MEMORY_")
     redis_url: str = redis_url_field("MEMORY_")
     redis_timeout_s: float = Field(
         2.0, gt=0, description="Redis connect and command timeout; past it a request gets 503."

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from common.caller import DEFAULT_TENANT
-from common.chat import ChatClient
 from common.health import ReadinessCheck
 from common.service import create_service_app
 from rag_svc.answering import Answerer
@@ -39,9 +38,7 @@ def create_app(settings: RagSettings) -> FastAPI:
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
         logging.getLogger("bm25s").setLevel(logging.WARNING)
         library = Library(settings)
-        chat = ChatClient(
-            app.state.upstreams["moe_svc"], settings.answer_model, settings.answer_timeout_s
-        )
+        chat = app.state.models.chat(settings.answer_model, settings.answer_timeout_s)
         app.state.library = library
         app.state.answerer = Answerer(library, chat, settings)
         wiki = (

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from common.contracts.rag import CollectionName
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url, mmap_threshold_field
 
 __all__ = ["RagSettings"]
@@ -26,6 +27,8 @@ class RagSettings(ServiceSettings):
         128 * 1024, "0: glibc's dynamic threshold."
     )
     moe_url: str = default_url("moe_svc")
+    model_engines: ModelEngines = model_engines_field("RAG_")
+    default_model: str = default_model_field("RAG_")
 
     # Storage.
     storage_backend: Literal["embedded", "milvus"] = Field(

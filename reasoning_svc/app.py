@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from common.chat import ChatClient
 from common.service import create_service_app
 from reasoning_svc.api import router
 from reasoning_svc.llm import ChatModel
@@ -35,8 +34,9 @@ def create_app(
         upstreams = app.state.upstreams
         app.state.reasoner = Reasoner(
             settings,
-            model or ChatClient(upstreams["moe_svc"], settings.model, settings.model_timeout_s),
+            model or app.state.models.chat(settings.model, settings.model_timeout_s),
             tools or ToolsClient(upstreams["tools_svc"], settings.tool_timeout_s),
+            app.state.models,
         )
         yield
 

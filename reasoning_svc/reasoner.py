@@ -13,6 +13,7 @@ import time
 from common.chat import ChatClient
 from common.contracts.reasoning import ReasonRequest, ReasonResponse, Strategy
 from common.errors import BadRequest, PayloadTooLarge
+from common.models import ModelRegistry
 from reasoning_svc.llm import ChatModel, Message
 from reasoning_svc.run import Outcome, Params, Run, TokenBudgetSpent
 from reasoning_svc.settings import ReasoningSettings
@@ -25,11 +26,17 @@ __all__ = ["Reasoner"]
 
 class Reasoner:
     def __init__(
-        self, settings: ReasoningSettings, model: ChatModel, tools: ToolRunner | None
+        self,
+        settings: ReasoningSettings,
+        model: ChatModel,
+        tools: ToolRunner | None,
+        models: ModelRegistry | None = None,
     ) -> None:
+        """`models` routes a request that names its model to that model's server."""
         self.settings = settings
         self.model = model
         self.tools = tools
+        self.models = models
 
     def check_limits(self, request: ReasonRequest) -> None:
         """Refuse what exceeds the service's limits, naming the parameter (400/413)."""
@@ -94,6 +101,8 @@ class Reasoner:
         )
 
     def _model_for(self, request: ReasonRequest) -> ChatModel:
+        if request.model and self.models is not None and isinstance(self.model, ChatClient):
+            return self.models.chat(request.model, self.model.timeout_s)
         if request.model and isinstance(self.model, ChatClient):
             return self.model.with_model(request.model)
         return self.model

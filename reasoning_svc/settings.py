@@ -7,6 +7,7 @@ from typing import ClassVar
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url
 
 __all__ = ["ReasoningSettings"]
@@ -19,6 +20,8 @@ class ReasoningSettings(ServiceSettings):
 
     port: Port = 8007
     moe_url: str = default_url("moe_svc")
+    model_engines: ModelEngines = model_engines_field("REASONING_")
+    default_model: str = default_model_field("REASONING_")
     tools_url: str = default_url("tools_svc")
 
     model: str = Field("", description="moe_svc model (empty: the first model it lists).")

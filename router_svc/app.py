@@ -54,7 +54,7 @@ def create_app(settings: RouterSettings, *, embedder: Embedder | None = None) ->
         intent_router = Router(settings, classifier)
         app.state.router = intent_router
         app.state.dispatcher = Dispatcher(
-            settings, intent_router, Backends(app.state.upstreams, settings.model)
+            settings, intent_router, Backends(app.state.upstreams, settings.model, app.state.models)
         )
 
         async def classifier_loaded() -> None:

@@ -20,6 +20,8 @@ from common.contracts.rag import AnswerResponse
 from common.contracts.reasoning import ReasonRequest, ReasonResponse
 from common.contracts.tools import InvokeResponse
 from common.errors import BadUpstreamResponse, UpstreamError
+from common.http_client import ServiceClient
+from common.models import ModelRegistry
 from common.streaming import sse_data
 from common.upstreams import Upstreams
 
@@ -32,9 +34,22 @@ RAG_MIN_MAX_TOKENS, RAG_MAX_MAX_TOKENS = 16, 4096
 
 
 class Backends:
-    def __init__(self, upstreams: Upstreams, model: str = "") -> None:
+    def __init__(
+        self, upstreams: Upstreams, model: str = "", models: ModelRegistry | None = None
+    ) -> None:
+        """`models` sends each model id to its server (moe_svc without one)."""
         self.upstreams = upstreams
-        self._chat = ChatClient(upstreams["moe_svc"], model)
+        self.models = models
+        self._chat = (
+            models.chat(model) if models is not None else ChatClient(upstreams["moe_svc"], model)
+        )
+
+    def _route(self, body: dict[str, Any]) -> tuple[ServiceClient, dict[str, Any]]:
+        """The server of `body`'s model, and the body as that server takes it."""
+        if self.models is None:
+            return self.upstreams["moe_svc"], body
+        route = self.models.route(str(body.get("model") or ""))
+        return route.client, route.request_body(body)
 
     # --- memory_svc ----------------------------------------------------------------------
 
@@ -143,7 +158,7 @@ class Backends:
     # --- moe_svc ---------------------------------------------------------------------------
 
     async def model(self, timeout_s: float) -> str:
-        """The configured model, else the first moe_svc lists (looked up once)."""
+        """The configured model, else the default model, else the first moe_svc lists."""
         return await self._chat.resolve(timeout_s)
 
     async def chat(
@@ -151,7 +166,8 @@ class Backends:
     ) -> tuple[list[ChatChoice], dict[str, Any] | None]:
         """The choices of one non-streamed completion of `body` (an OpenAI request), and
         moe_svc's experts per layer of the first when `body` asked for them."""
-        answer = await self.upstreams["moe_svc"].post_json(
+        client, body = self._route(body)
+        answer = await client.post_json(
             "/v1/chat/completions", {**body, "stream": False}, timeout_s=timeout_s
         )
         try:
@@ -159,9 +175,11 @@ class Backends:
                 answer.get("choices") if isinstance(answer, dict) else None
             )
         except ValidationError as exc:
-            raise BadUpstreamResponse.from_validation("moe_svc", exc) from None
+            raise BadUpstreamResponse.from_validation(client.upstream, exc) from None
         if not choices:
-            raise BadUpstreamResponse("moe_svc", "answered in an unexpected shape: no choices")
+            raise BadUpstreamResponse(
+                client.upstream, "answered in an unexpected shape: no choices"
+            )
         return choices, first_expert_usage(answer)
 
     async def chat_stream(
@@ -169,7 +187,7 @@ class Backends:
     ) -> AsyncIterator[tuple[list[ChatChunkChoice], dict[str, Any] | None]]:
         """The choices of each chunk of a streamed completion of `body`, and moe_svc's
         experts when a chunk carries them (the final one, when `body` asked)."""
-        client = self.upstreams["moe_svc"]
+        client, body = self._route(body)
         async with client.stream(
             "POST", "/v1/chat/completions", json={**body, "stream": True}, timeout_s=timeout_s
         ) as response:
@@ -183,14 +201,14 @@ class Backends:
                 if "error" in chunk:
                     error = chunk["error"] if isinstance(chunk["error"], dict) else {}
                     raise UpstreamError(
-                        str(error.get("message") or "moe_svc failed mid-stream"),
+                        str(error.get("message") or f"{client.upstream} failed mid-stream"),
                         status_code=502,
                         error_type="upstream_error",
-                        origin="moe_svc",
+                        origin=client.upstream,
                         code="stream_error",
                     )
                 try:
                     choices = _CHUNK_CHOICES.validate_python(chunk.get("choices") or [])
                 except ValidationError as exc:
-                    raise BadUpstreamResponse.from_validation("moe_svc", exc) from None
+                    raise BadUpstreamResponse.from_validation(client.upstream, exc) from None
                 yield choices, first_expert_usage(chunk)

@@ -9,6 +9,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from common.contracts.rag import CollectionName
+from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url
 from router_svc.intent_head import DEFAULT_WEIGHTS
 
@@ -27,6 +28,8 @@ class RouterSettings(ServiceSettings):
     creative_url: str = default_url("creative_svc")
     tools_url: str = default_url("tools_svc")
     moe_url: str = default_url("moe_svc")
+    model_engines: ModelEngines = model_engines_field("ROUTER_")
+    default_model: str = default_model_field("ROUTER_")
 
     # --- the classifier ---------------------------------------------------------------
     intent_weights: Path | None = Field(

@@ -292,6 +292,20 @@ def check_upstream_urls(compose: Compose, service: str) -> list[str]:
     return problems
 
 
+def check_model_registry(compose: Compose, service: str) -> list[str]:
+    """A service that asks the core model takes the engines and the default model from
+    compose's environment (`MODEL_ENGINES=... docker compose up`), parsable when unset."""
+    if "model_engines" not in settings_class(service).model_fields:
+        return []
+    env = environment((compose.get("services") or {}).get(service) or {})
+    wanted = {"MODEL_ENGINES": "${MODEL_ENGINES:-[]}", "DEFAULT_MODEL": "${DEFAULT_MODEL:-}"}
+    return [
+        f"{service}: {name} must be {value} (is {env.get(name)!r})"
+        for name, value in wanted.items()
+        if env.get(name) != value
+    ]
+
+
 def check_volumes(compose: Compose) -> list[str]:
     problems: list[str] = []
     declared = set(compose.get("volumes") or {})
@@ -320,6 +334,7 @@ def validate_compose(compose: Compose) -> list[str]:
     ]
     for name in SERVICES:
         problems += check_upstream_urls(compose, name)
+        problems += check_model_registry(compose, name)
     return problems
 
 
@@ -442,6 +457,11 @@ BROKEN: list[tuple[str, Callable[[Compose], None], str]] = [
         "reasoning_svc: tools_url",
     ),
     ("url not set", _set("services/rag_svc/environment", None), "rag_svc: moe_url is not set"),
+    (
+        "engines not passed on",
+        _set("services/reasoning_svc/environment/MODEL_ENGINES", None),
+        "reasoning_svc: MODEL_ENGINES",
+    ),
     ("redis url", _set("services/memory_svc/environment/REDIS_URL", None), "REDIS_URL"),
     ("models volume", _set("services/creative_svc/volumes", None), "creative_svc: the models"),
     ("redis without password", _set("services/redis/command", ["redis-server"]), "requirepass"),
