@@ -33,6 +33,7 @@ from scripts.settings_tables import settings_class
 
 __all__ = [
     "BASE_DIR",
+    "CORE_MODEL_CLIENT_LABEL",
     "PART_OF",
     "READINESS_AGGREGATOR",
     "SECRET_NAME",
@@ -56,6 +57,8 @@ APP_UID = 10001  # the user the Dockerfiles create
 # The gateway's /readyz reports every service's own readiness, so it reaches each
 # service's port, not only the ones it forwards requests to.
 READINESS_AGGREGATOR = "gateway"
+# On the workloads and NetworkPolicies of the services that ask the core model.
+CORE_MODEL_CLIENT_LABEL = "llm-platform/asks-core-model"
 # Addresses tools_svc's fetch tool must never reach (it also checks them itself).
 PRIVATE_RANGES = (
     "10.0.0.0/8",
@@ -148,6 +151,15 @@ def allowed_callers(service: str) -> set[str]:
 
 def _labels(service: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": dns_name(service), "app.kubernetes.io/part-of": PART_OF}
+
+
+def _role_labels(service: str) -> dict[str, str]:
+    """Labels of a workload and its NetworkPolicy; services that ask the core model are
+    marked, so an overlay can point them at another engine in one patch."""
+    labels = _labels(service)
+    if service in SERVICES and "model_engines" in settings_class(service).model_fields:
+        labels[CORE_MODEL_CLIENT_LABEL] = "true"
+    return labels
 
 
 def _selector(service: str) -> dict[str, str]:
@@ -279,13 +291,13 @@ def _workload(spec: ServiceSpec, workload: Workload) -> dict[str, Any]:
         "containers": [container],
         "volumes": volumes,
     }
-    template = {"metadata": {"labels": _labels(spec.name)}, "spec": pod_spec}
+    template = {"metadata": {"labels": _role_labels(spec.name)}, "spec": pod_spec}
     common = {"replicas": 1, "selector": {"matchLabels": _selector(spec.name)}}
     if workload.data == "own":
         return {
             "apiVersion": "apps/v1",
             "kind": "StatefulSet",
-            "metadata": {"name": name, "labels": _labels(spec.name)},
+            "metadata": {"name": name, "labels": _role_labels(spec.name)},
             "spec": {
                 **common,
                 "serviceName": name,
@@ -296,7 +308,7 @@ def _workload(spec: ServiceSpec, workload: Workload) -> dict[str, Any]:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "labels": _labels(spec.name)},
+        "metadata": {"name": name, "labels": _role_labels(spec.name)},
         "spec": {**common, "template": template},
     }
 
@@ -386,7 +398,7 @@ def _network_policy(service: str, port: int, workload: Workload) -> dict[str, An
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": {"name": dns_name(service), "labels": _labels(service)},
+        "metadata": {"name": dns_name(service), "labels": _role_labels(service)},
         "spec": {
             "podSelector": {"matchLabels": _selector(service)},
             "policyTypes": ["Ingress", "Egress"],

@@ -11,11 +11,13 @@ taken from the generator.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
@@ -24,6 +26,7 @@ import yaml
 from common.topology import REDIS, REDIS_PORT, SERVICES
 from launcher.secrets import COMPOSE_SECRETS
 from scripts.k8s_manifests import SECRET_NAME, stale_files
+from scripts.settings_tables import settings_class
 
 ROOT = Path(__file__).resolve().parents[3]
 OVERLAYS = ROOT / "deploy" / "k8s" / "overlays"
@@ -32,6 +35,8 @@ OVERLAY_NAMES = sorted(p.name for p in OVERLAYS.iterdir() if (p / "kustomization
 # the schema package carries.
 KUBERNETES_VERSIONS = ("1.30.0", kubernetes_validate.latest_version())
 NAME_LABEL = "app.kubernetes.io/name"
+# An overlay's external engine (vLLM) carries this component label.
+ENGINE_COMPONENT = "model-engine"
 
 Manifest = dict[str, Any]
 
@@ -77,6 +82,19 @@ def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items()) and not selector.get(
         "matchExpressions"
     )
+
+
+def engines(docs: list[Manifest]) -> set[str]:
+    """The external engines' workloads an overlay adds (vLLM)."""
+    return {
+        name
+        for name, w in workloads(docs).items()
+        if pod_labels(w).get("app.kubernetes.io/component") == ENGINE_COMPONENT
+    }
+
+
+def asks_core_model(service: str) -> bool:
+    return "model_engines" in settings_class(service).model_fields
 
 
 def expected_callers(target: str) -> set[str]:
@@ -135,7 +153,8 @@ def check_network_policies(docs: list[Manifest]) -> list[str]:
     """Each service (and Redis) takes connections only from its callers and opens them
     only to what it calls; the gateway alone takes them from outside the platform."""
     problems: list[str] = []
-    for target in [*SERVICES, REDIS]:
+    engine_pods = engines(docs)
+    for target in [*SERVICES, REDIS, *engine_pods]:
         ingress = policy_peers(docs, target, "ingress")
         if target == "gateway":
             if ingress is not None and ingress:
@@ -144,7 +163,10 @@ def check_network_policies(docs: list[Manifest]) -> list[str]:
         if ingress is None:
             problems.append(f"{target}: a policy lets every pod in")
             continue
-        want = {dns(c) for c in expected_callers(target)}
+        if target in engine_pods:  # the services that ask the core model, no other
+            want = {dns(s) for s in SERVICES if asks_core_model(s)}
+        else:
+            want = {dns(c) for c in expected_callers(target)}
         if ingress != want:
             problems.append(
                 f"{target}: ingress from {sorted(ingress)}, topology says {sorted(want)}"
@@ -154,6 +176,8 @@ def check_network_policies(docs: list[Manifest]) -> list[str]:
         want = {dns(d) for d in spec.depends_on}
         if name == "gateway":
             want |= {dns(s) for s in SERVICES if s != "gateway"}
+        if asks_core_model(name):
+            want |= engine_pods
         if egress is None or egress != want:
             problems.append(f"{name}: egress to {egress}, topology says {sorted(want)}")
     return problems
@@ -189,6 +213,9 @@ def check_upstream_urls(docs: list[Manifest]) -> list[str]:
         for container in workload["spec"]["template"]["spec"]["containers"]:
             for var in container.get("env", []):
                 key, value = var["name"], str(var.get("value", ""))
+                if key == "MODEL_ENGINES":
+                    problems += _engine_urls(name, value, of_kind(docs, "Service"))
+                    continue
                 if key == "REDIS_URL":
                     if value != f"redis://{REDIS}:{REDIS_PORT}/0":
                         problems.append(f"{name}: REDIS_URL={value}")
@@ -202,6 +229,18 @@ def check_upstream_urls(docs: list[Manifest]) -> list[str]:
     return problems
 
 
+def _engine_urls(name: str, value: str, services: dict[str, Manifest]) -> list[str]:
+    """Each engine of a MODEL_ENGINES setting is a Service of the build, on its port."""
+    problems = []
+    for engine in json.loads(value):
+        parsed = urlsplit(engine["base_url"])
+        service = services.get(parsed.hostname or "")
+        ports = [p["port"] for p in service["spec"]["ports"]] if service else []
+        if parsed.port not in ports:
+            problems.append(f"{name}: engine {engine['name']} at {engine['base_url']}: no Service")
+    return problems
+
+
 def check_pods(docs: list[Manifest]) -> list[str]:
     """Probes, resources, a non-root user and the Secret's keys on every container."""
     problems: list[str] = []
@@ -212,11 +251,13 @@ def check_pods(docs: list[Manifest]) -> list[str]:
         for container in pod["containers"]:
             resources = container.get("resources", {})
             for part in ("requests", "limits"):
-                if set(resources.get(part, {})) != {"cpu", "memory"}:
+                if not {"cpu", "memory"} <= set(resources.get(part, {})):
                     problems.append(f"{name}: {part} must set cpu and memory")
             if container.get("securityContext", {}).get("allowPrivilegeEscalation") is not False:
                 problems.append(f"{name}: allowPrivilegeEscalation is not false")
-            if name == REDIS:
+            if name == REDIS or name in engines(docs):
+                if not container.get("readinessProbe") or not container.get("livenessProbe"):
+                    problems.append(f"{name}: needs a readiness and a liveness probe")
                 continue
             paths = {
                 probe: container.get(probe, {}).get("httpGet", {}).get("path")
@@ -264,8 +305,26 @@ def test_the_base_is_what_the_generator_makes() -> None:
     assert stale_files() == [], "run: python -m scripts.k8s_manifests --write"
 
 
-def test_there_is_a_local_and_a_production_overlay() -> None:
-    assert {"local", "production"} <= set(OVERLAY_NAMES)
+def test_there_are_local_production_and_vllm_overlays() -> None:
+    assert {"local", "production", "vllm"} <= set(OVERLAY_NAMES)
+
+
+def test_the_vllm_overlay_makes_vllm_the_core_model() -> None:
+    docs = build("vllm")
+    assert engines(docs) == {"vllm"}
+    for name, workload in workloads(docs).items():
+        env = {
+            v["name"]: v.get("value")
+            for v in workload["spec"]["template"]["spec"]["containers"][0].get("env", [])
+        }
+        service = name.replace("-", "_")
+        if service in SERVICES and asks_core_model(service):
+            [engine] = json.loads(env["MODEL_ENGINES"])
+            assert env["DEFAULT_MODEL"] in engine["models"], name
+        else:
+            assert "MODEL_ENGINES" not in env, name
+    container = workloads(docs)["vllm"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "2"
 
 
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
@@ -352,6 +411,36 @@ def _no_probe(docs: list[Manifest]) -> None:
 
 def _root(docs: list[Manifest]) -> None:
     workloads(docs)["gateway"]["spec"]["template"]["spec"]["securityContext"].pop("runAsNonRoot")
+
+
+def _tools_reach_vllm(docs: list[Manifest]) -> None:
+    peers = _policy("vllm")(docs)["spec"]["ingress"][0]["from"]
+    peers.append({"podSelector": {"matchLabels": {NAME_LABEL: "tools-svc"}}})
+
+
+def _engine_elsewhere(docs: list[Manifest]) -> None:
+    env = workloads(docs)["rag-svc"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    entry = next(v for v in env if v["name"] == "MODEL_ENGINES")
+    entry["value"] = entry["value"].replace("vllm:8000", "vllm:9000")
+
+
+ENGINE_BROKEN: list[tuple[str, Callable[[list[Manifest]], None], str]] = [
+    ("tools reaches vllm", _tools_reach_vllm, "vllm: ingress from"),
+    ("engine on the wrong port", _engine_elsewhere, "rag-svc: engine vllm"),
+]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"), [b[1:] for b in ENGINE_BROKEN], ids=[b[0] for b in ENGINE_BROKEN]
+)
+def test_the_checks_notice_a_broken_engine_overlay(
+    mutate: Callable[[list[Manifest]], None], expected: str
+) -> None:
+    docs = copy.deepcopy(build("vllm"))
+    assert [p for check in CHECKS for p in check(docs)] == []
+    mutate(docs)
+    problems = [p for check in CHECKS for p in check(docs)]
+    assert any(expected in p for p in problems), problems
 
 
 BROKEN: list[tuple[str, Callable[[list[Manifest]], None], str]] = [
