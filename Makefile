@@ -40,8 +40,15 @@ $(RUN_STAMP): pyproject.toml Makefile $(ASSETS) | $(PY)
 	$(PIP) install --quiet --no-deps -r $(ASSETS)
 	@touch $@
 
+# llama-cpp-python (the dev extra) compiles llama.cpp. For any x86-64 with AVX2 rather than
+# -march=native: native code uses AMX tiles where the CPU reports them, and a virtual machine
+# that does not enable them crashes at the first matrix product (seen on this project's runners).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
 $(DEV_STAMP): pyproject.toml $(DEV_ASSETS) $(RUN_STAMP)
-	$(PIP) install --quiet -e '.[all,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(PIP) install --quiet -e '.[all,dev]'
 	$(PIP) install --quiet --no-deps -r $(DEV_ASSETS)
 	@touch $@
 

@@ -44,6 +44,10 @@ class Backends:
             models.chat(model) if models is not None else ChatClient(upstreams["moe_svc"], model)
         )
 
+    def server(self, model: str) -> str:
+        """The upstream that answers `model`: "moe_svc" or "engine:<name>"."""
+        return self.models.route(model).upstream if self.models is not None else "moe_svc"
+
     def _route(self, body: dict[str, Any]) -> tuple[ServiceClient, dict[str, Any]]:
         """The server of `body`'s model, and the body as that server takes it."""
         if self.models is None:

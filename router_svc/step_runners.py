@@ -179,6 +179,9 @@ async def model_answer(run: PlanRun, step: PlanStep) -> bool:
             "mode": mode,
             "chars": len(r[0][0].message.content or ""),
             "finish_reason": r[0][0].finish_reason,
+            # The step is the core model's; which server answered (moe_svc or an engine).
+            "model": r[1],
+            "server": run.backends.server(r[1]),
         },
     )
     if result is None:

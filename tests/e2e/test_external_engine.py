@@ -1,0 +1,215 @@
+"""The platform with a foreign engine as its core model: llama.cpp's OpenAI-compatible
+server (llama-cpp-python) serving the SmolLM2 GGUF the platform installs, named in
+`MODEL_ENGINES` and made the default with `DEFAULT_MODEL`, as a user of vLLM or
+Ollama would configure it (docs/deployment.md).
+
+The whole platform runs as `make up` starts it. Every intent, streamed and not, goes
+through the gateway with the `openai` client; the engine's access log shows it wrote
+the answers. Then the engine is killed: `auto` fails at once with a 503 naming it, and
+the gateway's readiness says degraded.
+
+This module runs before the other e2e modules (file order) and stops its platform
+when it ends, so that only one platform holds the machine at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from moe_svc.loader import ensure_default_model
+from tests.helpers.llama_server import LlamaServer, start_llama_server
+from tests.helpers.platform import Launch, launched
+from tests.helpers.servers import REPO_ROOT
+
+pytestmark = pytest.mark.e2e
+
+ENGINE = "llamacpp"
+ALIAS = "smollm2-q4"
+BELL = (
+    "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
+    "Elisha Gray filed a caveat for a similar device on the same day."
+)
+# (question, intent, the services its pipeline must show)
+QUESTIONS = [
+    ("Who was granted the patent for the telephone?", "factual", {"rag_svc"}),
+    (
+        "A farmer has 30 heads and 74 legs among his chickens and cows. How many cows?",
+        "reasoning",
+        {"reasoning_svc"},
+    ),
+    ("Write a short poem about the sea", "creative", {"moe_svc"}),
+    ("Convert 72 F to C", "tool", {"tools_svc"}),
+    ("Hi! How are you today?", "chat", {"memory_svc", "moe_svc"}),
+]
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
+    server = start_llama_server(tmp_path_factory.mktemp("llama"), ALIAS)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory, engine: LlamaServer) -> Iterator[Launch]:
+    engines = [{"name": ENGINE, "base_url": engine.url, "models": [ALIAS]}]
+    env = {
+        "MOE_MODEL_DIR": str(ensure_default_model(REPO_ROOT / "var" / "models")),
+        "RAG_WIKI_MAX_PAGES": "5",
+        "ROUTER_RAG_TIMEOUT_S": "300",
+        "MODEL_ENGINES": json.dumps(engines),
+        "DEFAULT_MODEL": ALIAS,
+    }
+    with launched(env, tmp_path_factory.mktemp("platform"), ready_timeout_s=900) as launch:
+        yield launch
+
+
+@pytest.fixture(scope="module")
+def key(platform: Launch) -> str:
+    return (platform.var_dir / "gateway" / "local_api_key").read_text().strip()
+
+
+@pytest.fixture(scope="module")
+def client(platform: Launch, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform.gateway}/v1", api_key=key, max_retries=0, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def ingested(platform: Launch, key: str) -> None:
+    documents = {"documents": [{"id": "bell", "text": BELL, "metadata": {"title": "Telephone"}}]}
+    response = httpx.post(
+        f"{platform.gateway}/v1/collections/docs/documents",
+        json=documents,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+
+
+def _ask(client: openai.OpenAI, text: str, session_id: str, **extra: Any) -> Any:
+    return client.chat.completions.create(
+        model="auto",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=48,
+        extra_body={"session_id": session_id},
+        **extra,
+    )
+
+
+def _check_pipeline(pipeline: dict[str, Any], intent: str, services: set[str]) -> None:
+    assert pipeline["intent"] == intent, pipeline["scores"]
+    ran = {s["service"] for s in pipeline["steps"] if s["status"] == "ok"}
+    assert services <= ran, pipeline["steps"]
+    for step in pipeline["steps"]:
+        if step["name"] == "moe.answer" and step["status"] == "ok":
+            # The core model's step names the engine that answered.
+            assert (step["detail"]["model"], step["detail"]["server"]) == (
+                ALIAS,
+                f"engine:{ENGINE}",
+            )
+    # An engine has no experts to show: no heatmap rather than a made-up one.
+    assert pipeline["experts"] is None
+
+
+def test_the_engines_model_is_listed_marked_and_ready(
+    client: openai.OpenAI, platform: Launch
+) -> None:
+    cards = {m.id: m for m in client.models.list().data}
+    assert {"auto", ALIAS} <= set(cards)
+    card = cards[ALIAS]
+    assert card.owned_by == ENGINE
+    assert (card.model_extra or {})["metadata"]["engine"] == ENGINE
+    assert (card.model_extra or {})["metadata"]["platform_extensions"] is False
+    # moe_svc's own model stays served beside it.
+    assert any(m.startswith("smollm2-135m") for m in cards)
+    readiness = platform.readiness() or {}
+    assert readiness.get("status") == "ready"
+    assert readiness["services"][f"engine:{ENGINE}"]["status"] == "up"
+
+
+@pytest.mark.parametrize(("text", "intent", "services"), QUESTIONS)
+def test_each_intent_is_answered_by_the_engine(
+    client: openai.OpenAI,
+    engine: LlamaServer,
+    ingested: None,
+    text: str,
+    intent: str,
+    services: set[str],
+) -> None:
+    before = engine.completions_answered()
+    completion = _ask(client, text, f"engine-{intent}")
+    assert (completion.choices[0].message.content or "").strip()
+    _check_pipeline((completion.model_extra or {})["pipeline"], intent, services)
+    if intent != "tool":  # the tool plan runs the converter and needs no model
+        assert engine.completions_answered() > before, "the engine wrote no answer"
+
+
+@pytest.mark.parametrize(("text", "intent", "services"), QUESTIONS[-2:])
+def test_streamed_answers_come_from_the_engine(
+    client: openai.OpenAI, engine: LlamaServer, text: str, intent: str, services: set[str]
+) -> None:
+    before = engine.completions_answered()
+    stream = _ask(client, text, f"engine-stream-{intent}", stream=True)
+    chunks = list(stream)
+    content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert content.strip()
+    final = next(c for c in chunks if c.choices and c.choices[0].finish_reason is not None)
+    _check_pipeline((final.model_extra or {})["pipeline"], intent, services)
+    if intent == "chat":
+        assert engine.completions_answered() > before
+
+
+def test_a_request_naming_the_engines_model_goes_to_it(
+    client: openai.OpenAI, engine: LlamaServer
+) -> None:
+    before = engine.completions_answered()
+    question: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "What is the capital of France?"}
+    ]
+    completion = client.chat.completions.create(
+        model=ALIAS, messages=question, max_tokens=24, temperature=0
+    )
+    assert "Paris" in (completion.choices[0].message.content or "")
+    # Platform extensions are not passed on: the engine answered, without experts.
+    assert "experts" not in (completion.model_extra or {})
+    streamed = client.chat.completions.create(
+        model=ALIAS, messages=question, max_tokens=24, temperature=0, stream=True
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert "Paris" in text
+    assert engine.completions_answered() == before + 2
+
+
+def test_without_the_engine_auto_fails_fast_and_readiness_is_degraded(
+    platform: Launch, key: str, engine: LlamaServer
+) -> None:
+    engine.stop()
+    started = time.monotonic()
+    response = httpx.post(
+        f"{platform.gateway}/v1/chat/completions",
+        json={"model": "auto", "messages": [{"role": "user", "content": "Hi! How are you?"}]},
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=120,
+    )
+    elapsed = time.monotonic() - started
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert f"engine:{ENGINE}" in error["message"], error
+    # Fast: a refused connection, not a timeout (the model timeout is 120 s).
+    assert elapsed < 30, elapsed
+    readiness = httpx.get(f"{platform.gateway}/readyz", timeout=30)
+    assert readiness.status_code == 503
+    body = readiness.json()
+    assert body["status"] == "degraded"
+    assert body["services"][f"engine:{ENGINE}"]["status"] == "down"
+    # The services that use the engine by default say so in their own readiness.
+    router = body["services"]["router_svc"]
+    assert router["status"] == "down", router
