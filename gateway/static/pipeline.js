@@ -77,8 +77,20 @@ const PipelinePanel = (() => {
     return `<h3>Reasoning</h3><p>strategy <strong>${esc(r.strategy || "?")}</strong></p><pre>${esc(text)}</pre>`;
   }
 
+  // The server that wrote the answer when it is an external engine ("engine:<name>").
+  function answeringEngine(pipeline) {
+    const step = (pipeline.steps || []).find((s) => s.detail && s.detail.server);
+    const server = step ? String(step.detail.server) : "";
+    return server.startsWith("engine:") ? server : "";
+  }
+
   function expertsGrid(pipeline) {
     const perLayer = pipeline.experts && (pipeline.experts.per_layer || pipeline.experts);
+    const engine = answeringEngine(pipeline);
+    if (!perLayer && engine) {
+      return `<h3>Experts per layer</h3><p class="muted">Answered by ${esc(engine)}, an
+        external engine: it reports no experts.</p>`;
+    }
     if (!Array.isArray(perLayer) || !perLayer.length || !Array.isArray(perLayer[0])) return "";
     return `<h3>Experts per layer</h3><div class="heatmap"><canvas id="experts-heatmap"
       data-layers="${perLayer.length}" data-experts="${perLayer[0].length}"></canvas></div>`;
@@ -120,6 +132,8 @@ const PipelinePanel = (() => {
     const items = list.map((s) => `<li><code>${esc(s.name)}</code>
       <span class="badge ${badge[s.status] ?? ""}">${esc(s.status)}</span>
       <span class="muted">${Number(s.latency_ms || 0).toFixed(0)} ms</span>
+      ${s.detail && s.detail.model ? `<span class="muted">${esc(s.detail.model)} on
+        ${esc(s.detail.server || "")}</span>` : ""}
       ${s.error ? `<div class="muted">${esc(s.error)}</div>` : ""}</li>`).join("");
     const notes = (pipeline.notes || []).map((n) => `<li>${esc(n)}</li>`).join("");
     return `<h3>Trace</h3><ol class="steps">${items}</ol>${notes ? `<ul class="muted">${notes}</ul>` : ""}`;
