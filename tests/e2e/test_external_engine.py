@@ -25,30 +25,20 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from moe_svc.loader import ensure_default_model
+from tests.helpers.e2e_chat import QUESTIONS as ANSWERED
+from tests.helpers.e2e_chat import ask_auto, ingest_bell, openai_client
 from tests.helpers.llama_server import LlamaServer, start_llama_server
 from tests.helpers.platform import Launch, launched
 from tests.helpers.servers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
+# (question, intent, the services its pipeline must show): what the answer says is the
+# engine's, not checked here.
+QUESTIONS = [question[:3] for question in ANSWERED]
+
 ENGINE = "llamacpp"
 ALIAS = "smollm2-q4"
-BELL = (
-    "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
-    "Elisha Gray filed a caveat for a similar device on the same day."
-)
-# (question, intent, the services its pipeline must show)
-QUESTIONS = [
-    ("Who was granted the patent for the telephone?", "factual", {"rag_svc"}),
-    (
-        "A farmer has 30 heads and 74 legs among his chickens and cows. How many cows?",
-        "reasoning",
-        {"reasoning_svc"},
-    ),
-    ("Write a short poem about the sea", "creative", {"moe_svc"}),
-    ("Convert 72 F to C", "tool", {"tools_svc"}),
-    ("Hi! How are you today?", "chat", {"memory_svc", "moe_svc"}),
-]
 
 
 @pytest.fixture(scope="module")
@@ -79,29 +69,12 @@ def key(platform: Launch) -> str:
 
 @pytest.fixture(scope="module")
 def client(platform: Launch, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{platform.gateway}/v1", api_key=key, max_retries=0, timeout=600)
+    return openai_client(platform, key)
 
 
 @pytest.fixture(scope="module")
 def ingested(platform: Launch, key: str) -> None:
-    documents = {"documents": [{"id": "bell", "text": BELL, "metadata": {"title": "Telephone"}}]}
-    response = httpx.post(
-        f"{platform.gateway}/v1/collections/docs/documents",
-        json=documents,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=300,
-    )
-    assert response.status_code == 200, response.text
-
-
-def _ask(client: openai.OpenAI, text: str, session_id: str, **extra: Any) -> Any:
-    return client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": text}],
-        max_tokens=48,
-        extra_body={"session_id": session_id},
-        **extra,
-    )
+    ingest_bell(platform, key)
 
 
 def _check_pipeline(pipeline: dict[str, Any], intent: str, services: set[str]) -> None:
@@ -145,7 +118,7 @@ def test_each_intent_is_answered_by_the_engine(
     services: set[str],
 ) -> None:
     before = engine.completions_answered()
-    completion = _ask(client, text, f"engine-{intent}")
+    completion = ask_auto(client, text, f"engine-{intent}")
     assert (completion.choices[0].message.content or "").strip()
     _check_pipeline((completion.model_extra or {})["pipeline"], intent, services)
     if intent != "tool":  # the tool plan runs the converter and needs no model
@@ -157,7 +130,7 @@ def test_streamed_answers_come_from_the_engine(
     client: openai.OpenAI, engine: LlamaServer, text: str, intent: str, services: set[str]
 ) -> None:
     before = engine.completions_answered()
-    stream = _ask(client, text, f"engine-stream-{intent}", stream=True)
+    stream = ask_auto(client, text, f"engine-stream-{intent}", stream=True)
     chunks = list(stream)
     content = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert content.strip()

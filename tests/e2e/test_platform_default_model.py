@@ -24,55 +24,21 @@ import openai
 import pytest
 from PIL import Image
 
+from tests.helpers.e2e_chat import QUESTIONS, ask_auto, ingest_bell, openai_client
 from tests.helpers.platform import Launch
 from tests.helpers.servers import REPO_ROOT
 
 pytestmark = pytest.mark.e2e
 
-BELL = (
-    "Alexander Graham Bell was granted the first US patent for the telephone on 7 March 1876. "
-    "Elisha Gray filed a caveat for a similar device on the same day."
-)
-# (question, intent, the services its pipeline must show, text the answer must contain)
-QUESTIONS = [
-    ("Who was granted the patent for the telephone?", "factual", {"rag_svc"}, "Bell"),
-    (
-        "A farmer has 30 heads and 74 legs among his chickens and cows. How many cows?",
-        "reasoning",
-        {"reasoning_svc"},
-        "",
-    ),
-    ("Write a short poem about the sea", "creative", {"moe_svc"}, ""),
-    ("Convert 72 F to C", "tool", {"tools_svc"}, "22.2"),
-    ("Hi! How are you today?", "chat", {"memory_svc", "moe_svc"}, ""),
-]
-
 
 @pytest.fixture(scope="module")
 def client(launch: Launch, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{launch.gateway}/v1", api_key=key, max_retries=0, timeout=600)
+    return openai_client(launch, key)
 
 
 @pytest.fixture(scope="module")
 def ingested(launch: Launch, key: str) -> None:
-    documents = {"documents": [{"id": "bell", "text": BELL, "metadata": {"title": "Telephone"}}]}
-    response = httpx.post(
-        f"{launch.gateway}/v1/collections/docs/documents",
-        json=documents,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=300,
-    )
-    assert response.status_code == 200, response.text
-
-
-def _ask(client: openai.OpenAI, text: str, session_id: str, **extra: Any) -> Any:
-    return client.chat.completions.create(
-        model="auto",
-        messages=[{"role": "user", "content": text}],
-        max_tokens=48,
-        extra_body={"session_id": session_id},
-        **extra,
-    )
+    ingest_bell(launch, key)
 
 
 def _check_pipeline(pipeline: dict[str, Any], intent: str, services: set[str]) -> None:
@@ -102,7 +68,7 @@ def test_each_intent_answers_with_the_default_model(
     services: set[str],
     expected: str,
 ) -> None:
-    completion = _ask(client, text, f"e2e-{intent}")
+    completion = ask_auto(client, text, f"e2e-{intent}")
     content = completion.choices[0].message.content or ""
     assert content.strip() and expected in content
     _check_pipeline((completion.model_extra or {})["pipeline"], intent, services)
@@ -118,7 +84,7 @@ def test_each_intent_streams_with_the_default_model(
     services: set[str],
     expected: str,
 ) -> None:
-    stream = _ask(
+    stream = ask_auto(
         client, text, f"e2e-stream-{intent}", stream=True, stream_options={"include_usage": True}
     )
     chunks = list(stream)
@@ -141,7 +107,7 @@ def test_the_core_model_answers_directly(client: openai.OpenAI) -> None:
 
 
 def test_feedback_is_stored_and_readable(client: openai.OpenAI, launch: Launch, key: str) -> None:
-    completion = _ask(client, "Hello there!", "e2e-feedback")
+    completion = ask_auto(client, "Hello there!", "e2e-feedback")
     message_id = (completion.model_extra or {})["message_id"]
     headers = {"Authorization": f"Bearer {key}"}
     rating = {"session_id": "e2e-feedback", "message_id": message_id, "rating": -1}
@@ -217,7 +183,7 @@ def test_images_through_the_gateway(client: openai.OpenAI) -> None:
 
 
 def test_a_picture_request_shows_ideas_and_images(client: openai.OpenAI) -> None:
-    completion = _ask(client, "Draw a picture of a handbag", "e2e-picture")
+    completion = ask_auto(client, "Draw a picture of a handbag", "e2e-picture")
     pipeline = (completion.model_extra or {})["pipeline"]
     _check_pipeline(pipeline, "creative", {"creative_svc"})
     assert pipeline["images"] and pipeline["images"][0]["b64_json"]
