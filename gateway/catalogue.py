@@ -165,6 +165,9 @@ class ModelCatalogue:
             logger.warning("moe_svc models unavailable", extra={"error": exc.message})
             chat = []
         fixed = list(_FIXED.values())
+        # An id an engine serves is the engine's, even if moe_svc lists it too.
+        external = {card.id for card in self._external}
+        chat = [card for card in chat if card.id not in external]
         served = (fixed[0], *chat, *self._external, *fixed[1:])
         return [self._with_aliases(card) for card in served]
 

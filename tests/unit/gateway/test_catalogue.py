@@ -8,6 +8,7 @@ from pydantic import ValidationError
 
 from common.errors import NotFound, UpstreamUnavailable
 from common.http_client import ServiceClient
+from common.models import ModelEngine, ModelRegistry
 from common.retry import RetryPolicy
 from gateway.catalogue import ModelCatalogue
 from gateway.schemas import ModelKind
@@ -30,7 +31,9 @@ class FakeMoe:
         return httpx.Response(200, json={"object": "list", "data": cards})
 
 
-def _catalogue(moe: FakeMoe, aliases: dict[str, str] | None = None) -> ModelCatalogue:
+def _catalogue(
+    moe: FakeMoe, aliases: dict[str, str] | None = None, models: ModelRegistry | None = None
+) -> ModelCatalogue:
     client = ServiceClient(
         "moe_svc",
         "http://moe",
@@ -38,7 +41,34 @@ def _catalogue(moe: FakeMoe, aliases: dict[str, str] | None = None) -> ModelCata
         retry=RetryPolicy(max_retries=0),
     )
     aliases = DEFAULT_MODEL_ALIASES if aliases is None else aliases
-    return ModelCatalogue(client, aliases, cache_s=60.0, timeout_s=1.0)
+    return ModelCatalogue(client, aliases, cache_s=60.0, timeout_s=1.0, models=models)
+
+
+def _registry(default_model: str = "") -> ModelRegistry:
+    engine = ModelEngine(name="vllm", base_url="http://127.0.0.1:8100/v1", models=("mixtral",))
+    return ModelRegistry(ServiceClient("moe_svc", "http://moe"), (engine,), default_model)
+
+
+async def test_an_engines_models_are_listed_marked_and_resolve_without_moe_svc() -> None:
+    moe = FakeMoe("smol-moe", "mixtral")  # an id both serve is the engine's
+    catalogue = _catalogue(moe, models=_registry())
+    cards = await catalogue.list()
+    assert [c.id for c in cards if c.kind == "chat"] == ["auto", "smol-moe", "mixtral"]
+    engine_card = next(c for c in cards if c.id == "mixtral")
+    assert engine_card.owned_by == "vllm"
+    assert engine_card.metadata["platform_extensions"] is False
+    moe.down = True
+    assert (await catalogue.resolve("mixtral", "chat")).id == "mixtral"
+    # Without DEFAULT_MODEL the default chat model is still moe_svc's first.
+    moe.down = False
+    assert (await catalogue.resolve("gpt-4o-mini", "chat")).id == "smol-moe"
+
+
+async def test_default_model_names_the_default_chat_model() -> None:
+    moe = FakeMoe("smol-moe")
+    catalogue = _catalogue(moe, models=_registry(default_model="mixtral"))
+    moe.down = True  # the engine's default needs no answer from moe_svc
+    assert (await catalogue.resolve("gpt-4o-mini", "chat")).id == "mixtral"
 
 
 async def test_every_model_is_listed_with_its_kind_and_aliases() -> None:
