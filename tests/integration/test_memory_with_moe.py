@@ -38,7 +38,11 @@ def memory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     moe = start_service("moe_svc", log_dir, env={"MOE_DATA_DIR": str(REPO_ROOT / "var")})
     try:
         wait_ready(moe, timeout_s=600)  # first run: the default model's build (~1 min)
-        server = start_memory(log_dir, redis.url, moe_url=moe.url)
+        # The summary's wait is raised from 30 s: the check is on the summary the model
+        # writes, and on a busy 2-core runner writing it can take longer.
+        server = start_memory(
+            log_dir, redis.url, moe_url=moe.url, env={"MEMORY_SUMMARY_TIMEOUT_S": "180"}
+        )
         yield server
         server.stop()
     finally:
