@@ -85,10 +85,10 @@ def transformers_run(
 
 
 async def _engine_answers(
-    engine: Engine, prompts: list[list[int]], stop: frozenset[int]
+    engine: Engine, prompts: list[list[int]], stop: frozenset[int], max_tokens: int
 ) -> list[list[int]]:
     loop = asyncio.get_running_loop()
-    params = SamplingParams(max_tokens=ANSWER_TOKENS, temperature=0.0, stop_token_ids=stop)
+    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, stop_token_ids=stop)
     requests = [GenerationRequest(p, params, loop) for p in prompts]
     for request in requests:
         engine.submit(request)
@@ -98,12 +98,18 @@ async def _engine_answers(
     return [r.output_ids for r in requests]
 
 
-def greedy_engine_answers(loaded: LoadedModel, prompts: list[list[int]]) -> list[list[int]]:
+def greedy_engine_answers(
+    loaded: LoadedModel,
+    prompts: list[list[int]],
+    max_tokens: int = ANSWER_TOKENS,
+    max_context: int = 512,
+) -> list[list[int]]:
     """Greedy output ids of each prompt, batched by our engine (answers only, not timed)."""
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=4, max_context=512))
+    config = EngineConfig(max_batch_size=4, max_context=max_context)
+    engine = Engine(loaded.model, loaded.tokenizer, config)
     engine.start()
     try:
-        return asyncio.run(_engine_answers(engine, prompts, loaded.stop_token_ids))
+        return asyncio.run(_engine_answers(engine, prompts, loaded.stop_token_ids, max_tokens))
     finally:
         engine.stop()
 

@@ -21,7 +21,6 @@ Tolerances, measured on this machine, not loosened to pass:
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,8 @@ import numpy as np
 import pytest
 import torch
 
+from bench.moe_quality import greedy_engine_answers
 from moe_svc.build_default import build, find_gguf
-from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingParams
 from moe_svc.export_gguf import export
 from moe_svc.loader import LoadedModel, load_model
 from moe_svc.modeling.model import CausalLMOutput
@@ -90,29 +89,6 @@ def _llama_cpp_greedy(llm: Any, prompt: list[int], stop: frozenset[int]) -> list
     return tokens
 
 
-async def _engine_greedy(
-    engine: Engine, prompts: list[list[int]], stop: frozenset[int]
-) -> list[list[int]]:
-    loop = asyncio.get_running_loop()
-    params = SamplingParams(max_tokens=NEW_TOKENS, temperature=0.0, stop_token_ids=stop)
-    requests = [GenerationRequest(p, params, loop) for p in prompts]
-    for request in requests:
-        engine.submit(request)
-    for request in requests:
-        while (await request.queue.get()).finish_reason is None:
-            pass
-    return [r.output_ids for r in requests]
-
-
-def _moe_svc_greedy(loaded: LoadedModel, prompts: list[list[int]]) -> list[list[int]]:
-    engine = Engine(loaded.model, loaded.tokenizer, EngineConfig(max_batch_size=4, max_context=256))
-    engine.start()
-    try:
-        return asyncio.run(_engine_greedy(engine, prompts, loaded.stop_token_ids))
-    finally:
-        engine.stop()
-
-
 def test_llama_cpp_tokenises_and_templates_as_moe_svc(llm: Any, ours: LoadedModel) -> None:
     for question in QUESTIONS:
         text = _chat(question)
@@ -132,7 +108,7 @@ def prompts(ours: LoadedModel) -> list[list[int]]:
 @pytest.fixture(scope="module")
 def expected(ours: LoadedModel, prompts: list[list[int]]) -> list[list[int]]:
     """moe_svc's greedy tokens: the engine as it serves, batched."""
-    return _moe_svc_greedy(ours, prompts)
+    return greedy_engine_answers(ours, prompts, NEW_TOKENS, max_context=256)
 
 
 def _our_logits(ours: LoadedModel, ids: list[int], start: int) -> np.ndarray[Any, Any]:
