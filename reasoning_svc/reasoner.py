@@ -1,8 +1,9 @@
 """`POST /v1/reason`'s logic: check the request against the limits, pick and run a strategy.
 
 A run stops early, with its best answer so far and `finished: false`, when its
-wall-clock budget (`strategy_timeout_s`, stop_reason `timeout`) or its tokens
-(`max_total_tokens`, stop_reason `token_budget`) run out.
+wall-clock budget (`strategy_timeout_s`, or the request's smaller `time_budget_s`;
+stop_reason `timeout`) or its tokens (`max_total_tokens`, stop_reason
+`token_budget`) run out.
 """
 
 from __future__ import annotations
@@ -126,7 +127,10 @@ class Reasoner:
         if strategy == "auto":
             strategy, why = choose_strategy(request.question)
             run.event("choice", f"{strategy}: {why}", strategy=strategy)
-        outcome = await self._run_strategy(strategy, request.question, run)
+        budget = self.settings.strategy_timeout_s
+        if request.time_budget_s is not None:
+            budget = min(budget, request.time_budget_s)
+        outcome = await self._run_strategy(strategy, request.question, run, budget)
         model_name = getattr(run.model, "name", "") or "unknown"
         return ReasonResponse(
             answer=outcome.answer,
@@ -142,12 +146,14 @@ class Reasoner:
             latency_ms=round((time.perf_counter() - started) * 1000, 1),
         )
 
-    async def _run_strategy(self, strategy: Strategy, question: str, run: Run) -> Outcome:
+    async def _run_strategy(
+        self, strategy: Strategy, question: str, run: Run, budget_s: float
+    ) -> Outcome:
         try:
-            async with asyncio.timeout(self.settings.strategy_timeout_s):
+            async with asyncio.timeout(budget_s):
                 return await STRATEGY_RUNNERS[strategy](question, run)
         except TimeoutError:
-            why = f"the run took longer than {self.settings.strategy_timeout_s:g}s"
+            why = f"the run took longer than {budget_s:.3g}s"
             return self._stopped(run, "timeout", why)
         except TokenBudgetSpent as exc:
             return self._stopped(run, "token_budget", str(exc))

@@ -30,7 +30,7 @@ from common.contracts.router import (
 from router_svc.backends import Backends
 from router_svc.conversation import Conversation
 from router_svc.settings import RouterSettings
-from router_svc.step_log import StepLog
+from router_svc.step_log import StepLog, TurnBudget
 
 __all__ = ["Emit", "PlanRun", "Prepared"]
 
@@ -65,7 +65,8 @@ class PlanRun:
         self.conversation = prepared.conversation
         self.route = prepared.route
         self.emit = emit
-        self.log = StepLog(on_step=self._on_step)
+        budget = TurnBudget(settings.turn_timeout_s, settings.fallback_reserve_s)
+        self.log = StepLog(on_step=self._on_step, budget=budget)
         self.notes: list[str] = []
         # The session's context from memory_svc; None without one (or when memory failed).
         self.context: list[ContextMessage] | None = None

@@ -98,6 +98,18 @@ class RouterSettings(ServiceSettings):
     )
     tool_timeout_s: float = Field(30.0, gt=0, description="A direct tools_svc invocation.")
     model_timeout_s: float = Field(120.0, gt=0, description="A moe_svc chat completion.")
+    turn_timeout_s: float = Field(
+        100.0,
+        gt=0,
+        description="A whole turn, all its steps: each step's timeout is cut to what is left "
+        "(below an HTTP client's usual 120 s patience); past it, 504 turn_timeout.",
+    )
+    fallback_reserve_s: float = Field(
+        30.0,
+        ge=0,
+        description="Of the turn's time, kept back from an optional step (rag, reasoning, "
+        "creative) for the direct answer that replaces it when it fails.",
+    )
 
     def intent_weights_path(self) -> Path:
         """The intent head to load (the committed one unless configured)."""

@@ -46,6 +46,9 @@ StepRunner = Callable[[PlanRun, PlanStep], Awaitable[bool]]
 PYTHON_SCOPE = TOOL_SCOPES["python"]
 # The step whose success the other memory steps need.
 WRITE_USER = "memory.write_user"
+# Of reasoning's deadline, left for its answer to come back over HTTP.
+REASONING_MARGIN_S = 3.0
+MAX_REASONING_BUDGET_S = 3600.0  # ReasonRequest's bound
 
 
 # --- memory_svc -------------------------------------------------------------------------
@@ -247,9 +250,18 @@ async def rag_answer(run: PlanRun, step: PlanStep) -> bool:
 # --- reasoning_svc ----------------------------------------------------------------------
 
 
+def _reasoning_budget(deadline: float) -> float | None:
+    """reasoning_svc's `time_budget_s` for a step with this deadline (None: none left)."""
+    if deadline <= 0:
+        return None
+    return min(max(deadline - REASONING_MARGIN_S, deadline / 2), MAX_REASONING_BUDGET_S)
+
+
 async def reason(run: PlanRun, step: PlanStep) -> bool:
     """reasoning_svc's answer with the step's strategy, its trace and its tool calls."""
     options = run.request.options
+    timeout = run.settings.reasoning_timeout_s
+    deadline = run.log.deadline(timeout, step.optional)
     request = ReasonRequest(
         question=run.conversation.text,
         strategy=step.arguments["strategy"],
@@ -257,8 +269,10 @@ async def reason(run: PlanRun, step: PlanStep) -> bool:
         model=options.model,
         # The caller's bound on the answer bounds every token the strategy writes.
         max_total_tokens=options.max_tokens,
+        # reasoning_svc stops with its best answer so far a little before the step's
+        # deadline, rather than being cut off with nothing to show.
+        time_budget_s=_reasoning_budget(deadline),
     )
-    timeout = run.settings.reasoning_timeout_s
     result = await run.log.run(
         step,
         run.backends.reason(request, timeout),

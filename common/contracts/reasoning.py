@@ -88,6 +88,10 @@ class ReasonRequest(BaseModel):
     tools: list[str] | None = None
     # react: ask the model whether a final answer meets the goal before stopping.
     check_goal: bool | None = None
+    # Wall-clock seconds the caller can wait (a router's turn has a budget): the run
+    # stops with its best answer so far at the smaller of this and the service's own
+    # strategy timeout (stop_reason "timeout").
+    time_budget_s: Annotated[float, Field(gt=0, le=3600)] | None = None
 
 
 class TraceEvent(BaseModel):

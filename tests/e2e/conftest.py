@@ -29,6 +29,8 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         "MOE_MODEL_DIR": str(model_dir),
         "RAG_WIKI_MAX_PAGES": str(WIKI_PAGES),
         "ROUTER_RAG_TIMEOUT_S": "300",
+        # A slow CI machine: a turn may take long, within the gateway's 300 s.
+        "ROUTER_TURN_TIMEOUT_S": "290",
     }
     started = time.perf_counter()
     with launched(env, tmp_path_factory.mktemp("platform"), ready_timeout_s=900) as launch:

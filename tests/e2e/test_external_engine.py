@@ -55,6 +55,8 @@ def platform(tmp_path_factory: pytest.TempPathFactory, engine: LlamaServer) -> I
         "MOE_MODEL_DIR": str(ensure_default_model(REPO_ROOT / "var" / "models")),
         "RAG_WIKI_MAX_PAGES": "5",
         "ROUTER_RAG_TIMEOUT_S": "300",
+        # A slow CI machine: a turn may take long, within the gateway's 300 s.
+        "ROUTER_TURN_TIMEOUT_S": "290",
         "MODEL_ENGINES": json.dumps(engines),
         "DEFAULT_MODEL": ALIAS,
     }

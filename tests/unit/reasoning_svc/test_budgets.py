@@ -81,3 +81,15 @@ def test_a_run_past_its_wall_clock_budget_stops_and_says_so() -> None:
     assert time.monotonic() - started < 2
     assert result["finished"] is False and result["stop_reason"] == "timeout"
     assert result["answer"] == "" and model.finished == 0
+
+
+def test_the_callers_time_budget_stops_the_run_with_the_answers_so_far() -> None:
+    # Two samples come back at 0.3 s each, one after the other; the caller has 0.8 s,
+    # the service's own budget is far longer.
+    model = SpendingModel(delay_s=0.3)
+    settings = ReasoningSettings(strategy_timeout_s=60, parallel_calls=1)
+    started = time.monotonic()
+    result = _reason(model, settings, strategy="self_consistency", samples=5, time_budget_s=0.8)
+    assert time.monotonic() - started < 2
+    assert result["finished"] is False and result["stop_reason"] == "timeout"
+    assert model.finished == 2 and result["answer"] == "7"

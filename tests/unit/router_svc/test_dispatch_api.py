@@ -3,6 +3,7 @@ steps, memory writes, and 4xx for bad input."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -127,6 +128,41 @@ async def test_reasoning_down_answers_directly_and_says_so(
     assert body["message"]["content"] == "Hello from the model."
     assert statuses(body)["reasoning.reason"] == "failed"
     assert any("reasoning_svc was unavailable" in n for n in body["pipeline"]["notes"])
+
+
+async def test_a_turn_ends_within_its_budget_when_reasoning_is_slow(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    # reasoning_svc would take 3 s; the turn has 1.5 s, 0.8 s of it kept for the fallback.
+    fake.delays = {"reasoning_svc": 3.0}
+    budgeted = settings.model_copy(update={"turn_timeout_s": 1.5, "fallback_reserve_s": 0.8})
+    async with app_client(budgeted) as client:
+        started = time.perf_counter()
+        response = await dispatch(client, "A farmer counts 74 legs")
+        elapsed = time.perf_counter() - started
+    body = response.json()
+
+    assert response.status_code == 200 and elapsed < 1.5
+    assert body["message"]["content"] == "Hello from the model."
+    step = next(s for s in body["pipeline"]["steps"] if s["name"] == "reasoning.reason")
+    assert step["status"] == "timeout" and "turn's 1.5s budget" in step["error"]
+    # reasoning_svc was told how long it had, so it can stop with its best answer.
+    assert fake.called("reasoning_svc")[0].body["time_budget_s"] <= 0.7
+
+
+async def test_a_required_step_past_the_turns_budget_is_a_504_turn_timeout(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    fake.delays = {"moe_svc": 3.0}
+    budgeted = settings.model_copy(update={"turn_timeout_s": 0.5})
+    async with app_client(budgeted) as client:
+        started = time.perf_counter()
+        response = await dispatch(client, "Hello there", options={"intent": "chat"})
+        elapsed = time.perf_counter() - started
+
+    assert response.status_code == 504 and elapsed < 2.5
+    error = response.json()["error"]
+    assert error["code"] == "turn_timeout" and "turn's 0.5s budget" in error["message"]
 
 
 async def test_a_picture_goes_to_creative_svc_and_comes_back_with_images(
