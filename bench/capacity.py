@@ -2,7 +2,7 @@
 docs/deployment.md.
 
     .venv/bin/python -m bench.capacity [--seconds 20] [--concurrency 1,2,4,8]
-    .venv/bin/python -m bench.capacity --url http://127.0.0.1:8000 --key sk-gw-... --var-dir var
+    .venv/bin/python -m bench.capacity --url http://127.0.0.1:8000 --key sk-gw-...
 
 Each service is driven directly (not through the gateway) with its typical unit of
 work, by a closed loop of `c` clients for `--seconds` at each concurrency, one
@@ -27,7 +27,6 @@ import asyncio
 import json
 import math
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,7 +38,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.topology import SERVICES
+from bench.platform import launched_platform, service_urls
 from tests.helpers.servers import REPO_ROOT
 
 PLATFORM_ENV = {"RAG_WIKI_MAX_PAGES": "40", "GATEWAY_RPM_LIMIT": "0", "GATEWAY_TPM_LIMIT": "0"}
@@ -264,19 +263,10 @@ def _platform(args: argparse.Namespace) -> Iterator[tuple[dict[str, str], str]]:
     if args.url:
         if not args.key:
             raise SystemExit("--url needs --key (an API key of the gateway)")
-        base = int(args.url.rstrip("/").rsplit(":", 1)[1]) - SERVICES["gateway"].port
-        yield {n: f"http://127.0.0.1:{base + s.port}" for n, s in SERVICES.items()}, args.key
+        yield service_urls(args.url), args.key
         return
-    from moe_svc.loader import ensure_default_model
-    from tests.helpers.platform import launched
-
-    env = {**PLATFORM_ENV, "MOE_MODEL_DIR": str(ensure_default_model(REPO_ROOT / "var/models"))}
-    with tempfile.TemporaryDirectory(prefix="capacity-platform-") as tmp:
-        print("launching the platform (minutes: models load, the wiki is built) ...", flush=True)
-        with launched(env, Path(tmp), ready_timeout_s=900) as launch:
-            key = (launch.var_dir / "gateway" / "local_api_key").read_text().strip()
-            base = int(launch.env["PLATFORM_PORT_BASE"]) - SERVICES["gateway"].port
-            yield {n: f"http://127.0.0.1:{base + s.port}" for n, s in SERVICES.items()}, key
+    with launched_platform(PLATFORM_ENV, "capacity-platform-") as (launch, key):
+        yield service_urls(launch.gateway), key
 
 
 def main() -> int:

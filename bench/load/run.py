@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.load.report import build_report, render_table, write_report
 from bench.load.soak import compare, data_snapshot, resources
+from bench.platform import launched_platform
 from tests.helpers.servers import REPO_ROOT
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
@@ -61,15 +62,8 @@ def _platform(args: argparse.Namespace) -> Iterator[tuple[str, str, Path | None]
             raise SystemExit("--url needs --key (or LOAD_API_KEY): a key with every scope")
         yield args.url.rstrip("/"), key, args.var_dir
         return
-    from moe_svc.loader import ensure_default_model
-    from tests.helpers.platform import launched
-
-    env = {**PLATFORM_ENV, "MOE_MODEL_DIR": str(ensure_default_model(REPO_ROOT / "var/models"))}
-    with tempfile.TemporaryDirectory(prefix="load-platform-") as tmp:
-        print("launching the platform (minutes: models load, the wiki is built) ...", flush=True)
-        with launched(env, Path(tmp), ready_timeout_s=900) as launch:
-            key = (launch.var_dir / "gateway" / "local_api_key").read_text().strip()
-            yield launch.gateway, key, launch.var_dir
+    with launched_platform(PLATFORM_ENV, "load-platform-") as (launch, key):
+        yield launch.gateway, key, launch.var_dir
 
 
 def run_locust(
