@@ -148,7 +148,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = RouterSettings()
-    embedder = MiniLMEmbedder(threads=settings.embedding_threads)
+    embedder = MiniLMEmbedder(threads=settings.embedding_threads, dtype=settings.embedding_dtype)
     head = IntentHead.load(settings.intent_weights_path())
     assert head.labels == INTENTS
     quality(embedder, head, settings.confidence_threshold)

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from common.topology import REDIS_PORT, SERVICES
 
 __all__ = [
+    "EmbeddingDtype",
     "Port",
     "ServiceSettings",
     "default_url",
@@ -28,6 +29,8 @@ __all__ = [
 ]
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+# The sentence embedder's compute dtype: `auto` is bf16 where the CPU runs it fast (AMX).
+EmbeddingDtype = Literal["auto", "float32", "bfloat16"]
 Port = Annotated[int, Field(ge=1, le=65535, description="Port to listen on.")]
 
 

@@ -138,7 +138,7 @@ class Library:
         """Load the models and open every stored collection (seconds; call once)."""
         started = time.perf_counter()
         s = self.settings
-        embedder = MiniLMEmbedder(batch_size=s.embedding_batch_size)
+        embedder = MiniLMEmbedder(batch_size=s.embedding_batch_size, dtype=s.embedding_dtype)
         reranker = Reranker(threads=s.reranker_threads)
         self._open_collections()
         self.models = Models(

@@ -30,7 +30,9 @@ def build_classifier(
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         from common.minilm import MiniLMEmbedder
 
-        embedder = MiniLMEmbedder(threads=settings.embedding_threads)
+        embedder = MiniLMEmbedder(
+            threads=settings.embedding_threads, dtype=settings.embedding_dtype
+        )
     return IntentClassifier(
         embedder,
         head,

@@ -10,7 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from common.contracts.rag import CollectionName
 from common.models import ModelEngines, default_model_field, model_engines_field
-from common.settings import Port, ServiceSettings, default_url
+from common.settings import EmbeddingDtype, Port, ServiceSettings, default_url
 from router_svc.intent_head import DEFAULT_WEIGHTS
 
 __all__ = ["RouterSettings"]
@@ -51,6 +51,11 @@ class RouterSettings(ServiceSettings):
     )
     embedding_threads: int = Field(
         1, ge=1, le=64, description="Torch threads of the embedding model (1 suits short queries)."
+    )
+    embedding_dtype: EmbeddingDtype = Field(
+        "auto",
+        description="The embedding model's compute dtype: auto is bfloat16 where the CPU has "
+        "AMX (about 3x faster, vectors within 0.9999 cosine of float32's), else float32.",
     )
 
     # --- request limits -----------------------------------------------------------------

@@ -16,31 +16,21 @@ products run in fp32 (see `compute_dtype`); the weights stay stored in bf16.
 from __future__ import annotations
 
 import math
-from functools import cache
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.cpu import has_fast_bf16
 from moe_svc.modeling.config import ModelConfig
 
 __all__ = ["Experts", "SparseMoeBlock", "compute_dtype", "route"]
 
 
-@cache
-def _cpu_lacks_fast_bf16() -> bool:
-    # Without AMX, oneDNN's bf16 matmul peaks no higher than fp32 FMA and pays for a
-    # weight reorder on every call: measured 1.7-2.5x slower than fp32 on a 2-core
-    # Sapphire Rapids VM (fp16 no faster than fp32). Low-precision weights are then
-    # better upcast per expert, trading a conversion for the faster fp32 kernels.
-    is_amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return not (is_amx is not None and is_amx())
-
-
 def compute_dtype(weight: torch.Tensor) -> torch.dtype:
     """The dtype expert products run in for weights stored as `weight`."""
     low = weight.dtype in (torch.bfloat16, torch.float16)
-    if low and weight.device.type == "cpu" and _cpu_lacks_fast_bf16():
+    if low and weight.device.type == "cpu" and not has_fast_bf16():
         return torch.float32
     return weight.dtype
 

@@ -58,3 +58,25 @@ def test_paraphrases_are_closer_than_unrelated_text(embedder: MiniLMEmbedder) ->
 
 def test_token_counts_exclude_special_tokens(embedder: MiniLMEmbedder) -> None:
     assert embedder.count_tokens(["hello world", ""]) == [2, 0]
+
+
+def test_the_bf16_encoder_gives_the_same_vectors(embedder: MiniLMEmbedder) -> None:
+    # bf16 is what `auto` runs where the CPU has AMX; retrieval and intent routing
+    # must not tell the two apart.
+    bf16 = MiniLMEmbedder(batch_size=2, dtype="bfloat16")
+    assert bf16.dtype == torch.bfloat16
+    got = bf16.encode(TEXTS)
+    assert got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cosines = (got * embedder.encode(TEXTS)).sum(axis=1)
+    assert cosines.min() > 0.999
+
+
+def test_auto_is_bf16_only_where_the_cpu_runs_it_fast(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common import minilm
+
+    monkeypatch.setattr(minilm, "has_fast_bf16", lambda: False)
+    assert minilm.encoder_dtype("auto") == torch.float32
+    monkeypatch.setattr(minilm, "has_fast_bf16", lambda: True)
+    assert minilm.encoder_dtype("auto") == torch.bfloat16
+    assert minilm.encoder_dtype("float32") == torch.float32
