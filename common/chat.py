@@ -98,12 +98,15 @@ class ChatClient:
         timeout_s: float | None = None,
         return_experts: bool = False,
         response_format: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Completion:
         """One completion; `timeout_s` overrides the client's timeout for this call.
 
         `return_experts` asks moe_svc for the experts the answer used (other servers
         ignore the field); they come back as `Completion.experts`. `response_format`
         is OpenAI's (`json_object`, `json_schema`): moe_svc decodes under that grammar.
+        `grammar` (Lark) is moe_svc's extension; it is not sent to another engine,
+        whose reply is then free text.
         """
         timeout_s = timeout_s or self.timeout_s
         payload: dict[str, Any] = {
@@ -119,6 +122,8 @@ class ChatClient:
             payload["return_experts"] = True
         if response_format is not None:
             payload["response_format"] = response_format
+        if grammar is not None and self.extensions:
+            payload["grammar"] = {"syntax": "lark", "definition": grammar}
         body = await self._client.post_json("/v1/chat/completions", payload, timeout_s=timeout_s)
         try:
             text = str(body["choices"][0]["message"]["content"] or "")

@@ -64,7 +64,7 @@ __all__ = [
 # An engine's upstream name in logs, metrics and errors: "engine:<name>".
 ENGINE_UPSTREAM_PREFIX = "engine:"
 # moe_svc's request fields that other OpenAI-compatible servers do not know.
-PLATFORM_EXTENSIONS = ("return_experts",)
+PLATFORM_EXTENSIONS = ("return_experts", "grammar")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 

@@ -339,6 +339,13 @@ class ChatCompletions:
             if body.stream:
                 return await self._moe_stream(request, body, raw)
             return await cancel_on_disconnect(request, self._moe(request, raw))
+        if body.grammar is not None:
+            raise BadRequest(
+                "`grammar` constrains one model's reply; model 'auto' writes its answer in "
+                "several steps. Send it with a model id.",
+                param="grammar",
+                code="unsupported_for_plan",
+            )
         if body.stream:
             return await self._auto_stream(request, body)
         return await cancel_on_disconnect(request, self._auto(request, body))

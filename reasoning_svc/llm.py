@@ -27,4 +27,5 @@ class ChatModel(Protocol):
         temperature: float = 0.0,
         stop: list[str] | None = None,
         response_format: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Completion: ...

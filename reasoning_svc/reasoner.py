@@ -99,6 +99,7 @@ class Reasoner:
             scratchpad_chars=s.scratchpad_chars,
             pal_attempts=s.pal_attempts,
             react_constrained=s.react_constrained,
+            pal_constrained=s.pal_constrained,
         )
 
     def _model_for(self, request: ReasonRequest) -> ChatModel:

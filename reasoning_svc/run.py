@@ -57,6 +57,8 @@ class Params:
     pal_attempts: int = 2
     # ReAct turns as JSON decoded under a schema (else free text, parsed).
     react_constrained: bool = True
+    # PAL programs decoded under a grammar of a Python subset (else free text).
+    pal_constrained: bool = True
 
 
 @dataclass
@@ -124,11 +126,13 @@ class Run:
         max_tokens: int | None = None,
         stop: list[str] | None = None,
         response_format: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> str:
         """One model call, recorded as a prompt and a completion event.
 
         `response_format` (OpenAI's) asks for a reply under a JSON schema; the prompt
-        event names the schema.
+        event names the schema. `grammar` (Lark) asks moe_svc for a reply in it; the
+        prompt event says so.
         """
         # The strategy's instruction first, then the conversation, then its prompt.
         head = messages[:1] if messages and messages[0]["role"] == "system" else []
@@ -145,6 +149,7 @@ class Run:
                 messages=full,
                 temperature=temperature,
                 **({"schema": schema} if schema else {}),
+                **({"grammar": True} if grammar else {}),
             )
             try:
                 completion = await self.model.complete(
@@ -153,6 +158,7 @@ class Run:
                     max_tokens=granted,
                     stop=stop,
                     response_format=response_format,
+                    grammar=grammar,
                 )
             except BaseException:
                 self._give_back(granted)

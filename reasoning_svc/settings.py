@@ -84,6 +84,12 @@ class ReasoningSettings(ServiceSettings):
     pal_attempts: int = Field(
         2, ge=1, le=5, description="Programs PAL may write (a failed run is shown to the next)."
     )
+    pal_constrained: bool = Field(
+        True,
+        description="PAL's program is decoded under a grammar of a small Python subset "
+        "(assignments, arithmetic, round/abs/min/max, one print), so it always parses; "
+        "false: free text, the code block extracted.",
+    )
 
     @model_validator(mode="after")
     def _defaults_within_limits(self) -> ReasoningSettings:

@@ -14,7 +14,9 @@ layer routed this response's tokens to.
 
 Tools (`tools`, `tool_choice`, `parallel_tool_calls`), `response_format` (text,
 json_object, json_schema) and `logprobs` / `top_logprobs` follow OpenAI's shapes;
-responses validate against the `openai` package's own models.
+responses validate against the `openai` package's own models. The extension `grammar`
+(`{"syntax": "lark", "definition": ...}`) constrains a chat reply to a context-free
+grammar, as OpenAI's custom tools do with a Lark grammar.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 __all__ = [
+    "MAX_GRAMMAR_CHARS",
     "MAX_N",
     "MAX_STOP_SEQUENCES",
     "MAX_TOP_LOGPROBS",
@@ -48,6 +51,7 @@ __all__ = [
     "FinishReason",
     "FunctionCall",
     "FunctionDefinition",
+    "GrammarFormat",
     "JsonSchemaFormat",
     "ModelCard",
     "ModelList",
@@ -196,6 +200,19 @@ class ResponseFormat(BaseModel):
     json_schema: JsonSchemaFormat | None = None
 
 
+# The longest grammar a request may carry (characters).
+MAX_GRAMMAR_CHARS = 20_000
+
+
+class GrammarFormat(BaseModel):
+    """Extension: the reply follows a context-free grammar (Lark syntax, llguidance's dialect)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    syntax: Literal["lark"] = "lark"
+    definition: Annotated[str, Field(min_length=1, max_length=MAX_GRAMMAR_CHARS)]
+
+
 class OutputFields(BaseModel):
     """OpenAI's chat controls of the output's form: logprobs, tool calls, a response format
     (shared with the router's dispatch options, which pass them on)."""
@@ -221,6 +238,9 @@ class ChatCompletionRequest(SamplingFields, OutputFields):
     prediction: dict[str, Any] | None = None
     # extension (vLLM): continue the last assistant message instead of starting a new one
     add_generation_prompt: bool = True
+    # extension: the reply is decoded under this grammar (moe_svc; refused with tools or a
+    # response_format, and with model `auto`)
+    grammar: GrammarFormat | None = None
 
 
 class CompletionRequest(SamplingFields):

@@ -1,7 +1,9 @@
-"""What a chat request asks of its reply's shape: JSON, a schema, tool calls, or free text.
+"""What a chat request asks of its reply's shape: JSON, a schema, tool calls, a grammar,
+or free text.
 
-Turns `response_format`, `tools`, `tool_choice` and `parallel_tool_calls` into the
-grammar every choice's sequence follows, refusing (400) what cannot be honoured.
+Turns `response_format`, `tools`, `tool_choice`, `parallel_tool_calls` and the
+`grammar` extension into the grammar every choice's sequence follows, refusing (400)
+what cannot be honoured.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from common.contracts.openai import ChatCompletionRequest, ChatMessageIn, NamedToolChoice
 from common.errors import BadRequest
-from moe_svc.structured.grammars import json_grammar
+from moe_svc.structured.grammars import json_grammar, lark_grammar
 from moe_svc.structured.tool_calls import calls_text, plan_tools
 
 __all__ = ["ChatConstraint", "chat_constraint", "prompt_messages", "refuse_unsupported"]
@@ -49,6 +51,8 @@ def chat_constraint(body: ChatCompletionRequest) -> ChatConstraint:
     choice = body.tool_choice
     if choice is not None and not body.tools:
         raise BadRequest("tool_choice needs tools.", param="tool_choice")
+    if body.grammar is not None:
+        return _grammar_constraint(body)
     if body.tools and choice != "none":
         if body.response_format is not None and body.response_format.type != "text":
             raise BadRequest(
@@ -69,6 +73,24 @@ def chat_constraint(body: ChatCompletionRequest) -> ChatConstraint:
         )
     spec = fmt.json_schema
     return ChatConstraint(json_grammar(spec.json_schema, lenient=not spec.strict), tools)
+
+
+def _grammar_constraint(body: ChatCompletionRequest) -> ChatConstraint:
+    """The request's own Lark grammar; nothing else may constrain the same reply."""
+    assert body.grammar is not None
+    if body.tools and body.tool_choice != "none":
+        raise BadRequest(
+            "grammar and tools cannot both constrain the reply; set tool_choice to 'none' "
+            "or leave grammar out.",
+            param="grammar",
+        )
+    if body.response_format is not None and body.response_format.type != "text":
+        raise BadRequest(
+            "grammar and response_format cannot both constrain the reply; leave one out.",
+            param="grammar",
+        )
+    tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None
+    return ChatConstraint(lark_grammar(body.grammar.definition), tools, param="grammar")
 
 
 def _tools_constraint(body: ChatCompletionRequest, choice: Any) -> ChatConstraint:

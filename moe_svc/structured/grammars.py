@@ -21,7 +21,7 @@ from typing import Any
 import llguidance
 import torch
 
-__all__ = ["GrammarCompiler", "GrammarError", "GrammarState", "json_grammar"]
+__all__ = ["GrammarCompiler", "GrammarError", "GrammarState", "json_grammar", "lark_grammar"]
 
 # compact separators: no whitespace for a small model to loop on
 _JSON_OPTIONS = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
@@ -35,6 +35,11 @@ def json_grammar(schema: dict[str, Any], lenient: bool = False) -> str:
     """Grammar text of JSON valid against `schema` (lenient: skip unsupported keywords)."""
     options = {**_JSON_OPTIONS, "lenient": lenient}
     return json.dumps({"grammars": [{"json_schema": {**schema, "x-guidance": options}}]})
+
+
+def lark_grammar(definition: str) -> str:
+    """Grammar text of a request's own Lark grammar."""
+    return json.dumps({"grammars": [{"lark_grammar": definition}]})
 
 
 class GrammarCompiler:

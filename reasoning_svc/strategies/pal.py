@@ -6,6 +6,12 @@ model with its error for another attempt, up to `pal_attempts` programs; if
 none runs, the run answers with what the model's text states and reports
 `stop_reason: "program_failed"`. A key without the `tools:python` scope runs
 no program: the question is answered step by step (`cot`) instead.
+
+With `pal_constrained` (the default) the program is decoded under `PAL_GRAMMAR`, a
+small Python subset (assignments and one print of arithmetic over numbers and
+names, with round, abs, min and max) in the same code block the examples show, so
+the reply is always a program, never prose, and always parses. A server that
+ignores the grammar (another engine) gives free text, read as before.
 """
 
 from __future__ import annotations
@@ -18,7 +24,24 @@ from reasoning_svc.run import Outcome, Run
 from reasoning_svc.strategies.sampling import cot
 from reasoning_svc.tools_client import missing_scope, tool_allowed
 
-__all__ = ["extract_code", "program_aided"]
+__all__ = ["PAL_GRAMMAR", "extract_code", "program_aided"]
+
+# Lark (llguidance's dialect). Single spaces around operators, as the examples write them.
+PAL_GRAMMAR = r"""
+start: "```python\n" (assign "\n")* "print(" expr ")\n```"
+assign: NAME " = " expr
+expr: term (ADDOP term)*
+term: factor (MULOP factor)*
+factor: atom (" ** " atom)? | "-" atom
+atom: NUMBER | NAME | "(" expr ")" | call
+call: "round(" expr (", " INT)? ")" | "abs(" expr ")" | "min(" args ")" | "max(" args ")"
+args: expr (", " expr)+
+ADDOP: " + " | " - "
+MULOP: " * " | " / " | " // " | " % "
+NAME: /[a-z_][a-z0-9_]{0,39}/
+NUMBER: /[0-9]{1,15}(\.[0-9]{1,10})?/
+INT: /[0-9]{1,2}/
+"""
 
 _FENCED = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 
@@ -42,7 +65,12 @@ async def program_aided(question: str, run: Run) -> Outcome:
     text = ""
     error: str | None
     for attempt in range(1, run.params.pal_attempts + 1):
-        text = await run.ask(pal_messages(question, failed), purpose="program", step=attempt)
+        text = await run.ask(
+            pal_messages(question, failed),
+            purpose="program",
+            step=attempt,
+            grammar=PAL_GRAMMAR if run.params.pal_constrained else None,
+        )
         code = extract_code(text)
         if code is None:
             error = "No ```python code block in the reply."

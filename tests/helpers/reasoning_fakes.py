@@ -42,6 +42,7 @@ class ScriptedModel:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         response_format: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Completion:
         self.calls.append(
             {
@@ -49,6 +50,7 @@ class ScriptedModel:
                 "temperature": temperature,
                 "stop": stop,
                 "response_format": response_format,
+                "grammar": grammar,
             }
         )
         prompt = messages[-1]["content"]

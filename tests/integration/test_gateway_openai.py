@@ -175,6 +175,26 @@ def test_tools_structured_output_and_logprobs_pass_to_moe_unchanged(
         assert {name: sent[name] for name in fields} == fields
 
 
+def test_a_grammar_goes_to_the_model_named_and_is_refused_for_auto(
+    client: openai.OpenAI, fake: str
+) -> None:
+    grammar = {"syntax": "lark", "definition": 'start: "yes" | "no"'}
+    client.chat.completions.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "Hi"}],
+        extra_body={"grammar": grammar},
+    )
+    assert _last_call(fake, "/v1/chat/completions")["grammar"] == grammar
+    with pytest.raises(openai.BadRequestError) as refused:
+        client.chat.completions.create(
+            model="auto",
+            messages=[{"role": "user", "content": "Hi"}],
+            extra_body={"grammar": grammar},
+        )
+    assert refused.value.code == "unsupported_for_plan"
+    assert refused.value.param == "grammar"
+
+
 def test_auto_answer_is_formatted_verified_and_carries_the_pipeline(
     client: openai.OpenAI, fake: str
 ) -> None:

@@ -107,6 +107,16 @@ def test_json_schema_replies_validate_streamed_and_not(client: TestClient) -> No
     jsonschema.validate(json.loads(text), WEATHER)
 
 
+def test_a_lark_grammar_shapes_the_reply_streamed_and_not(client: TestClient) -> None:
+    body = _post(client, grammar=YES_NO, max_tokens=20, n=3, temperature=1.0, seed=5)
+    for choice in body["choices"]:
+        assert choice["message"]["content"] in ("Answer: yes.", "Answer: no.")
+        assert choice["finish_reason"] == "stop"
+    chunks = _stream(client, grammar=YES_NO, max_tokens=20)
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert text in ("Answer: yes.", "Answer: no.")
+
+
 def test_required_tool_call_streamed_as_openai_does(client: TestClient) -> None:
     body = _post(client, tools=TOOLS, tool_choice="required", max_tokens=400)
     choice = body["choices"][0]
@@ -198,6 +208,8 @@ def test_completion_logprobs_in_the_legacy_shape(client: TestClient) -> None:
 
 
 BAD_SCHEMA = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "strin"}}}
+# A finite language: whatever the random model picks, the reply is one of these.
+YES_NO = {"syntax": "lark", "definition": 'start: "Answer: " ("yes" | "no") "."'}
 NAMED_UNKNOWN = {"type": "function", "function": {"name": "nope"}}
 
 
@@ -205,6 +217,10 @@ NAMED_UNKNOWN = {"type": "function", "function": {"name": "nope"}}
     ("overrides", "param"),
     [
         ({"response_format": BAD_SCHEMA}, "response_format"),
+        ({"grammar": {"definition": "start: undefined_rule"}}, "grammar"),
+        ({"grammar": YES_NO, "tools": TOOLS}, "grammar"),
+        ({"grammar": YES_NO, "response_format": {"type": "json_object"}}, "grammar"),
+        ({"grammar": {"syntax": "ebnf", "definition": "x"}}, "grammar.syntax"),
         ({"tools": TOOLS, "tool_choice": NAMED_UNKNOWN}, "tool_choice"),
         ({"tool_choice": "required"}, "tool_choice"),
         ({"tools": TOOLS, "response_format": {"type": "json_object"}}, "response_format"),

@@ -31,6 +31,7 @@ class SpendingModel:
         temperature: float = 0.0,
         stop: list[str] | None = None,
         response_format: dict[str, Any] | None = None,
+        grammar: str | None = None,
     ) -> Completion:
         self.allowed.append(max_tokens)
         await asyncio.sleep(self.delay_s)

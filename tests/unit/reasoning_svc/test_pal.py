@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reasoning_svc.strategies.pal import extract_code, program_aided
+from reasoning_svc.strategies.pal import PAL_GRAMMAR, extract_code, program_aided
 from tests.helpers.reasoning_fakes import FakeTools, ScriptedModel, make_run
 
 
@@ -50,3 +50,13 @@ async def test_no_program_that_runs_falls_back_to_the_text() -> None:
 
     assert not outcome.finished and outcome.stop_reason == "program_failed"
     assert "printed nothing" in [e for e in run.trace if e.kind == "observation"][-1].content
+
+
+async def test_the_program_is_asked_for_under_the_grammar_unless_turned_off() -> None:
+    constrained = ScriptedModel(["```python\nprint(2 + 2)\n```"])
+    await program_aided("Q", make_run(constrained, FakeTools()))
+    free = ScriptedModel(["```python\nprint(2 + 2)\n```"])
+    await program_aided("Q", make_run(free, FakeTools(), pal_constrained=False))
+
+    assert constrained.calls[0]["grammar"] == PAL_GRAMMAR
+    assert free.calls[0]["grammar"] is None
