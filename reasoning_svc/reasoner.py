@@ -100,6 +100,7 @@ class Reasoner:
             pal_attempts=s.pal_attempts,
             react_constrained=s.react_constrained,
             pal_constrained=s.pal_constrained,
+            pal_samples=request.samples or s.pal_samples,
         )
 
     def _model_for(self, request: ReasonRequest) -> ChatModel:

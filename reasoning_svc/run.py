@@ -59,6 +59,8 @@ class Params:
     react_constrained: bool = True
     # PAL programs decoded under a grammar of a Python subset (else free text).
     pal_constrained: bool = True
+    # PAL programs sampled and run, their printed results voting (1: one greedy program).
+    pal_samples: int = 1
 
 
 @dataclass

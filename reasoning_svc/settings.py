@@ -84,6 +84,14 @@ class ReasoningSettings(ServiceSettings):
     pal_attempts: int = Field(
         2, ge=1, le=5, description="Programs PAL may write (a failed run is shown to the next)."
     )
+    pal_samples: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Programs PAL writes and runs, their printed results voting (the first "
+        "greedy, the rest at sample_temperature); 1: one greedy program, retried on failure. "
+        "A request's samples overrides it.",
+    )
     pal_constrained: bool = Field(
         True,
         description="PAL's program is decoded under a grammar of a small Python subset "

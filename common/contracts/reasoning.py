@@ -76,7 +76,7 @@ class ReasonRequest(BaseModel):
     # Completion tokens of the whole run, all model calls together (the caller's own
     # max_tokens): once spent, the run stops with its best answer so far.
     max_total_tokens: Annotated[int, Field(ge=1)] | None = None
-    # self_consistency: chains sampled and voted on.
+    # self_consistency: chains sampled and voted on; pal: programs written, run and voted on.
     samples: Annotated[int, Field(ge=1)] | None = None
     # react: Thought/Action/Observation iterations.
     max_steps: Annotated[int, Field(ge=1)] | None = None

@@ -60,3 +60,32 @@ async def test_the_program_is_asked_for_under_the_grammar_unless_turned_off() ->
 
     assert constrained.calls[0]["grammar"] == PAL_GRAMMAR
     assert free.calls[0]["grammar"] is None
+
+
+async def test_sampled_programs_vote_on_what_they_print() -> None:
+    model = ScriptedModel(
+        [
+            "```python\nprint(8)\n```",  # greedy, outvoted
+            "```python\nprint(1 / 0)\n```",  # fails: no vote
+            "```python\nx = 3 + 4\nprint(x)\n```",
+            "```python\nprint(14 // 2)\n```",
+        ]
+    )
+    run = make_run(model, FakeTools(), pal_samples=4)
+
+    outcome = await program_aided("Q", run)
+
+    assert outcome.answer == "7" and outcome.finished
+    assert outcome.votes == {"8": 1, "7": 2}
+    assert [c["temperature"] for c in model.calls] == [0.0, 0.7, 0.7, 0.7]
+    answer = [e for e in run.trace if e.kind == "answer"][-1]
+    assert answer.data["program"] == "x = 3 + 4\nprint(x)"
+
+
+async def test_a_tie_goes_to_the_greedy_program_and_none_running_falls_back() -> None:
+    model = ScriptedModel(["```python\nprint(5)\n```", "```python\nprint(6)\n```"])
+    assert (await program_aided("Q", make_run(model, FakeTools(), pal_samples=2))).answer == "5"
+
+    broken = ScriptedModel(["Answer: 9", "```python\nprint(y)\n```"])
+    outcome = await program_aided("Q", make_run(broken, FakeTools(), pal_samples=2))
+    assert outcome.answer == "9" and outcome.stop_reason == "program_failed"
