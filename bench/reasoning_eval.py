@@ -200,6 +200,8 @@ def evaluate(
     body_extra: dict[str, Any] = {}
     if strategy == "self_consistency":
         body_extra["samples"] = args.samples
+    if strategy == "pal" and args.pal_samples:
+        body_extra["samples"] = args.pal_samples
 
     def one(problem: tuple[str, str]) -> tuple[tuple[str, str], dict[str, Any], float]:
         with httpx.Client() as client:
@@ -235,6 +237,9 @@ def main() -> int:
         "--every", type=int, default=1, help="every k-th problem (a subset spread over both kinds)"
     )
     parser.add_argument("--samples", type=int, default=5, help="self-consistency chains")
+    parser.add_argument(
+        "--pal-samples", type=int, default=0, help="programs PAL votes over (0: the service's)"
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--show-errors", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")

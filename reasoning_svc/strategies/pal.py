@@ -9,8 +9,9 @@ no program: the question is answered step by step (`cot`) instead.
 
 With `pal_constrained` (the default) the program is decoded under `PAL_GRAMMAR`, a
 small Python subset (assignments and one print of arithmetic over numbers and
-names, with round, abs, min and max) in the same code block the examples show, so
-the reply is always a program, never prose, and always parses. A server that
+names, with round, abs, min, max, sum(range(...)) and a few of `math`'s functions)
+in the same code block the examples show, so the reply is always a program, never
+prose, and always parses. A server that
 ignores the grammar (another engine) gives free text, read as before.
 
 With `pal_samples` k > 1 (a request's `samples` sets it) k programs are written, the
@@ -32,16 +33,18 @@ __all__ = ["PAL_GRAMMAR", "extract_code", "program_aided"]
 
 # Lark (llguidance's dialect). Single spaces around operators, as the examples write them.
 PAL_GRAMMAR = r"""
-start: "```python\n" (assign "\n")* "print(" expr ")\n```"
+start: "```python\n" ("import math\n")? (assign "\n")* "print(" expr ")\n```"
 assign: NAME " = " expr
 expr: term (ADDOP term)*
 term: factor (MULOP factor)*
 factor: atom (" ** " atom)? | "-" atom
 atom: NUMBER | NAME | "(" expr ")" | call
 call: "round(" expr (", " INT)? ")" | "abs(" expr ")" | "min(" args ")" | "max(" args ")"
+    | "sum(range(" expr ", " expr "))" | "math." MATHFN "(" expr (", " expr)? ")"
 args: expr (", " expr)+
 ADDOP: " + " | " - "
 MULOP: " * " | " / " | " // " | " % "
+MATHFN: "factorial" | "gcd" | "lcm" | "sqrt" | "floor" | "ceil" | "comb"
 NAME: /[a-z_][a-z0-9_]{0,39}/
 NUMBER: /[0-9]{1,15}(\.[0-9]{1,10})?/
 INT: /[0-9]{1,2}/

@@ -45,6 +45,8 @@ def test_the_examples_programs_are_in_the_grammar(compiler: GrammarCompiler, pro
         "total = round(483 * 29 / 7, 2)\nprint(total)",
         "a = 12\nb = -a + max(3, a % 5, 2 ** 3)\nprint(abs(b) // 2)",
         "print((1.5 + 2) * (3 - 4))",
+        "import math\nprint(math.factorial(7) + math.gcd(84, 126))",
+        "total = sum(range(1, 101))\nprint(total)",
     ],
 )
 def test_what_the_grammar_takes_runs_as_python(compiler: GrammarCompiler, program: str) -> None:
@@ -58,6 +60,7 @@ def test_what_the_grammar_takes_runs_as_python(compiler: GrammarCompiler, progra
         "The answer is 7.",  # prose
         "```python\nimport os\nprint(os.getcwd())\n```",  # beyond arithmetic
         "```python\nprint(open('x').read())\n```",
+        "```python\nimport os\nprint(math.system(1))\n```",
         "```python\nx = (1 + 2\nprint(x)\n```",  # unbalanced
         "```python\nx = 3\n```",  # prints nothing
     ],
