@@ -1,12 +1,15 @@
-"""reasoning_svc's constrained ReAct on the real default model, with the real tools_svc.
+"""reasoning_svc's constrained ReAct and PAL on the real default model, with the real
+tools_svc.
 
-Each turn is decoded by moe_svc under the step schema, so the model's first turn
-for a sum is a JSON object naming an offered tool with that tool's arguments (or
-a final answer), never free text the loop has to repair.
+Each ReAct turn is decoded by moe_svc under the step schema, so the model's first
+turn for a sum is a JSON object naming an offered tool with that tool's arguments
+(or a final answer), never free text the loop has to repair. PAL's program is
+decoded under its grammar, so it is Python that parses and runs in the sandbox.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -66,3 +69,21 @@ def test_a_constrained_react_turn_is_a_valid_tool_call_or_answer(
     call = response.json()["tool_calls"][0]
     assert call["tool"] == turn["action"] and call["arguments"] == turn["action_input"]
     assert call["error"] is None, call
+
+
+def test_a_pal_program_is_decoded_under_the_grammar_and_runs(reasoning: RunningServer) -> None:
+    question = (
+        "A baker makes 15 trays of 24 cookies and sells 290 cookies. How many cookies are left?"
+    )
+    body = {"question": question, "strategy": "pal"}
+    response = httpx.post(f"{reasoning.url}/v1/reason", json=body, timeout=180)
+
+    assert response.status_code == 200, response.text
+    result = response.json()
+    trace = result["trace"]
+    assert next(e for e in trace if e["kind"] == "prompt")["data"]["grammar"] is True
+    program = next(e for e in trace if e["kind"] == "program")["content"]
+    ast.parse(program)  # the grammar's subset is Python
+    ran = next(e for e in trace if e["kind"] == "observation")
+    assert ran["data"]["exit_code"] == 0, ran
+    assert result["stop_reason"] == "answer" and result["answer"] == ran["data"]["stdout"].strip()
