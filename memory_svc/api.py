@@ -23,6 +23,8 @@ from common.contracts.memory import (
     Memory,
     MemoryAddRequest,
     MemoryAddResponse,
+    MemoryExtractRequest,
+    MemoryExtractResponse,
     MemoryPage,
     MemorySearchRequest,
     MemorySearchResponse,
@@ -35,10 +37,11 @@ from common.contracts.memory import (
     SessionPage,
     SessionUpdate,
 )
-from common.errors import BadRequest, Forbidden
+from common.errors import BadRequest, Forbidden, ServiceUnavailable
 from common.openapi import error_responses, json_body
 from memory_svc import keys
 from memory_svc.deps import ComponentsDep
+from memory_svc.facts import ExtractionUnavailable
 from memory_svc.feedback import listed_tenant, rated_conversation
 from memory_svc.feedback_export import EXPORT_MEDIA_TYPE, export_lines
 from memory_svc.intake import prepare
@@ -270,6 +273,36 @@ async def add_memory(uid: UserId, request: MemoryAddRequest, c: ComponentsDep) -
     memory, event, similarity = await c.memories.add(uid, request.text, request.metadata)
     result = MemoryAddResponse(memory=memory, event=event, similarity=similarity)
     return _json(result, 201 if event == "added" else 200)
+
+
+@router.post(
+    "/users/{uid}/memories/extract",
+    response_model=MemoryExtractResponse,
+    summary="Extract facts about the user from what they wrote, and store them",
+    responses=error_responses(409, 503),
+)
+async def extract_memories(
+    uid: UserId, request: MemoryExtractRequest, c: ComponentsDep
+) -> MemoryExtractResponse:
+    """The model reads the texts under a JSON schema (constrained decoding); each fact it
+    states about the user, checked (about the user, grounded in the texts, no repeats), is
+    stored as a memory like `POST /memories` stores one (merged into a near-duplicate).
+    Texts with no first-person word are not sent to the model: they state no fact."""
+    try:
+        found = await c.facts.extract(request.texts)
+    except ExtractionUnavailable as exc:
+        raise ServiceUnavailable(
+            f"{exc}; try again later, or add the memory itself with POST /memories.",
+            code="extraction_unavailable",
+        ) from exc
+    stored = []
+    if request.store:
+        for fact in found.facts:
+            memory, event, similarity = await c.memories.add(uid, fact, request.metadata)
+            stored.append(MemoryAddResponse(memory=memory, event=event, similarity=similarity))
+    return MemoryExtractResponse(
+        facts=found.facts, stored=stored, dropped=found.dropped, model=found.model
+    )
 
 
 @router.get("/users/{uid}/memories", response_model=MemoryPage)

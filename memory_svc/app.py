@@ -14,6 +14,7 @@ from common.service import create_service_app
 from memory_svc.api import router
 from memory_svc.components import build_components
 from memory_svc.embeddings import RagEmbedder
+from memory_svc.facts import MoeFactExtractor
 from memory_svc.redis_conn import connect_redis, install_redis_error_handler
 from memory_svc.settings import MemorySettings
 from memory_svc.summary import MoeSummarizer
@@ -78,8 +79,15 @@ def create_app(settings: MemorySettings) -> FastAPI:
                 settings.embedding_model,
                 settings.embedding_timeout_s,
             )
+            facts = MoeFactExtractor(
+                app.state.models.chat(
+                    settings.extract_model or settings.summary_model or "",
+                    max(settings.request_timeout_s, SUMMARY_REQUEST_TIMEOUT_S),
+                ),
+                constrained=settings.extract_constrained,
+            )
             app.state.memory = build_components(
-                settings, redis, counter, local, summarizer, embedder
+                settings, redis, counter, local, summarizer, embedder, facts
             )
             yield
 

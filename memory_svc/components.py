@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from memory_svc.context import ContextAssembler, ContextLimits
 from memory_svc.embeddings import Embedder
 from memory_svc.erasure import Eraser
+from memory_svc.facts import FactExtractor
 from memory_svc.feedback import FeedbackStore
 from memory_svc.history import History
 from memory_svc.long_term import LongTermMemory
@@ -31,6 +32,7 @@ class Components:
     feedback: FeedbackStore
     eraser: Eraser
     context: ContextAssembler
+    facts: FactExtractor
 
 
 def build_components(
@@ -40,6 +42,7 @@ def build_components(
     local: LocalTokenCounter | None,
     summarizer: Summarizer,
     embedder: Embedder,
+    facts: FactExtractor,
 ) -> Components:
     history = History(redis, settings.session_ttl_s)
     summaries = SummaryCache(redis, summarizer)
@@ -67,4 +70,5 @@ def build_components(
         feedback=FeedbackStore(redis),
         eraser=Eraser(redis),
         context=ContextAssembler(history, summaries, memories, counter, local, limits),
+        facts=facts,
     )

@@ -75,6 +75,18 @@ class MemorySettings(ServiceSettings):
         description="How long context assembly waits for a summary before dropping old turns.",
     )
 
+    extract_model: str | None = Field(
+        None,
+        description="Model that extracts facts for long-term memory; unset: the summary model.",
+    )
+    extract_constrained: bool = Field(
+        True,
+        description=(
+            "Extract facts under a JSON schema (constrained decoding) rather than reading "
+            "them out of free text."
+        ),
+    )
+
     embedding_model: str = Field(
         "all-MiniLM-L6-v2", description="Model asked of rag_svc /v1/embeddings."
     )

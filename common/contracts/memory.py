@@ -215,6 +215,29 @@ class MemoryUpdate(BaseModel):
     metadata: dict[str, Any] | None = None
 
 
+class MemoryExtractRequest(BaseModel):
+    """What the user wrote, from which facts about them are extracted (and stored)."""
+
+    texts: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=4000)]],
+        Field(min_length=1, max_length=20),
+    ]
+    # False: return the facts without storing them (a preview).
+    store: bool = True
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryExtractResponse(BaseModel):
+    # The facts kept, in the model's words ("The user ...").
+    facts: list[str]
+    # One per stored fact when `store` (added, merged into a near-duplicate, or unchanged).
+    stored: list[MemoryAddResponse] = Field(default_factory=list)
+    # Written by the model but dropped: not about the user, nothing from the texts, or repeats.
+    dropped: list[str] = Field(default_factory=list)
+    # The model asked, or None when no text spoke of the user (the model is not asked then).
+    model: str | None = None
+
+
 class MemorySearchRequest(BaseModel):
     query: Annotated[str, Field(min_length=1, max_length=8000)]
     k: Annotated[int, Field(ge=1, le=100)] = 5

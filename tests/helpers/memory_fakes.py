@@ -8,7 +8,10 @@ fallbacks) can be tested against real HTTP. Redis is never faked.
 - embeddings: the hashing trick over lower-cased words (384-d, unit length):
   texts with the same words get the same vector; shared words make them close.
 - chat: a "summary" made of the first words of each transcript line, at most
-  `max_tokens` words, prefixed with `FAKE SUMMARY (n lines):`.
+  `max_tokens` words, prefixed with `FAKE SUMMARY (n lines):`. Asked for the
+  `user_facts` JSON schema, it answers `{"facts": [...]}`: "The user said: <s>"
+  for each sentence of the last message, a repeat of the first, and an invented
+  "The user owns a yacht." (what memory_svc's checks must drop).
 - tokenize: the real tokenizer when FAKE_TOKENIZER names a tokenizer.json.
 - `GET /calls` counts the calls per endpoint; FAKE_CHAT_DELAY_S slows chat.
 """
@@ -16,6 +19,7 @@ fallbacks) can be tested against real HTTP. Redis is never faked.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import zlib
@@ -78,6 +82,11 @@ async def chat(body: dict[str, Any]) -> dict[str, Any]:
     calls["chat"] += 1
     await asyncio.sleep(float(os.environ.get("FAKE_CHAT_DELAY_S", "0")))
     prompt = body["messages"][-1]["content"]
+    schema = (body.get("response_format") or {}).get("json_schema") or {}
+    if schema.get("name") == "user_facts":
+        said = [f"The user said: {s.strip()}" for s in re.split(r"(?<=[.!?])\s+", prompt)]
+        facts = [*said, said[0], "The user owns a yacht."]
+        return chat_completion(json.dumps({"facts": facts}), body["model"], completion_id="f")
     lines = [ln for ln in prompt.splitlines() if re.match(r"^(user|assistant|tool): ", ln)]
     words = [w for ln in lines for w in ln.split()[:4]]
     limit = max(1, int(body.get("max_tokens") or 64) // 2)
