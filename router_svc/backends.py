@@ -69,6 +69,18 @@ class Backends:
         )
         return list(body.get("data", [])) if isinstance(body, dict) else []
 
+    async def extract_memories(
+        self, user: str, texts: list[str], metadata: dict[str, Any], timeout_s: float
+    ) -> list[str]:
+        """The facts memory_svc extracted from `texts` and stored for `user`."""
+        body = await self.upstreams["memory_svc"].post_json(
+            f"/v1/users/{user}/memories/extract",
+            {"texts": texts, "metadata": metadata},
+            timeout_s=timeout_s,
+        )
+        facts = body.get("facts", []) if isinstance(body, dict) else []
+        return [str(f) for f in facts]
+
     async def recent_messages(
         self, session_id: str, limit: int, timeout_s: float
     ) -> list[tuple[str, str]]:

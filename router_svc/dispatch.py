@@ -14,10 +14,13 @@ with the upstream's error.
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from typing import Literal
 
 from common.contracts.dispatch_events import RouteEvent
+from common.contracts.memory import ID_PATTERN
 from common.contracts.openai import ChatChoice, ChatMessage
 from common.contracts.router import (
     AssistantMessage,
@@ -36,6 +39,8 @@ from router_svc.route_decision import Router
 from router_svc.settings import RouterSettings
 from router_svc.shedding import ShedWindow
 from router_svc.step_runners import STEP_RUNNERS
+
+logger = logging.getLogger("router_svc.dispatch")
 
 __all__ = ["Dispatcher", "run_plan"]
 
@@ -104,6 +109,8 @@ class Dispatcher:
         self.router = router
         self.backends = backends
         self.shedding = ShedWindow()
+        # Background fact extractions (ROUTER_REMEMBER_FACTS), kept so none is collected early.
+        self._remembering: set[asyncio.Task[None]] = set()
 
     async def prepare(self, request: DispatchRequest) -> Prepared:
         """Check the request and route its last turn (4xx here, before any answer starts)."""
@@ -167,6 +174,7 @@ class Dispatcher:
         except ServiceError as exc:
             self.shedding.note(exc)
             raise
+        self._remember(prepared)
         answer = run.answer or ""
         choices = run.choices or [
             ChatChoice(
@@ -182,3 +190,36 @@ class Dispatcher:
             choices=choices,
             pipeline=run.pipeline(round((time.perf_counter() - started) * 1000, 1)),
         )
+
+    def _remember(self, prepared: Prepared) -> None:
+        """Hand the user's turn to memory_svc's fact extraction, in the background: the
+        answer does not wait for it, and the turn's tenant and request id go with it."""
+        user = prepared.request.user
+        if not self.settings.remember_facts or prepared.conversation.agent_turns:
+            return
+        if user is None or not re.fullmatch(ID_PATTERN, user):
+            return  # no user, or one memory_svc could not file facts under
+        if len(self._remembering) >= self.settings.remember_max_pending:
+            logger.warning(
+                "fact extraction skipped: too many in flight",
+                extra={"pending": len(self._remembering)},
+            )
+            return
+        metadata = {"source": "chat", "dispatch_id": prepared.id}
+        if prepared.request.session_id is not None:
+            metadata["session_id"] = prepared.request.session_id
+        task = asyncio.create_task(
+            self._extract(user, prepared.conversation.text, metadata), name="remember facts"
+        )
+        self._remembering.add(task)
+        task.add_done_callback(self._remembering.discard)
+
+    async def _extract(self, user: str, text: str, metadata: dict[str, str]) -> None:
+        timeout = self.settings.remember_timeout_s
+        try:
+            async with asyncio.timeout(timeout):
+                facts = await self.backends.extract_memories(user, [text], metadata, timeout)
+        except (ServiceError, TimeoutError) as exc:
+            logger.warning("fact extraction failed", extra={"error": str(exc)})
+            return
+        logger.info("facts remembered", extra={"facts": len(facts)})

@@ -92,6 +92,20 @@ class RouterSettings(ServiceSettings):
     memory_timeout_s: float = Field(
         3.0, gt=0, description="Memory context and history writes: past this, go on without."
     )
+    remember_facts: bool = Field(
+        False,
+        description=(
+            "After a turn from a known `user`, memory_svc extracts the facts the user's message "
+            "states about them (the core model under a JSON schema) into the user's long-term "
+            "memory, in the background. Off by default: it is one more core-model call a turn."
+        ),
+    )
+    remember_max_pending: int = Field(
+        4, ge=1, description="Fact extractions in flight at once; past this a turn's is skipped."
+    )
+    remember_timeout_s: float = Field(
+        120.0, gt=0, description="One background fact extraction: past this, it is given up."
+    )
     rag_timeout_s: float = Field(
         60.0, gt=0, description="Retrieval-backed answers: past this, answer without sources."
     )

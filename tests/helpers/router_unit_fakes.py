@@ -91,6 +91,9 @@ class FakeUpstreams:
         return httpx.Response(200, json={"object": "list", "data": newest_first, "has_more": False})
 
     def memory_svc(self, path: str, body: Any) -> httpx.Response:
+        if path.endswith("/memories/extract"):  # one fact a text, as memory_svc words them
+            facts = [f"The user said: {t}" for t in body["texts"]]
+            return httpx.Response(200, json={"facts": facts, "stored": [], "dropped": []})
         sid = path.split("/")[3]
         stored = self.sessions.setdefault(sid, [])
         if path.endswith("/messages"):

@@ -3,6 +3,7 @@ steps, memory writes, and 4xx for bad input."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -424,3 +425,38 @@ async def test_a_malformed_collections_option_is_refused(
     assert response.status_code == 400, response.text
     assert response.json()["error"]["param"].startswith("options.collections")
     assert not fake.called("rag_svc")
+
+
+async def test_a_known_users_turn_goes_to_fact_extraction_after_the_answer(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    remembering = settings.model_copy(update={"remember_facts": True})
+    fake.delays = {"memory_svc": 0.3}
+    async with app_client(remembering) as client:
+        started = time.perf_counter()
+        response = await dispatch(client, "hello, I am a nurse", user="u-1", session_id="s1")
+        answered = time.perf_counter() - started
+        await asyncio.sleep(0.6)  # the extraction runs on after the answer
+        assert (await dispatch(client, "hello, I am a nurse")).status_code == 200  # no user
+        refused = await dispatch(client, "hello, I am a nurse", user="../admin")
+        await asyncio.sleep(0.6)
+
+    assert response.status_code == 200, response.text
+    assert refused.status_code == 400
+    extracts = [c for c in fake.called("memory_svc") if c.path.endswith("/memories/extract")]
+    assert [c.path for c in extracts] == ["/v1/users/u-1/memories/extract"]
+    assert extracts[0].body["texts"] == ["hello, I am a nurse"]
+    assert extracts[0].body["metadata"]["session_id"] == "s1"
+    # The answer did not wait for it: only the session writes' delays are in its time.
+    assert extracts[0].ended > started + answered
+
+
+async def test_fact_extraction_is_off_unless_the_deployment_turns_it_on(
+    settings: RouterSettings, app_client: AppClient, fake: FakeUpstreams
+) -> None:
+    async with app_client(settings) as client:
+        response = await dispatch(client, "hello, I am a nurse", user="u-1")
+        await asyncio.sleep(0.2)
+
+    assert response.status_code == 200
+    assert not [c for c in fake.called("memory_svc") if "/memories" in c.path]
