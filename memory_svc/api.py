@@ -284,10 +284,12 @@ async def add_memory(uid: UserId, request: MemoryAddRequest, c: ComponentsDep) -
 async def extract_memories(
     uid: UserId, request: MemoryExtractRequest, c: ComponentsDep
 ) -> MemoryExtractResponse:
-    """The model reads the texts under a JSON schema (constrained decoding); each fact it
-    states about the user, checked (about the user, grounded in the texts, no repeats), is
-    stored as a memory like `POST /memories` stores one (merged into a near-duplicate).
-    Texts with no first-person word are not sent to the model: they state no fact."""
+    """The core model finds the facts, under a JSON schema (constrained decoding) in the
+    form `MEMORY_EXTRACT_FORM` names (memory_svc/facts.py): by default it keeps the lasting
+    facts among the texts' own first-person statements, turned to the third person. Each
+    fact, checked (about the user, grounded in the texts, no repeats), is stored as a
+    memory like `POST /memories` stores one (merged into a near-duplicate). Texts with
+    no first-person word are not sent to the model: they state no fact."""
     try:
         found = await c.facts.extract(request.texts)
     except ExtractionUnavailable as exc:

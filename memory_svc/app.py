@@ -84,7 +84,7 @@ def create_app(settings: MemorySettings) -> FastAPI:
                     settings.extract_model or settings.summary_model or "",
                     max(settings.request_timeout_s, SUMMARY_REQUEST_TIMEOUT_S),
                 ),
-                constrained=settings.extract_constrained,
+                form=settings.extract_form,
             )
             app.state.memory = build_components(
                 settings, redis, counter, local, summarizer, embedder, facts

@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from common.models import ModelEngines, default_model_field, model_engines_field
 from common.settings import Port, ServiceSettings, default_url, redis_url_field
+from memory_svc.facts import ExtractForm
 
 __all__ = ["MemorySettings"]
 
@@ -79,11 +80,12 @@ class MemorySettings(ServiceSettings):
         None,
         description="Model that extracts facts for long-term memory; unset: the summary model.",
     )
-    extract_constrained: bool = Field(
-        True,
+    extract_form: ExtractForm = Field(
+        "statements",
         description=(
-            "Extract facts under a JSON schema (constrained decoding) rather than reading "
-            "them out of free text."
+            "How facts are extracted: statements (the user's first-person clauses in the third "
+            "person, the model keeping the lasting ones under a JSON-schema enum), schema (the "
+            "model writes them under a JSON schema) or lines (free text, one a line)."
         ),
     )
 

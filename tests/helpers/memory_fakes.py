@@ -9,9 +9,10 @@ fallbacks) can be tested against real HTTP. Redis is never faked.
   texts with the same words get the same vector; shared words make them close.
 - chat: a "summary" made of the first words of each transcript line, at most
   `max_tokens` words, prefixed with `FAKE SUMMARY (n lines):`. Asked for the
-  `user_facts` JSON schema, it answers `{"facts": [...]}`: "The user said: <s>"
-  for each sentence of the last message, a repeat of the first, and an invented
-  "The user owns a yacht." (what memory_svc's checks must drop).
+  `user_facts` JSON schema, it answers `{"facts": [...]}`: every statement the
+  schema's enum offers (else "The user said: <s>" for each sentence of the last
+  message), a repeat of the first, and an invented "The user owns a yacht." (what
+  memory_svc's checks must drop; a real engine keeps to the enum).
 - tokenize: the real tokenizer when FAKE_TOKENIZER names a tokenizer.json.
 - `GET /calls` counts the calls per endpoint; FAKE_CHAT_DELAY_S slows chat.
 """
@@ -84,7 +85,10 @@ async def chat(body: dict[str, Any]) -> dict[str, Any]:
     prompt = body["messages"][-1]["content"]
     schema = (body.get("response_format") or {}).get("json_schema") or {}
     if schema.get("name") == "user_facts":
-        said = [f"The user said: {s.strip()}" for s in re.split(r"(?<=[.!?])\s+", prompt)]
+        items = schema["schema"]["properties"]["facts"]["items"]
+        said = items.get("enum") or [
+            f"The user said: {s.strip()}" for s in re.split(r"(?<=[.!?])\s+", prompt)
+        ]
         facts = [*said, said[0], "The user owns a yacht."]
         return chat_completion(json.dumps({"facts": facts}), body["model"], completion_id="f")
     lines = [ln for ln in prompt.splitlines() if re.match(r"^(user|assistant|tool): ", ln)]

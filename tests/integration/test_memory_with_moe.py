@@ -86,3 +86,24 @@ def test_old_turns_are_summarised_by_the_core_model_within_budget(memory: Runnin
     assert summary is not None and summary["status"] == "refreshed"
     assert len(summary["text"].split()) >= 3  # the model wrote something, not an empty string
     assert body["recent_messages"] < len(TURNS) * 2 + 1
+
+
+def test_the_core_model_extracts_facts_under_the_json_schema(memory: RunningServer) -> None:
+    # store=False: this stack has no embedder; storing is covered with the fakes.
+    with httpx.Client(base_url=memory.url, timeout=300) as client:
+        stated = client.post(
+            "/v1/users/u-maria/memories/extract",
+            json={"texts": ["Hi, I'm Maria and I work as a nurse in Porto."], "store": False},
+        )
+        question = client.post(
+            "/v1/users/u-maria/memories/extract",
+            json={"texts": ["What is the capital of Angola?"], "store": False},
+        )
+    assert stated.status_code == 200, stated.text
+    body = stated.json()
+    # The reply was read under the schema (an unreadable one answers 503), and what the
+    # model kept is among the message's own statements: nothing invented.
+    assert body["model"] and body["stored"] == []
+    offered = {"The user is Maria.", "The user works as a nurse in Porto."}
+    assert body["facts"] and set(body["facts"]) <= offered and set(body["dropped"]) <= offered
+    assert question.json() == {"facts": [], "stored": [], "dropped": [], "model": None}

@@ -40,12 +40,10 @@ def test_facts_are_checked_then_stored_once(memory: RunningServer, uid: str) -> 
     )
     assert reply.status_code == 200, reply.text
     body = reply.json()
-    assert body["facts"] == [
-        "The user said: I am a nurse in Porto.",
-        "The user said: I have two cats.",
-    ]
+    # The default form: the message's statements, in the third person, as the model chose.
+    assert body["facts"] == ["The user is a nurse in Porto.", "The user has two cats."]
     # The repeat and the fact with nothing from the text were not stored.
-    assert body["dropped"] == ["The user said: I am a nurse in Porto.", "The user owns a yacht."]
+    assert body["dropped"] == ["The user is a nurse in Porto.", "The user owns a yacht."]
     assert body["model"] == "fake-moe"
     assert [s["event"] for s in body["stored"]] == ["added", "added"]
     listed = httpx.get(f"{memory.url}/v1/users/{uid}/memories").json()
@@ -59,7 +57,7 @@ def test_facts_are_checked_then_stored_once(memory: RunningServer, uid: str) -> 
 
 def test_a_preview_stores_nothing(memory: RunningServer, uid: str) -> None:
     body = extract(memory.url, uid, "My daughter is five.", store=False).json()
-    assert body["facts"] == ["The user said: My daughter is five."] and body["stored"] == []
+    assert body["facts"] == ["The user's daughter is five."] and body["stored"] == []
     assert httpx.get(f"{memory.url}/v1/users/{uid}/memories").json()["total"] == 0
 
 
