@@ -25,6 +25,11 @@ repeats). A reference row applies no model: every first-person statement, stored
 
 The keyword match is lenient ("The user is a sushi chef" matches "sushi"): precision
 counts facts on the right subject, not facts that are right.
+
+A second table (no model: the MiniLM embedder memory_svc searches with) asks whether
+stored facts come back: for questions a user might ask later, each labelled with the
+facts that should inform the answer, how many the context's search (top 3 at or above
+`MEMORY_MEMORY_MIN_SCORE`) returns at each threshold, and how many others it adds.
 """
 
 from __future__ import annotations
@@ -108,6 +113,57 @@ CASES: list[tuple[str, list[tuple[str, ...]]]] = [
     ("I'm bored.", []),
     ("My question is about taxes.", []),
 ]
+
+
+RECALL_FACTS = [
+    "The user is Maria.",
+    "The user works as a nurse in Porto.",
+    "The user is vegetarian.",
+    "The user is allergic to peanuts.",
+    "The user has two cats called Miso and Tofu.",
+    "The user speaks Portuguese and Spanish.",
+    "The user is training for the user's first marathon in October.",
+    "The user's daughter Ana turns five next week.",
+    "The user drives an electric car, a Nissan Leaf.",
+    "The user is diabetic.",
+]
+# a later question -> the facts (indexes above) that should inform its answer
+RECALL_QUERIES: dict[str, list[int]] = {
+    "What should I cook for dinner tonight?": [2, 3, 9],
+    "Suggest a snack for me.": [2, 3, 9],
+    "What is my name?": [0],
+    "Any tips for a long shift at work?": [1],
+    "Plan a birthday party for my kid.": [7],
+    "How should I train this week?": [6],
+    "Which language should I use on holiday in Madrid?": [5],
+    "My pets keep scratching the sofa, what can I do?": [4],
+    "Where can I charge my car?": [8],
+    "Is this chocolate safe for me to eat?": [3, 9],
+    "What is the capital of Angola?": [],
+    "Explain how photosynthesis works.": [],
+    "Write a poem about the sea.": [],
+    "Who wrote Animal Farm?": [],
+    "Tell me a joke about computers.": [],
+    "How many legs does a spider have?": [],
+}
+
+
+def recall_table(k: int = 3) -> None:
+    from common.minilm import MiniLMEmbedder
+
+    embedder = MiniLMEmbedder()
+    similarity = embedder.encode(list(RECALL_QUERIES)) @ embedder.encode(RECALL_FACTS).T
+    relevant = sum(len(v) for v in RECALL_QUERIES.values())
+    print(f"\n## Facts back in context: {len(RECALL_QUERIES)} questions, top {k} at or above\n")
+    print("| min_score | relevant facts returned | other facts added |")
+    print("|---|---|---|")
+    for threshold in (0.0, 0.1, 0.15, 0.2, 0.25, 0.3):
+        found = added = 0
+        for row, wanted in zip(similarity, RECALL_QUERIES.values(), strict=True):
+            chosen = [j for j in row.argsort()[::-1][:k] if row[j] >= threshold]
+            found += sum(j in wanted for j in chosen)
+            added += sum(j not in wanted for j in chosen)
+        print(f"| {threshold:.2f} | {found}/{relevant} | {added} |")
 
 
 @dataclass
@@ -197,6 +253,7 @@ def main() -> None:
         print(raw.row(f"{form}, raw", len(CASES)))
         print(stored.row(f"{form}, stored", len(CASES)))
     print(reference.row("every first-person statement (no model)", len(CASES)))
+    recall_table()
 
 
 if __name__ == "__main__":

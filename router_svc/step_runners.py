@@ -95,6 +95,7 @@ async def read_context(run: PlanRun, step: PlanStep) -> bool:
             "total_tokens": c.total_tokens,
             "dropped": c.dropped,
             "summary": c.summary is not None,
+            "memories": len(c.memories),
         },
     )
     if context is None:
