@@ -193,6 +193,19 @@ def ask(client: httpx.Client, url: str, body: dict[str, Any]) -> tuple[dict[str,
     return result, elapsed
 
 
+def load_problems(path: Path) -> list[tuple[str, str]]:
+    """(question, expected answer as text) from JSON lines with `question` and `answer`."""
+    problems = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            answer = row["answer"]
+            if isinstance(answer, float) and answer.is_integer():
+                answer = int(answer)
+            problems.append((str(row["question"]), str(answer)))
+    return problems
+
+
 def evaluate(
     url: str, strategy: str, problems: list[tuple[str, str]], args: argparse.Namespace
 ) -> Tally:
@@ -240,6 +253,12 @@ def main() -> int:
     parser.add_argument(
         "--pal-samples", type=int, default=0, help="programs PAL votes over (0: the service's)"
     )
+    parser.add_argument(
+        "--problems",
+        type=Path,
+        help="JSON lines of {question, answer} to use instead of the built-in set "
+        "(bench/data/arithmetic_heldout.jsonl: the hand-written held-out word problems)",
+    )
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--show-errors", action="store_true")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -250,7 +269,8 @@ def main() -> int:
         parser.error(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
     if "direct" not in strategies:
         strategies.insert(0, "direct")  # the reference
-    problems = PROBLEMS[:: max(1, args.every)][: args.limit]
+    source = load_problems(args.problems) if args.problems else PROBLEMS
+    problems = source[:: max(1, args.every)][: args.limit]
 
     if not args.reasoning_url:
         try:
@@ -269,8 +289,11 @@ def main() -> int:
             print(f"  {strategy}: {t.correct}/{t.asked} in {t.seconds:.0f}s", file=sys.stderr)
 
     n = len(problems)
-    arithmetic = sum(1 for p in problems if PROBLEMS.index(p) < 28)
-    print(f"\n{n} problems ({arithmetic} plain arithmetic, {n - arithmetic} word problems)\n")
+    if args.problems:
+        print(f"\n{n} problems from {args.problems}\n")
+    else:
+        arithmetic = sum(1 for p in problems if PROBLEMS.index(p) < 28)
+        print(f"\n{n} problems ({arithmetic} plain arithmetic, {n - arithmetic} word problems)\n")
     print(
         f"{'strategy':<18}{'accuracy':>9}{'vs direct':>11}{'calls/q':>9}{'tokens/q':>10}"
         f"{'s/q':>8}{'errors':>8}"

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from moe_svc.loader import load_model
+from moe_svc.specialisation.pal_data import FAMILIES, generate
 from moe_svc.structured import GrammarCompiler
 from moe_svc.structured.grammars import lark_grammar
 from reasoning_svc.prompts import PAL_EXAMPLES
@@ -67,3 +68,12 @@ def test_what_the_grammar_takes_runs_as_python(compiler: GrammarCompiler, progra
 )
 def test_prose_and_anything_else_are_not(compiler: GrammarCompiler, reply: str) -> None:
     assert not _accepted(compiler, reply)
+
+
+def test_the_generated_training_programs_are_in_the_grammar(compiler: GrammarCompiler) -> None:
+    # Two of every family: what the fine-tune teaches is what PAL's decoding allows.
+    problems = list(generate(2 * len(FAMILIES), seed=7, held_out=Path("/nonexistent")))
+    rejected = [
+        p.program for p in problems if not _accepted(compiler, f"```python\n{p.program}\n```")
+    ]
+    assert rejected == []
