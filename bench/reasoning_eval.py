@@ -5,9 +5,12 @@
         --strategies direct,pal,react --limit 20
     .venv/bin/python -m bench.reasoning_eval --strategies direct,pal,react --every 4
     .venv/bin/python -m bench.reasoning_eval --reasoning-url http://127.0.0.1:8007
+    .venv/bin/python -m bench.reasoning_eval --strategies direct,pal \
+        --problems bench/data/arithmetic_heldout.jsonl      # the hand-written held-out set
 
 56 arithmetic and word problems written for this project, each with one
-integer answer. The bench starts tools_svc and reasoning_svc on free ports
+integer answer (or, with `--problems`, any JSON lines of question and
+answer). The bench starts tools_svc and reasoning_svc on free ports
 (pointed at `--moe-url`, which must serve the OpenAI chat API), or uses a
 running reasoning_svc, and asks `POST /v1/reason` every problem with every
 strategy. `direct` is the reference: the table gives each strategy's
