@@ -248,7 +248,7 @@ def main() -> int:
     parser.add_argument("--moe-url", default="http://127.0.0.1:8002")
     parser.add_argument("--reasoning-url", default="", help="use a running reasoning_svc")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
-    parser.add_argument("--limit", type=int, default=len(PROBLEMS))
+    parser.add_argument("--limit", type=int, default=None, help="the first N (default: all)")
     parser.add_argument(
         "--every", type=int, default=1, help="every k-th problem (a subset spread over both kinds)"
     )
@@ -273,7 +273,7 @@ def main() -> int:
     if "direct" not in strategies:
         strategies.insert(0, "direct")  # the reference
     source = load_problems(args.problems) if args.problems else PROBLEMS
-    problems = source[:: max(1, args.every)][: args.limit]
+    problems = source[:: max(1, args.every)][: args.limit or len(source)]
 
     if not args.reasoning_url:
         try:
