@@ -29,9 +29,15 @@ from tests.helpers.servers import REPO_ROOT
 __all__ = ["Launch", "free_port_base", "launched", "run_launcher", "wait_until"]
 
 
+# Blocks below Linux's ephemeral range (32768-60999): a port there can be taken, between
+# the check and the bind, as the source port of any outgoing connection (a CI run lost
+# tools_svc's port so, to the launcher's own health probes).
+EPHEMERAL_FIRST = 32768
+
+
 def free_port_base() -> int:
     for _ in range(50):
-        base = random.randrange(20000, 60000, 100)
+        base = random.randrange(20000, EPHEMERAL_FIRST - 100, 100)
         ports = {name: base + spec.port - 8000 for name, spec in SERVICES.items()}
         ports["redis"] = base + 79
         if not busy_ports("127.0.0.1", ports):
