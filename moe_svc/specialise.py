@@ -3,6 +3,9 @@
     # the committed artefact (about an hour on one CPU thread), resumable
     python -m moe_svc.specialise --preset full --threads 1 \
         --out moe_svc/artefacts/expert_specialisation.safetensors
+    # only the programs step, on top of the committed artefact (about an hour on 2 threads)
+    A=moe_svc/artefacts/expert_specialisation.safetensors
+    python -m moe_svc.specialise --from-artefact $A --out $A
     # a CI smoke run on a tiny random model and byte tokens, seconds
     python -m moe_svc.specialise --preset smoke --init-config tiny-dense \
         --corpora DIR --run-dir DIR
@@ -11,7 +14,10 @@ Starting from the dense SmolLM2 (var/models/smollm2-135m-instruct, built by
 `python -m moe_svc.build_default`), every layer's FFN gets eight low-rank expert
 deltas and a router (`moe_svc.specialisation.lora`); the three steps of
 `moe_svc.specialisation.steps` train them on the domain corpora of
-`moe_svc.specialisation.corpora`, one expert per domain. The result is written
+`moe_svc.specialisation.corpora`, one expert per domain. A fourth step
+(`moe_svc.specialisation.programs`) then teaches the maths and code experts to answer
+word problems with programs, in the form the reasoning service's PAL strategy asks
+for (problems from `moe_svc.specialisation.pal_data`). The result is written
 in the artefact format that `moe_svc.build_default` applies, next to a JSON
 record of the command, seed, token counts and timings. Rerunning with the same
 --run-dir resumes where it stopped.
@@ -24,15 +30,24 @@ import json
 import sys
 import time
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from moe_svc.chat_template import DEFAULT_TEMPLATE, ChatTemplate
 from moe_svc.modeling import PRESETS, CausalLM, load_pretrained
 from moe_svc.specialisation.corpora import build_corpora, domain_tokens
 from moe_svc.specialisation.domains import DOMAINS, EXPERT_OF
-from moe_svc.specialisation.lora import LoRAExpertFFN, export_artefact, install_experts
+from moe_svc.specialisation.lora import (
+    LoRAExpertFFN,
+    export_artefact,
+    install_experts,
+    load_artefact,
+)
+from moe_svc.specialisation.pal_data import generate
+from moe_svc.specialisation.programs import ProgramExample, load_examples, programs
 from moe_svc.specialisation.steps import DomainData, branch, finetune, mix
 from moe_svc.training.data import TokenData, Tokenizer, load_tokenizer
 
@@ -61,6 +76,14 @@ PRESETS_RUN: dict[str, dict[str, Any]] = {
         "z_loss_coef": 0.001,
         "eval_batches": 4,
         "save_every": 4,
+        "programs_count": 2000,
+        "programs_held_out": 32,
+        "programs_max_tokens": 384,
+        "programs_steps": 200,
+        "programs_batch": 8,
+        "programs_lr": 1e-3,
+        "programs_warmup": 10,
+        "programs_replay": 2,
     },
     "smoke": {
         "rank": 4,
@@ -80,6 +103,14 @@ PRESETS_RUN: dict[str, dict[str, Any]] = {
         "z_loss_coef": 0.001,
         "eval_batches": 2,
         "save_every": 4,
+        "programs_count": 64,
+        "programs_held_out": 8,
+        "programs_max_tokens": 1400,  # byte tokens: the PAL prompt alone is ~900
+        "programs_steps": 20,
+        "programs_batch": 4,
+        "programs_lr": 3e-2,
+        "programs_warmup": 1,
+        "programs_replay": 1,
     },
 }
 
@@ -99,6 +130,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--autocast", choices=["none", "bf16"], default="none")
+    p.add_argument(
+        "--from-artefact",
+        type=Path,
+        help="start from this artefact's experts and routers: only the programs step runs",
+    )
+    p.add_argument(
+        "--programs-data",
+        type=Path,
+        default=Path("var/specialisation/programs.jsonl"),
+        help="pal_data problems (JSON lines; generated, deterministic, when absent)",
+    )
     p.add_argument("--finetune-deltas", action="store_true", help="also train deltas when mixing")
     p.add_argument(
         "--dense-experts",
@@ -161,6 +203,29 @@ def _resolve(args: argparse.Namespace) -> argparse.Namespace:
     return args
 
 
+def _program_examples(
+    args: argparse.Namespace, tokenizer: Tokenizer
+) -> tuple[list[ProgramExample], list[ProgramExample]]:
+    """(training, held-out) PAL examples; the problems file is generated when short."""
+    wanted = args.programs_count + args.programs_held_out
+    path: Path = args.programs_data
+    if not path.exists() or len(path.read_text().splitlines()) < wanted:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = [json.dumps(asdict(p)) for p in generate(wanted, args.seed, progress=True)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if args.init_config:
+        template, end_of_turn = ChatTemplate(DEFAULT_TEMPLATE), "<|im_end|>"
+    else:
+        template = ChatTemplate.from_model_dir(args.dense_dir)
+        config = json.loads((args.dense_dir / "tokenizer_config.json").read_text())
+        end_of_turn = config["eos_token"]
+    examples = load_examples(
+        path, tokenizer, template, end_of_turn, wanted, args.programs_max_tokens
+    )
+    held = min(args.programs_held_out, len(examples) // 2)
+    return examples[: len(examples) - held], examples[len(examples) - held :]
+
+
 def _base_model(args: argparse.Namespace) -> tuple[CausalLM, Tokenizer]:
     if args.init_config:
         # a random dense model, saved on first use so that a resumed run keeps it
@@ -207,13 +272,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {k: v for k, v in vars(args).items() if k in PRESETS_RUN["full"]},
         "corpus_tokens": {d: data[d].stats for d in DOMAINS},
     }
-    record["branch"] = branch(model, ffns, data, args, args.run_dir, amp)
-    record["mix"] = mix(model, ffns, data, args, args.run_dir, amp)
-    record["finetune"] = finetune(model, ffns, data, args, args.run_dir, amp)
+    if args.from_artefact:
+        earlier = args.from_artefact.with_suffix(".json")
+        if earlier.exists():
+            record["earlier"] = json.loads(earlier.read_text())
+        dense = load_artefact(ffns, args.from_artefact)
+    else:
+        record["branch"] = branch(model, ffns, data, args, args.run_dir, amp)
+        record["mix"] = mix(model, ffns, data, args, args.run_dir, amp)
+        record["finetune"] = finetune(model, ffns, data, args, args.run_dir, amp)
+        dense = frozenset(EXPERT_OF[d] for d in args.dense_experts)
+    if args.programs_steps > 0:
+        examples, held_out = _program_examples(args, tokenizer)
+        pad = model.config.pad_token_id if model.config.pad_token_id is not None else eos or 0
+        record["programs"] = programs(
+            model, ffns, examples, held_out, data, args, args.run_dir, amp, pad
+        )
     record["divergence"] = expert_divergence(ffns)
     record["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    dense = frozenset(EXPERT_OF[d] for d in args.dense_experts)
-    record["dense_experts"] = sorted(args.dense_experts)
+    record["dense_experts"] = sorted(DOMAINS[e] for e in dense)
     tensors = export_artefact(
         ffns, args.out, {"seed": str(args.seed), "preset": args.preset}, dense_experts=dense
     )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from moe_svc.modeling import CausalLM
@@ -32,6 +32,7 @@ __all__ = [
     "expert_ffns",
     "export_artefact",
     "install_experts",
+    "load_artefact",
     "load_trainable_state",
     "set_mode",
     "trainable_state",
@@ -224,3 +225,30 @@ def export_artefact(
     tmp.chmod(0o644)  # safetensors writes 0600; the artefact is committed and read by builds
     tmp.replace(path)
     return tensors
+
+
+@torch.no_grad()
+def load_artefact(ffns: list[LoRAExpertFFN], path: Path) -> frozenset[int]:
+    """Load what `export_artefact` wrote back into the layers; returns the dense experts.
+
+    An expert without deltas in the artefact keeps B = 0 (the dense FFN). The rank
+    must be the artefact's.
+    """
+    tensors = load_file(str(path))
+    present = set()
+    for i, ffn in enumerate(ffns):
+        ffn.router.copy_(tensors[f"layers.{i}.router.weight"].float())
+        for e in range(ffn.num_experts):
+            key = f"layers.{i}.experts.{e}"
+            if f"{key}.w1.lora_a" not in tensors:
+                continue
+            present.add(e)
+            for proj, name in PROJECTIONS.items():
+                a = tensors[f"{key}.{proj}.lora_a"].float()
+                if a.shape != getattr(ffn, f"{name}_a")[e].shape:
+                    raise ValueError(f"{path}: rank {a.shape[0]}, the layers have {ffn.rank}")
+                getattr(ffn, f"{name}_a")[e].copy_(a)
+                getattr(ffn, f"{name}_b")[e].copy_(
+                    tensors[f"{key}.{proj}.lora_b"].float() / ffn.scaling
+                )
+    return frozenset(range(ffns[0].num_experts)) - frozenset(present)
