@@ -4,16 +4,16 @@
 
 Each problem comes from a family (a discount, a bill split with a tip, a recipe scaled,
 a journey's time, fuel used, a rate of work, an average, a ratio shared, simple
-interest, a unit conversion, an area, a multi-step purchase, a percentage change), in
-one of several phrasings, with realistic numbers; about one in five carries a number
-the answer does not need (a distractor: "Ana, who is 12, ...", "It is 31 degrees
-outside today."). Its program is what PAL asks the
-model to write: named quantities, one `print`, in the subset `PAL_GRAMMAR` accepts
-(reasoning_svc/strategies/pal.py). Every program is run (`verify`, no builtins beyond
-round/abs/min/max) and must print the answer the family computed on its own; a
-problem whose program does not is not emitted. The output is deterministic for a
-seed: the same command writes the same file, a JSON line per problem
-(`question`, `program`, `answer`, `family`, `distractor`).
+interest, a unit conversion, an area, a multi-step purchase, a percentage change, a
+bare sum typed as a question, a percentage of a number), in one of several phrasings,
+with realistic numbers; about one in five carries a number the answer does not need
+(a distractor: "Ana, who is 12, ...", "It is 31 degrees outside today."). Its
+program is what PAL asks the model to write: named quantities, one `print`, in the
+subset `PAL_GRAMMAR` accepts (reasoning_svc/strategies/pal.py). Every program is run
+(`verify`, no builtins beyond round/abs/min/max) and must print the answer the family
+computed on its own; a problem whose program does not is not emitted. The output is
+deterministic for a seed: the same command writes the same file, a JSON line per
+problem (`question`, `program`, `answer`, `family`, `distractor`).
 
 The project's hand-written held-out problems (bench/data/arithmetic_heldout.jsonl)
 were written apart from these families and are never generated: `generate` skips a
@@ -335,6 +335,56 @@ def _change(rng: random.Random) -> Problem:
     return Problem(question, program, answer, "percent change")
 
 
+_OPS: dict[str, Callable[[int, int], int]] = {
+    "+": lambda x, y: x + y,
+    "-": lambda x, y: x - y,
+    "*": lambda x, y: x * y,
+}
+
+
+def _arithmetic(rng: random.Random) -> Problem:
+    """A bare sum, as people type it: the program is the expression itself."""
+    a, b, c = rng.randint(2, 999), rng.randint(2, 99), rng.randint(2, 999)
+    o1, o2 = rng.choice("+-*"), rng.choice("+-*")
+    shape = rng.choice(("two", "three", "grouped", "divide"))
+    if shape == "two":
+        expr, answer = f"{a} {o1} {b}", _OPS[o1](a, b)
+    elif shape == "grouped":
+        expr, answer = f"({a} {o1} {b}) {o2} {c}", _OPS[o2](_OPS[o1](a, b), c)
+    elif shape == "three":
+        expr = f"{a} {o1} {b} {o2} {c}"
+        # * binds before + and -
+        first_last = o2 == "*" and o1 != "*"
+        answer = _OPS[o1](a, b * c) if first_last else _OPS[o2](_OPS[o1](a, b), c)
+    else:
+        expr, answer = f"{a * b} / {b}", a
+    question = rng.choice(
+        (
+            f"What is {expr}?",
+            f"Compute {expr}.",
+            f"Calculate {expr}.",
+            f"What does {expr} come to?",
+            f"{expr} = ?",
+            f"Work out {expr}.",
+        )
+    )
+    return Problem(question, f"print({expr})", answer, "arithmetic")
+
+
+def _percent_of(rng: random.Random) -> Problem:
+    percent = rng.choice((5, 10, 12, 15, 20, 25, 30, 35, 40, 45, 60, 75, 80))
+    whole = rng.choice((40, 60, 80, 120, 150, 200, 250, 320, 360, 480, 600, 750, 1200))
+    question = rng.choice(
+        (
+            f"What is {percent}% of {whole}?",
+            f"Find {percent} percent of {whole}.",
+            f"How much is {percent}% of {whole}?",
+        )
+    )
+    program = f"print({whole} * {percent} / 100)"
+    return Problem(question, program, whole * percent / 100, "percent of")
+
+
 FAMILIES: dict[str, Callable[[random.Random], Problem]] = {
     "discount": _discount,
     "bill split": _bill_split,
@@ -349,6 +399,8 @@ FAMILIES: dict[str, Callable[[random.Random], Problem]] = {
     "area": _area,
     "purchase": _purchase,
     "percent change": _change,
+    "arithmetic": _arithmetic,
+    "percent of": _percent_of,
 }
 
 # An opening sentence with a number the answer does not need.
