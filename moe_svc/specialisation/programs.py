@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -32,14 +31,21 @@ from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.modeling import CausalLM
 from moe_svc.modeling.losses import load_balancing_loss, router_z_loss
-from moe_svc.specialisation.domains import DOMAINS, EXPERT_OF
+from moe_svc.specialisation.domains import EXPERT_OF
 from moe_svc.specialisation.lora import (
     LoRAExpertFFN,
     load_trainable_state,
     set_mode,
     trainable_state,
 )
-from moe_svc.specialisation.steps import DomainData, _resume, _save_progress, _schedule
+from moe_svc.specialisation.steps import (
+    DomainData,
+    _mixed_batch,
+    _save_progress,
+    _schedule,
+    scaled_router_lr,
+    start_or_resume,
+)
 from moe_svc.train import lr_at, save_checkpoint
 from moe_svc.training.data import Tokenizer
 from reasoning_svc.prompts import pal_messages
@@ -115,18 +121,6 @@ def program_batch(
     return ids, mask, labels[:, -keep - 1 :], keep + 1
 
 
-def _replay_batch(
-    data: dict[str, DomainData], step: int, size: int, generator: torch.Generator
-) -> tuple[torch.Tensor, torch.Tensor]:
-    xs, ys = [], []
-    for j in range(size):
-        domain = DOMAINS[(step * size + j) % len(DOMAINS)]
-        x, y = data[domain].train.train_batch(1, generator)
-        xs.append(x)
-        ys.append(y)
-    return torch.cat(xs), torch.cat(ys)
-
-
 def _router_losses(ffns: list[LoRAExpertFFN]) -> tuple[torch.Tensor, torch.Tensor]:
     logits = [f.last_router_logits for f in ffns if f.last_router_logits is not None]
     return load_balancing_loss(logits, ffns[0].num_experts, ffns[0].top_k), router_z_loss(logits)
@@ -175,9 +169,8 @@ def programs(
     params = deltas + routers
     for p in params:
         p.requires_grad_(True)
-    router_norm = torch.stack([r.norm(dim=-1).mean() for r in routers]).mean().item()
-    router_lr = args.router_lr_frac * router_norm / math.sqrt(routers[0].shape[1])
-    groups = [
+    router_lr = scaled_router_lr(ffns, args.router_lr_frac)
+    groups: list[dict[str, Any]] = [
         {"params": deltas, "lr": args.programs_lr, "weight_decay": 0.0},
         {"params": routers, "lr": router_lr, "weight_decay": 0.0},
     ]
@@ -186,11 +179,9 @@ def programs(
     sched = _schedule(1.0, args.programs_steps, args.programs_warmup)
     generator = torch.Generator().manual_seed(args.seed + 200)
     ckpt = run_dir / "programs.pt"
-    step, elapsed = 0, 0.0
-    record: dict[str, Any] = {"train": [], "router_lr": router_lr}
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        step, elapsed, record = _resume(saved, ffns, optimizer, generator)
+    step, elapsed, record = start_or_resume(
+        ckpt, ffns, optimizer, generator, {"train": [], "router_lr": router_lr}
+    )
     if "answer_loss_before" not in record:
         record["answer_loss_before"] = answer_loss(model, held_out, pad_id, args.programs_batch)
         record["examples"] = len(examples)
@@ -214,7 +205,7 @@ def programs(
         loss = ce + args.aux_loss_coef * aux + args.z_loss_coef * z
         replay_ce = torch.zeros(())
         if args.programs_replay > 0:
-            x, y = _replay_batch(data, step, args.programs_replay, generator)
+            x, y = _mixed_batch(data, step, args.programs_replay, generator)
             with amp():
                 replay_logits = model(x)
                 replay_ce = F.cross_entropy(

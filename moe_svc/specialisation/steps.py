@@ -108,6 +108,25 @@ def _resume(
     return saved["step"], saved["elapsed"], saved["record"]
 
 
+def start_or_resume(
+    path: Path,
+    ffns: list[LoRAExpertFFN],
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    record: dict[str, Any],
+) -> tuple[int, float, dict[str, Any]]:
+    """(step, elapsed seconds, record): from the checkpoint at `path`, or a fresh start."""
+    if path.exists():
+        return _resume(torch.load(path, weights_only=False), ffns, optimizer, generator)
+    return 0, 0.0, record
+
+
+def scaled_router_lr(ffns: list[LoRAExpertFFN], fraction: float) -> float:
+    """Routers are scaled to unit logit spread; their step size follows that scale."""
+    router_norm = torch.stack([f.router.norm(dim=-1).mean() for f in ffns]).mean().item()
+    return fraction * router_norm / math.sqrt(ffns[0].router.shape[1])
+
+
 def _schedule(lr: float, steps: int, warmup: int) -> argparse.Namespace:
     return argparse.Namespace(lr=lr, min_lr=lr / 10, warmup_steps=warmup, steps=steps)
 
@@ -288,10 +307,10 @@ def finetune(
         ]
     for p in params:
         p.requires_grad_(True)
-    # routers are scaled to unit logit spread; the step size follows their scale
-    router_norm = torch.stack([f.router.norm(dim=-1).mean() for f in ffns]).mean().item()
-    router_lr = args.router_lr_frac * router_norm / math.sqrt(ffns[0].router.shape[1])
-    groups = [{"params": [f.router for f in ffns], "lr": router_lr, "weight_decay": 0.0}]
+    router_lr = scaled_router_lr(ffns, args.router_lr_frac)
+    groups: list[dict[str, Any]] = [
+        {"params": [f.router for f in ffns], "lr": router_lr, "weight_decay": 0.0}
+    ]
     if args.finetune_deltas:
         deltas = params[len(ffns) :]
         groups.append({"params": deltas, "lr": args.branch_lr / 4, "weight_decay": 0.0})
@@ -300,11 +319,9 @@ def finetune(
     sched = _schedule(1.0, args.finetune_steps, args.finetune_warmup)
     generator = torch.Generator().manual_seed(args.seed + 100)
     ckpt = run_dir / "finetune.pt"
-    step, elapsed = 0, 0.0
-    record: dict[str, Any] = {"train": [], "router_lr": router_lr}
-    if ckpt.exists():
-        saved = torch.load(ckpt, weights_only=False)
-        step, elapsed, record = _resume(saved, ffns, optimizer, generator)
+    step, elapsed, record = start_or_resume(
+        ckpt, ffns, optimizer, generator, {"train": [], "router_lr": router_lr}
+    )
     E, k = ffns[0].num_experts, ffns[0].top_k
     started = time.perf_counter() - elapsed
     bar = tqdm(total=args.finetune_steps, initial=step, desc="fine-tune", dynamic_ncols=True)
