@@ -3,9 +3,10 @@
     # the committed artefact (about an hour on one CPU thread), resumable
     python -m moe_svc.specialise --preset full --threads 1 \
         --out moe_svc/artefacts/expert_specialisation.safetensors
-    # only the programs step, on top of the committed artefact (about 20 minutes on 2 threads)
-    A=moe_svc/artefacts/expert_specialisation.safetensors
-    python -m moe_svc.specialise --from-artefact $A --out $A
+    # only the programs step, on top of the committed artefact (25 minutes on 2 threads)
+    python -m moe_svc.specialise --threads 2 --run-dir var/specialisation/programs \
+        --from-artefact moe_svc/artefacts/expert_specialisation.safetensors \
+        --out var/specialisation/candidate.safetensors
     # a CI smoke run on a tiny random model and byte tokens, seconds
     python -m moe_svc.specialise --preset smoke --init-config tiny-dense \
         --corpora DIR --run-dir DIR
