@@ -376,7 +376,7 @@ def _percent_of(rng: random.Random) -> Problem:
     whole = rng.choice((40, 60, 80, 120, 150, 200, 250, 320, 360, 480, 600, 750, 1200))
     question = rng.choice(
         (
-            f"What is {percent}% of {whole}?",
+            # (not "What is P% of W?": the held-out set asks that way)
             f"Find {percent} percent of {whole}.",
             f"How much is {percent}% of {whole}?",
         )
