@@ -30,7 +30,6 @@ from tqdm import tqdm  # type: ignore[import-untyped, unused-ignore]
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.modeling import CausalLM
-from moe_svc.modeling.losses import load_balancing_loss, router_z_loss
 from moe_svc.specialisation.domains import EXPERT_OF
 from moe_svc.specialisation.lora import (
     LoRAExpertFFN,
@@ -40,9 +39,11 @@ from moe_svc.specialisation.lora import (
 )
 from moe_svc.specialisation.steps import (
     DomainData,
+    _ce,
     _mixed_batch,
     _save_progress,
     _schedule,
+    router_losses,
     scaled_router_lr,
     start_or_resume,
 )
@@ -121,11 +122,6 @@ def program_batch(
     return ids, mask, labels[:, -keep - 1 :], keep + 1
 
 
-def _router_losses(ffns: list[LoRAExpertFFN]) -> tuple[torch.Tensor, torch.Tensor]:
-    logits = [f.last_router_logits for f in ffns if f.last_router_logits is not None]
-    return load_balancing_loss(logits, ffns[0].num_experts, ffns[0].top_k), router_z_loss(logits)
-
-
 @torch.no_grad()
 def answer_loss(
     model: CausalLM, examples: list[ProgramExample], pad_id: int, batch_size: int
@@ -201,17 +197,14 @@ def programs(
         with amp():
             logits = model(ids, mask, logits_to_keep=keep)
             ce = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.reshape(-1))
-        aux, z = _router_losses(ffns)
+        aux, z = router_losses(ffns)
         loss = ce + args.aux_loss_coef * aux + args.z_loss_coef * z
         replay_ce = torch.zeros(())
         if args.programs_replay > 0:
             x, y = _mixed_batch(data, step, args.programs_replay, generator)
             with amp():
-                replay_logits = model(x)
-                replay_ce = F.cross_entropy(
-                    replay_logits.float().reshape(-1, replay_logits.shape[-1]), y.reshape(-1)
-                )
-            aux_r, z_r = _router_losses(ffns)
+                replay_ce = _ce(model, x, y)
+            aux_r, z_r = router_losses(ffns)
             loss = loss + replay_ce + args.aux_loss_coef * aux_r + args.z_loss_coef * z_r
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

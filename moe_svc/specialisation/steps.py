@@ -121,6 +121,12 @@ def start_or_resume(
     return 0, 0.0, record
 
 
+def router_losses(ffns: list[LoRAExpertFFN]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(load balancing, z) losses of the routers' last routed forward."""
+    logits = [f.last_router_logits for f in ffns if f.last_router_logits is not None]
+    return load_balancing_loss(logits, ffns[0].num_experts, ffns[0].top_k), router_z_loss(logits)
+
+
 def scaled_router_lr(ffns: list[LoRAExpertFFN], fraction: float) -> float:
     """Routers are scaled to unit logit spread; their step size follows that scale."""
     router_norm = torch.stack([f.router.norm(dim=-1).mean() for f in ffns]).mean().item()
@@ -322,7 +328,6 @@ def finetune(
     step, elapsed, record = start_or_resume(
         ckpt, ffns, optimizer, generator, {"train": [], "router_lr": router_lr}
     )
-    E, k = ffns[0].num_experts, ffns[0].top_k
     started = time.perf_counter() - elapsed
     bar = tqdm(total=args.finetune_steps, initial=step, desc="fine-tune", dynamic_ncols=True)
     while step < args.finetune_steps:
@@ -332,9 +337,7 @@ def finetune(
         x, y = _mixed_batch(data, step, args.finetune_batch_size, generator)
         with amp():
             ce = _ce(model, x, y)
-        router_logits = [f.last_router_logits for f in ffns if f.last_router_logits is not None]
-        aux = load_balancing_loss(router_logits, E, k)
-        z = router_z_loss(router_logits)
+        aux, z = router_losses(ffns)
         loss = ce + args.aux_loss_coef * aux + args.z_loss_coef * z
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
