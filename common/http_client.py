@@ -39,7 +39,13 @@ from common.errors import (
     error_type_for_status,
 )
 from common.metrics import ServiceMetrics
-from common.request_context import REQUEST_ID_HEADER, current_request_id, new_request_id
+from common.request_context import (
+    MODEL_VERSION_HEADER,
+    REQUEST_ID_HEADER,
+    current_model_version,
+    current_request_id,
+    new_request_id,
+)
 from common.retry import RetryPolicy
 
 __all__ = ["ProbeResult", "ServiceClient"]
@@ -143,6 +149,10 @@ class ServiceClient:
         if caller is not None and self._forward_caller:
             for name, value in caller.headers().items():
                 merged.setdefault(name, value)
+        # So is the core-model version the gateway chose for the request.
+        version = current_model_version()
+        if version is not None and self._forward_caller:
+            merged.setdefault(MODEL_VERSION_HEADER, version)
         return merged
 
     def _count(self, outcome: str) -> None:

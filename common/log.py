@@ -13,7 +13,11 @@ import time
 from typing import Any
 
 from common.caller import caller_var
-from common.request_context import client_request_id_var, current_request_id
+from common.request_context import (
+    client_request_id_var,
+    current_model_version,
+    current_request_id,
+)
 
 __all__ = ["JsonFormatter", "configure_logging"]
 
@@ -59,6 +63,9 @@ class JsonFormatter(logging.Formatter):
         client_request_id = client_request_id_var.get()
         if client_request_id is not None:
             payload["client_request_id"] = client_request_id
+        model_version = current_model_version()
+        if model_version is not None:
+            payload["model_version"] = model_version
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and key not in payload:
                 payload[key] = _redact(key, value)

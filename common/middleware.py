@@ -18,11 +18,15 @@ from common.caller import InvalidCaller, caller_from_headers, caller_var
 from common.errors import BadRequest, error_response, internal_error_response
 from common.metrics import ServiceMetrics
 from common.request_context import (
+    MODEL_VERSION_HEADER,
+    MODEL_VERSION_PATTERN,
     REQUEST_ID_HEADER,
     client_request_id_var,
+    model_version_var,
     new_request_id,
     request_id_var,
     sanitize_request_id,
+    valid_model_version,
 )
 
 __all__ = ["RequestContextMiddleware"]
@@ -48,6 +52,14 @@ def _route_template(scope: Scope) -> str:
     return str(path) if path else "unmatched"
 
 
+def _model_version(headers: dict[str, str]) -> str | None:
+    """The core-model version a request names (`X-Model-Version`); None when none."""
+    version = headers.get(MODEL_VERSION_HEADER.lower())
+    if version is not None and not valid_model_version(version):
+        raise InvalidCaller(f"{MODEL_VERSION_HEADER} must match {MODEL_VERSION_PATTERN}")
+    return version
+
+
 class RequestContextMiddleware:
     """Sets the request id and the caller of each request, then logs and counts it.
 
@@ -55,7 +67,7 @@ class RequestContextMiddleware:
     id itself (a client's `X-Request-ID` is kept as `client_request_id`) and
     never takes a caller from headers; its authentication sets the caller.
     Internal services keep the request id they are given and take the caller
-    from the caller headers (`common.caller`).
+    and the core-model version (`X-Model-Version`) from the headers.
     """
 
     def __init__(
@@ -84,9 +96,11 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         scope.setdefault("state", {})["request_id"] = request_id
         caller_token = None
+        version_token = None
         if not self.edge:
             try:
                 caller_token = caller_var.set(caller_from_headers(headers))
+                version_token = model_version_var.set(_model_version(headers))
             except InvalidCaller as exc:
                 detail = BadRequest(str(exc), code="invalid_caller").detail(
                     self.service, request_id
@@ -135,5 +149,7 @@ class RequestContextMiddleware:
             request_id_var.reset(token)
             if caller_token is not None:
                 caller_var.reset(caller_token)
+            if version_token is not None:
+                model_version_var.reset(version_token)
             if client_token is not None:
                 client_request_id_var.reset(client_token)

@@ -56,6 +56,7 @@ from gateway.passthrough import (
     upstream_path,
 )
 from gateway.readiness import platform_readiness
+from gateway.rollout_routes import RolloutsDep
 from gateway.schemas import (
     AutoCompletion,
     FeedbackExportQuery,
@@ -320,10 +321,17 @@ async def documents(
     openapi_extra=json_body(FeedbackRequest),
 )
 async def post_feedback(
-    request: Request, upstreams: UpstreamsDep, settings: SettingsDep
+    request: Request, upstreams: UpstreamsDep, settings: SettingsDep, rollouts: RolloutsDep
 ) -> Response:
     timeout = settings.passthrough_timeout_s
-    return await forward_json(request, upstreams["memory_svc"], "/v1/feedback", timeout)
+    body = await read_json(request)
+    response = await forward_json(
+        request, upstreams["memory_svc"], "/v1/feedback", timeout, body=body
+    )
+    # Stored (memory_svc checked it): it counts toward the version that wrote the answer.
+    rated = FeedbackRequest.model_validate(body)
+    await rollouts.record_rating(current_caller().tenant, rated.message_id, rated.rating)
+    return response
 
 
 @v1.get(

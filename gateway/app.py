@@ -16,12 +16,13 @@ from starlette.middleware import Middleware
 
 from common.http_client import ServiceClient
 from common.service import create_service_app
-from gateway import api
+from gateway import api, rollout_routes
 from gateway.catalogue import ModelCatalogue
 from gateway.edge import EdgeMiddleware
 from gateway.gatekeeper import Gatekeeper
 from gateway.image_store import ImageStore, load_url_secret
 from gateway.keys import KeyStore
+from gateway.rollout_store import RolloutStore
 from gateway.security import prepare_key_store
 from gateway.settings import GatewaySettings
 
@@ -53,6 +54,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             settings.redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
         )
         app.state.gatekeeper = Gatekeeper(app.state.redis)
+        app.state.rollouts = RolloutStore(app.state.redis)
         retry: asyncio.Task[None] | None = None
         try:
             await prepare_key_store(app.state.gatekeeper.store, settings)
@@ -116,5 +118,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
         )
     app.include_router(api.router)
     app.include_router(api.v1)
+    app.include_router(rollout_routes.router)
     app.mount("/static", StaticFiles(directory=api.STATIC_DIR), name="static")
     return app

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.background import BackgroundTask
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
+from common.caller import current_caller
 from common.contracts.dispatch_events import (
     DISPATCH_EVENT,
     DeltaEvent,
@@ -57,11 +58,12 @@ from common.disconnect import cancel_on_disconnect
 from common.errors import BadRequest, BadUpstreamResponse, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
 from common.models import ModelRegistry
-from common.request_context import current_request_id
+from common.request_context import MODEL_VERSION_HEADER, current_request_id, model_version_var
 from common.streaming import SSE_HEADERS, sse_data
 from gateway.edge import upstream_timer
 from gateway.ratelimit import RateLimiter
 from gateway.response_generator import format_answer, sources_markdown, verify_citations
+from gateway.rollout_store import Assignment, RolloutStore
 from gateway.schemas import (
     AUTO_MODEL,
     AutoChoice,
@@ -317,17 +319,35 @@ class ChatCompletions:
         router: ServiceClient,
         models: ModelRegistry,
         limiter: RateLimiter,
+        rollouts: RolloutStore,
     ) -> None:
-        """`models` finds the server of a request that names a model (not `auto`)."""
+        """`models` finds the server of a request that names a model (not `auto`);
+        `rollouts` assigns it a core-model version while a rollout runs."""
         self.timeout_s = settings.chat_timeout_s
         self.router = router
         self.models = models
         self.limiter = limiter
+        self.rollouts = rollouts
+        self._assignment: Assignment | None = None
 
     async def create(
         self, request: Request, body: GatewayChatRequest, raw: dict[str, Any]
     ) -> Response:
         """Answer one chat completion request (see the module docstring)."""
+        response = await self._create(request, body, raw)
+        if self._assignment is not None:
+            response.headers[MODEL_VERSION_HEADER] = self._assignment.label
+        return response
+
+    async def _create(
+        self, request: Request, body: GatewayChatRequest, raw: dict[str, Any]
+    ) -> Response:
+        # While a rollout runs, the version chosen here serves every step of the request.
+        self._assignment = await self.rollouts.assign(
+            current_caller().tenant, current_request_id() or uuid.uuid4().hex
+        )
+        if self._assignment is not None:
+            model_version_var.set(self._assignment.version)
         if body.model != AUTO_MODEL:
             if body.collections is not None:
                 raise BadRequest(
@@ -349,6 +369,11 @@ class ChatCompletions:
         if body.stream:
             return await self._auto_stream(request, body)
         return await cancel_on_disconnect(request, self._auto(request, body))
+
+    async def _record(self, message_id: str) -> None:
+        """Which version wrote the answer that feedback may rate (while a rollout runs)."""
+        if self._assignment is not None:
+            await self.rollouts.record_answer(self._assignment, current_caller().tenant, message_id)
 
     def _charge(self, request: Request, tokens: int) -> BackgroundTask:
         # The answer's tokens are charged once it is sent, off the caller's latency.
@@ -381,6 +406,7 @@ class ChatCompletions:
             session_id=dispatched.session_id,
             message_id=_message_id(dispatched.id),
         )
+        await self._record(_message_id(dispatched.id))
         return JSONResponse(
             answer.model_dump(mode="json"),
             background=self._charge(request, usage.completion_tokens),
@@ -432,6 +458,7 @@ class ChatCompletions:
                                 # Progress of the pipeline, for the UI; OpenAI clients ignore it.
                                 yield writer.progress(event)
                             case DoneEvent():
+                                await self._record(_message_id(event.id))
                                 streamed = "".join(first_text)
                                 async for piece in _finish(
                                     body, writer, event, meter, streamed, include_usage

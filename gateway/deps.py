@@ -94,9 +94,15 @@ ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
 
 
 async def get_chat(
-    settings: SettingsDep, upstreams: UpstreamsDep, gatekeeper: GatekeeperDep, models: ModelsDep
+    request: Request,
+    settings: SettingsDep,
+    upstreams: UpstreamsDep,
+    gatekeeper: GatekeeperDep,
+    models: ModelsDep,
 ) -> ChatCompletions:
-    return ChatCompletions(settings, upstreams["router_svc"], models, gatekeeper.limiter)
+    return ChatCompletions(
+        settings, upstreams["router_svc"], models, gatekeeper.limiter, request.app.state.rollouts
+    )
 
 
 ChatDep = Annotated[ChatCompletions, Depends(get_chat)]

@@ -86,6 +86,11 @@ class GatewaySettings(ServiceSettings):
     passthrough_timeout_s: float = Field(
         60.0, gt=0, description="Timeout of embeddings, documents and feedback calls."
     )
+    rollout_load_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Timeout of moe_svc loading or promoting a model version (a rollout).",
+    )
     models_timeout_s: float = Field(
         2.0, gt=0, description="Timeout of moe_svc's model list (GET /v1/models)."
     )

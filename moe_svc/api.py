@@ -1,4 +1,5 @@
-"""moe_svc's routes: OpenAI chat/text completions, models, tokenize, expert statistics."""
+"""moe_svc's routes: OpenAI chat/text completions, models, tokenize, expert statistics,
+and the model versions served (list, load, unload, promote, roll back)."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from common.contracts.openai import (
     TokenizeRequest,
     TokenizeResponse,
 )
+from common.contracts.versions import ModelVersions
 from common.disconnect import cancel_on_disconnect
 from common.openapi import error_responses
-from moe_svc.deps import ServerDep
+from moe_svc.deps import AdminPoolDep, PoolDep, ServerDep
 from moe_svc.engine import balance
 from moe_svc.schemas import ExpertStatsResponse, LayerBalance
 from moe_svc.serving import ModelServer
+from moe_svc.versions import check_version_id
 
-__all__ = ["router"]
+__all__ = ["router", "versions_router"]
 
 # 404: a model this server does not serve (model_not_found).
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -67,6 +70,7 @@ def _card(server: ModelServer) -> ModelCard:
             "activation_dtype": str(
                 server.loaded.model.model.embed_tokens.weight.dtype
             ).removeprefix("torch."),
+            "version": server.version,
         },
     )
 
@@ -98,3 +102,39 @@ async def expert_stats(server: ServerDep) -> ExpertStatsResponse:
         mean_cv=round(sum(b.cv for b in layers) / n, 4),
         mean_entropy=round(sum(b.entropy for b in layers) / n, 4) if layers else 1.0,
     )
+
+
+versions_router = APIRouter(prefix="/v1/versions", tags=["versions"])
+
+
+@versions_router.get("")
+async def list_versions(pool: PoolDep) -> ModelVersions:
+    return ModelVersions.model_validate(pool.describe())
+
+
+@versions_router.post("/rollback", responses=error_responses(403, 409))
+async def rollback_version(pool: AdminPoolDep) -> ModelVersions:
+    """The model current before the last promotion becomes current again."""
+    await pool.rollback()
+    return ModelVersions.model_validate(pool.describe())
+
+
+@versions_router.post("/{version}/load", responses=error_responses(400, 403, 404))
+async def load_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+    """Load a version beside the current model (requests naming it are served by it)."""
+    await pool.load(check_version_id(version))
+    return ModelVersions.model_validate(pool.describe())
+
+
+@versions_router.delete("/{version}", responses=error_responses(400, 403, 409))
+async def unload_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+    """Stop serving a candidate version (its files stay)."""
+    await pool.unload(check_version_id(version))
+    return ModelVersions.model_validate(pool.describe())
+
+
+@versions_router.post("/{version}/promote", responses=error_responses(400, 403, 404, 409))
+async def promote_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+    """Make a version current; 409 unless its eval gate passed."""
+    await pool.promote(check_version_id(version))
+    return ModelVersions.model_validate(pool.describe())

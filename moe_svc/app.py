@@ -3,48 +3,60 @@
 On start-up the model thread makes sure the model exists (building the default
 one on first start, about a minute), loads it, and then runs the engine: load,
 warm-up and every decoding step on that one thread (see `moe_svc.engine.engine`
-on why). Meanwhile `/healthz` answers and `/readyz` says not ready, and the API
-answers 503.
+on why). Then the model versions that `serving.json` records are loaded beside
+it, each on a thread of its own (`moe_svc.model_pool`). Meanwhile `/healthz`
+answers and `/readyz` says not ready, and the API answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import torch
 from fastapi import FastAPI
 
 from common.health import ReadinessCheck
 from common.service import create_service_app
-from moe_svc.api import router
+from moe_svc.api import router, versions_router
 from moe_svc.build_default import MOE_NAME
 from moe_svc.engine import Engine, EngineConfig, EngineMetrics
 from moe_svc.loader import ensure_default_model, load_model
+from moe_svc.model_pool import ModelPool, start_model_thread
 from moe_svc.serving import ModelServer
 from moe_svc.settings import MoeSettings
 from moe_svc.structured import GrammarCompiler
+from moe_svc.versions import VersionStore
 
-__all__ = ["create_app", "load_model_server", "run_model_thread"]
+__all__ = ["create_app", "load_model_server"]
 
 logger = logging.getLogger("moe_svc.app")
 
 
-def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> ModelServer:
-    """Build (if needed) and load the model and its engine, warmed up: blocking, minutes."""
+def load_model_server(
+    settings: MoeSettings,
+    metrics: EngineMetrics | None,
+    path: Path | None = None,
+    name: str | None = None,
+) -> ModelServer:
+    """Build (if needed) and load a model and its engine, warmed up: blocking, minutes.
+
+    path: the model directory (default: the settings' one, or the default model, built
+    on first use); name: the id it answers to (default: the settings' or its folder's).
+    """
     torch.set_num_threads(settings.num_threads)
-    path = settings.model_dir
+    if path is None:
+        path = settings.model_dir
     if path is None:
         logger.info("checking the default model", extra={"dir": str(settings.data_dir / "models")})
         path = ensure_default_model(settings.data_dir / "models")
     loaded = load_model(
         path,
         settings.dtype,
-        settings.served_model_name,
+        name or settings.served_model_name,
         settings.shared_experts,
         settings.decode_kernel,
     )
@@ -69,27 +81,14 @@ def load_model_server(settings: MoeSettings, metrics: EngineMetrics | None) -> M
     return ModelServer(loaded, engine, settings.default_max_tokens, grammars)
 
 
-def run_model_thread(
-    settings: MoeSettings, metrics: EngineMetrics | None, ready: Future[ModelServer]
-) -> None:
-    """The model thread: load (result or error into `ready`), then serve until stopped."""
-    try:
-        server = load_model_server(settings, metrics)
-    except BaseException as exc:
-        ready.set_exception(exc)
-        return
-    ready.set_result(server)
-    server.engine.run()
-
-
 def create_app(settings: MoeSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model_server = None
+        app.state.model_pool = None
         app.state.model_error = None
 
         async def model_loaded() -> None:
-            if app.state.model_server is None:
+            if app.state.model_pool is None:
                 raise RuntimeError(app.state.model_error or "loading")
 
         app.state.readiness_checks.append(ReadinessCheck("model", model_loaded))
@@ -97,21 +96,27 @@ def create_app(settings: MoeSettings) -> FastAPI:
             settings.model_dir.name if settings.model_dir else MOE_NAME
         )
         metrics = EngineMetrics(app.state.metrics.registry, model_name)
-
-        ready: Future[ModelServer] = Future()
-        thread = threading.Thread(
-            target=run_model_thread, args=(settings, metrics, ready), name="moe-model", daemon=True
+        store = VersionStore(settings.data_dir / "models" / "versions")
+        ready, thread = start_model_thread(
+            lambda: load_model_server(settings, metrics), name="moe-model"
         )
-        thread.start()
+
+        def load_version(path: Path, version: str) -> ModelServer:
+            # A version answers under the base model's name; its metrics say which it is.
+            return load_model_server(
+                settings, metrics.for_model(f"{model_name}@{version}"), path, model_name
+            )
 
         async def load() -> None:
             try:
                 server = await asyncio.wrap_future(ready)
+                pool = ModelPool(server, thread, store, load_version)
+                await pool.restore()
             except Exception as exc:
                 logger.exception("model failed to load")
                 app.state.model_error = f"{type(exc).__name__}: {exc}"
                 return
-            app.state.model_server = server
+            app.state.model_pool = pool
             logger.info("ready to serve", extra={"model": server.name})
 
         task = asyncio.create_task(load())
@@ -119,10 +124,10 @@ def create_app(settings: MoeSettings) -> FastAPI:
             yield
         finally:
             task.cancel()
-            server = app.state.model_server
-            if server is not None:
-                server.engine.stop()
-                await asyncio.to_thread(thread.join, 10.0)
+            pool = app.state.model_pool
+            threads = pool.stop() if pool is not None else []
+            for running in threads:
+                await asyncio.to_thread(running.join, 10.0)
 
     app = create_service_app(
         settings,
@@ -133,4 +138,5 @@ def create_app(settings: MoeSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
+    app.include_router(versions_router)
     return app

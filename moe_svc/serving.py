@@ -104,6 +104,8 @@ class ModelServer:
         self.default_max_tokens = default_max_tokens
         self.grammars = grammars
         self.logprobs = LogprobFormatter(grammars.tokenizer.decode_bytes)
+        # The model version this server is (None: the base model; `moe_svc.model_pool`).
+        self.version: str | None = None
 
     @property
     def name(self) -> str:

@@ -203,6 +203,15 @@ class Engine:
                 except Exception:  # keep serving: fail what was running, start clean
                     logger.exception("engine step failed")
                     self._fail_all("internal error in the generation engine")
+            # stopped (the model unloaded): what still runs or waits ends with an error
+            message = "the model stopped serving (it was unloaded); retry"
+            with self._lock:
+                waiting, self._waiting = list(self._waiting), deque()
+            for request in waiting:
+                request.finished = True
+                request.post(Delta("", [], "abort", error=message))
+            if self._running or self._prefilling:
+                self._fail_all(message)
 
     def step(self) -> None:
         """One scheduling step: drop aborted, shed overdue, admit waiting, decode running."""

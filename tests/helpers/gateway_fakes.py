@@ -100,7 +100,8 @@ class RecordArrivals:
             seen.append({"method": scope["method"],
                          "raw_path": scope.get("raw_path", b"").decode("latin-1"),
                          "query": scope.get("query_string", b"").decode("latin-1"),
-                         "caller": caller})  # fmt: skip
+                         "caller": caller,
+                         "model_version": headers.get("x-model-version")})  # fmt: skip
         await self.inner(scope, receive, send)
 
 
