@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from common.caller import DEFAULT_TENANT, current_caller
-from common.contracts.versions import ModelVersions
+from common.contracts.versions import ServedVersions
 from common.errors import Conflict, Forbidden, NotFound
 from common.http_client import ServiceClient
 from common.openapi import error_responses, json_body
@@ -40,7 +40,7 @@ router = APIRouter(prefix="/v1/admin/rollout", tags=["rollout"])
 
 class RolloutStatus(BaseModel):
     active: RolloutStats | None = Field(description="The running rollout; null: none runs.")
-    models: ModelVersions = Field(description="moe_svc's versions: on disk, loaded, current.")
+    models: ServedVersions = Field(description="moe_svc's versions: on disk, loaded, current.")
     history: list[dict[str, Any]] = Field(
         description="Ended rollouts, newest first: outcome, final counts."
     )
@@ -73,8 +73,8 @@ def _moe(upstreams: UpstreamsDep) -> ServiceClient:
     return upstreams["moe_svc"]
 
 
-async def _versions(moe: ServiceClient, settings: SettingsDep) -> ModelVersions:
-    return ModelVersions.model_validate(
+async def _versions(moe: ServiceClient, settings: SettingsDep) -> ServedVersions:
+    return ServedVersions.model_validate(
         await moe.get_json("/v1/versions", timeout_s=settings.passthrough_timeout_s)
     )
 

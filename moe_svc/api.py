@@ -16,7 +16,7 @@ from common.contracts.openai import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from common.contracts.versions import ModelVersions
+from common.contracts.versions import ServedVersions
 from common.disconnect import cancel_on_disconnect
 from common.openapi import error_responses
 from moe_svc.deps import AdminPoolDep, PoolDep, ServerDep
@@ -108,33 +108,33 @@ versions_router = APIRouter(prefix="/v1/versions", tags=["versions"])
 
 
 @versions_router.get("")
-async def list_versions(pool: PoolDep) -> ModelVersions:
-    return ModelVersions.model_validate(pool.describe())
+async def list_versions(pool: PoolDep) -> ServedVersions:
+    return ServedVersions.model_validate(pool.describe())
 
 
 @versions_router.post("/rollback", responses=error_responses(403, 409))
-async def rollback_version(pool: AdminPoolDep) -> ModelVersions:
+async def rollback_version(pool: AdminPoolDep) -> ServedVersions:
     """The model current before the last promotion becomes current again."""
     await pool.rollback()
-    return ModelVersions.model_validate(pool.describe())
+    return ServedVersions.model_validate(pool.describe())
 
 
 @versions_router.post("/{version}/load", responses=error_responses(400, 403, 404))
-async def load_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+async def load_version(version: str, pool: AdminPoolDep) -> ServedVersions:
     """Load a version beside the current model (requests naming it are served by it)."""
     await pool.load(check_version_id(version))
-    return ModelVersions.model_validate(pool.describe())
+    return ServedVersions.model_validate(pool.describe())
 
 
 @versions_router.delete("/{version}", responses=error_responses(400, 403, 409))
-async def unload_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+async def unload_version(version: str, pool: AdminPoolDep) -> ServedVersions:
     """Stop serving a candidate version (its files stay)."""
     await pool.unload(check_version_id(version))
-    return ModelVersions.model_validate(pool.describe())
+    return ServedVersions.model_validate(pool.describe())
 
 
 @versions_router.post("/{version}/promote", responses=error_responses(400, 403, 404, 409))
-async def promote_version(version: str, pool: AdminPoolDep) -> ModelVersions:
+async def promote_version(version: str, pool: AdminPoolDep) -> ServedVersions:
     """Make a version current; 409 unless its eval gate passed."""
     await pool.promote(check_version_id(version))
-    return ModelVersions.model_validate(pool.describe())
+    return ServedVersions.model_validate(pool.describe())
