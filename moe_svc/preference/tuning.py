@@ -43,6 +43,7 @@ from transformers import (
     TrainerState,
     TrainingArguments,
 )
+from transformers.trainer_callback import PrinterCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl.trainer.dpo_config import DPOConfig
 from trl.trainer.dpo_trainer import DPOTrainer
@@ -191,7 +192,9 @@ def _trainer_args(settings: TuneSettings, work_dir: Path, progress: bool) -> dic
 
 
 class _LogProgress(TrainerCallback):
-    """One log line a step (loss, reward margin), for runs without a terminal."""
+    """One log line a step (loss, reward margin, KL), readable without a terminal."""
+
+    FIELDS = ("loss", "rewards/margins", "kl", "aux_loss", "grad_norm")
 
     def on_log(
         self,
@@ -201,13 +204,16 @@ class _LogProgress(TrainerCallback):
         logs: dict[str, float] | None = None,
         **kwargs: Any,
     ) -> None:
-        if logs and "loss" in logs:
-            fields = ("loss", "rewards/margins", "kl", "aux_loss", "grad_norm")
-            logger.info(
-                "step",
-                extra={"step": state.global_step, "of": state.max_steps}
-                | {k.replace("/", "_"): round(logs[k], 4) for k in fields if k in logs},
-            )
+        if not logs or "loss" not in logs:
+            return
+        values = {k: round(float(logs[k]), 4) for k in self.FIELDS if k in logs}
+        logger.info(
+            "step %d/%d %s",
+            state.global_step,
+            state.max_steps,
+            " ".join(f"{k}={v}" for k, v in values.items()),
+            extra={"step": state.global_step} | {k.replace("/", "_"): v for k, v in values.items()},
+        )
 
 
 def _losses(history: list[dict[str, Any]]) -> tuple[float | None, float | None]:
@@ -255,12 +261,14 @@ def train(
             peft_config=lora_config(settings),
             callbacks=[_LogProgress()],
         )
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # its dict a step: _LogProgress says it
     peft_model = trainer.model
     assert isinstance(peft_model, PeftModel)
     _freeze_experts(peft_model, frozen)
     checkpoint = get_last_checkpoint(str(work_dir)) if work_dir.exists() else None
     if checkpoint is not None:
-        logger.info("resuming", extra={"checkpoint": checkpoint})
+        logger.info("resuming from %s", checkpoint, extra={"checkpoint": checkpoint})
     started = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - started
