@@ -56,6 +56,7 @@ __all__ = [
     "RunResult",
     "TuneSettings",
     "identical_experts",
+    "kto_desirable_weight",
     "load_policy",
     "lora_config",
     "train",
@@ -165,6 +166,17 @@ def _freeze_experts(model: PeftModel, frozen: list[list[int]]) -> None:
         weight_b.register_hook(lambda grad, keep=keep: grad * keep)  # type: ignore[no-untyped-call]
 
 
+def kto_desirable_weight(labels: list[bool]) -> float:
+    """The weight of liked answers' loss that balances them against the disliked ones.
+
+    KTO's paper (Ethayarajh et al. 2024, eq. 8) asks for
+    desirable_weight * n_liked / (undesirable_weight * n_disliked) in [1, 4/3]; feedback
+    is rarely balanced (thumbs up outnumber thumbs down), so the ratio is set to 1.
+    """
+    liked, disliked = sum(labels), len(labels) - sum(labels)
+    return disliked / liked if liked and disliked else 1.0
+
+
 def _trainer_args(settings: TuneSettings, work_dir: Path, progress: bool) -> dict[str, Any]:
     """Arguments that KTOConfig and DPOConfig share."""
     return {
@@ -243,10 +255,10 @@ def train(
     args = _trainer_args(settings, work_dir, progress)
     trainer: KTOTrainer | DPOTrainer
     if settings.method == "kto":
-        # unpaired feedback is rarely balanced; TRL warns when the weights are far off
+        labels = [bool(example["label"]) for example in data.examples]
         trainer = KTOTrainer(
             model=model,
-            args=KTOConfig(**args),
+            args=KTOConfig(**args, desirable_weight=kto_desirable_weight(labels)),
             train_dataset=dataset,
             processing_class=tokenizer,
             peft_config=lora_config(settings),

@@ -18,6 +18,7 @@ from moe_svc.kernels.shared_experts import SharedBaseMoeBlock
 from moe_svc.loader import load_model
 from moe_svc.modeling.checkpoint import to_per_expert_layout
 from moe_svc.preference.__main__ import main
+from moe_svc.preference.tuning import kto_desirable_weight
 from tests.helpers.tiny_llm import CHATML_TEMPLATE, make_tiny_llm
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -201,6 +202,13 @@ def test_kto_run_lowers_its_loss_and_refuses_a_taken_version(parent: Path, tmp_p
     written = digests(version)
     assert run(parent, models, data, "kto-1", *argv) == 2
     assert digests(version) == written
+
+
+def test_kto_weighs_the_rarer_label_up_to_balance() -> None:
+    assert kto_desirable_weight([True, False]) == 1.0
+    assert kto_desirable_weight([True] * 9 + [False]) == pytest.approx(1 / 9)
+    assert kto_desirable_weight([True] + [False] * 3) == 3.0
+    assert kto_desirable_weight([True, True]) == 1.0  # one kind only: nothing to balance
 
 
 def test_an_interrupted_run_resumes_from_its_last_checkpoint(
