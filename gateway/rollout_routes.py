@@ -25,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 
 from common.caller import DEFAULT_TENANT, current_caller
-from common.contracts.versions import ServedVersions
+from common.contracts.model_versions import ServedVersions
 from common.errors import Conflict, Forbidden, NotFound
 from common.http_client import ServiceClient
 from common.openapi import error_responses, json_body

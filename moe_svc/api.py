@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
+from common.contracts.model_versions import ServedVersions
 from common.contracts.openai import (
     ChatCompletionRequest,
     ChatCompletionResponse,
@@ -16,7 +17,6 @@ from common.contracts.openai import (
     TokenizeRequest,
     TokenizeResponse,
 )
-from common.contracts.versions import ServedVersions
 from common.disconnect import cancel_on_disconnect
 from common.openapi import error_responses
 from moe_svc.deps import AdminPoolDep, PoolDep, ServerDep

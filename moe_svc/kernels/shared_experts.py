@@ -35,10 +35,12 @@ from moe_svc.kernels.skinny import MAX_ROWS, MoeWeights, SkinnyKernel
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
-__all__ = ["SharedBaseMoeBlock", "convert_experts"]
+__all__ = ["MAX_RANK", "SharedBaseMoeBlock", "convert_experts", "shared_base_factors"]
 
 logger = logging.getLogger("moe_svc.kernels.shared_experts")
 
+# the largest per-expert delta rank served in the shared-base layout
+MAX_RANK = 64
 # relative reconstruction error accepted for a low-rank factorisation (fp32 rounding)
 RECONSTRUCTION_TOL = 1e-5
 _EPS32 = float(torch.finfo(torch.float32).eps)
@@ -250,7 +252,33 @@ def _flat_factors(
     return Projection(a_all, kernel), Projection(b_all, kernel)
 
 
-def convert_experts(model: CausalLM, max_rank: int = 64, kernel: SkinnyKernel | None = None) -> int:
+_Factors = tuple[torch.Tensor, torch.Tensor]
+
+
+def shared_base_factors(
+    gate_up: torch.Tensor, down: torch.Tensor, max_rank: int = MAX_RANK
+) -> tuple[int, _Factors | None, _Factors | None] | None:
+    """One layer's stacked experts as (base expert, gate_up deltas, down deltas), or None.
+
+    gate_up (E, 2I, C), down (E, C, I). The deltas are B (E, out, r), A (E, r, in), None
+    where all experts share that product; None as a whole where the experts differ from
+    the base by more than a rank-`max_rank` delta.
+    """
+    base = _base_expert(gate_up, down)
+    base_gate_up, base_down = gate_up[base], down[base]
+    gu_deltas, d_deltas = gate_up - base_gate_up, down - base_down
+    gu_factors = _low_rank(gu_deltas, max_rank, float(base_gate_up.abs().max()))
+    d_factors = _low_rank(d_deltas, max_rank, float(base_down.abs().max()))
+    if (gu_factors is None and bool(gu_deltas.any())) or (
+        d_factors is None and bool(d_deltas.any())
+    ):
+        return None
+    return base, gu_factors, d_factors
+
+
+def convert_experts(
+    model: CausalLM, max_rank: int = MAX_RANK, kernel: SkinnyKernel | None = None
+) -> int:
     """Swap MoE blocks for the shared-base layout where it is exact; returns how many.
 
     kernel: the decode kernel for the blocks' products (None: torch's matmul).
@@ -262,17 +290,12 @@ def convert_experts(model: CausalLM, max_rank: int = 64, kernel: SkinnyKernel | 
             continue
         gate_up = block.experts.gate_up_proj.detach()  # (E, 2I, C)
         down = block.experts.down_proj.detach()  # (E, C, I)
-        base = _base_expert(gate_up, down)
-        base_gate_up, base_down = gate_up[base].clone(), down[base].clone()
-        gu_deltas, d_deltas = gate_up - base_gate_up, down - base_down
-        gu_factors = _low_rank(gu_deltas, max_rank, float(base_gate_up.abs().max()))
-        d_factors = _low_rank(d_deltas, max_rank, float(base_down.abs().max()))
-        if (gu_factors is None and bool(gu_deltas.any())) or (
-            d_factors is None and bool(d_deltas.any())
-        ):
+        found = shared_base_factors(gate_up, down, max_rank)
+        if found is None:
             continue  # experts differ beyond low rank: keep the stock block
+        base, gu_factors, d_factors = found
         layer.mlp = SharedBaseMoeBlock(
-            block, base_gate_up, base_down, gu_factors, d_factors, kernel
+            block, gate_up[base].clone(), down[base].clone(), gu_factors, d_factors, kernel
         )
         converted += 1
     if converted:

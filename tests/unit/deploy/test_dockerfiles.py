@@ -83,6 +83,10 @@ PROVIDERS: dict[str, frozenset[str]] = {
         "lingua": "lingua-language-detector",
         "pymilvus": "pymilvus",
         "milvus_lite": "milvus-lite",
+        "trl": "trl",
+        "peft": "peft",
+        # TRL's trainers take a datasets.Dataset; the pinned trl brings the version it needs
+        "datasets": "datasets trl",
     }.items()
 }
 
