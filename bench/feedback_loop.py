@@ -192,6 +192,7 @@ def main() -> int:
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--concise", type=int, default=25, help="most words of a concise answer")
     parser.add_argument("--steps", type=int, default=40, help="tuning steps")
+    parser.add_argument("--lr", type=float, help="tuning rate (default: the tuner's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--promote", action="store_true", help="promote a passing winner")
     parser.add_argument("--json", type=Path, help="also write every figure here")
@@ -225,7 +226,8 @@ def main() -> int:
         tuned = _run(
             [sys.executable, "-m", "moe_svc.preference", "--method", "kto", "--data", str(data),
              "--version", args.version, "--base", str(parent), "--models-dir", str(models),
-             "--steps", str(args.steps), "--threads", str(args.threads), "--no-progress"]
+             "--steps", str(args.steps), "--threads", str(args.threads), "--no-progress",
+             *(["--lr", str(args.lr)] if args.lr else [])]
         )  # fmt: skip
         if tuned != 0:
             raise SystemExit("tuning failed (its output above says why)")
