@@ -44,7 +44,12 @@ def _line(example: KtoExample | DpoPair | Feedback) -> bytes:
 
 
 def _trainable(record: Feedback) -> bool:
-    return record.message_role == "assistant" and record.prompt is not None
+    # An answer with no text (every sentence dropped as unsupported, say) teaches nothing.
+    return (
+        record.message_role == "assistant"
+        and record.prompt is not None
+        and bool(record.message_content.strip())
+    )
 
 
 # (session id, message id, text) of a rated answer: message ids are unique per session.
@@ -66,7 +71,7 @@ class _Pairs:
         self.written: set[tuple[str, str, str]] = set()
 
     def picked(self, record: Feedback) -> DpoPair | None:
-        if record.preferred_over is None or record.rejected_content is None:
+        if record.preferred_over is None or not (record.rejected_content or "").strip():
             return None
         self.written.add((record.session_id, record.message_id, record.preferred_over))
         return DpoPair(

@@ -115,3 +115,23 @@ def test_a_pick_and_the_same_ratings_make_one_pair_and_old_records_no_example() 
         ("22", False),
     ]
     assert len(_export(records, "raw")) == 4
+
+
+def test_answers_with_no_text_are_no_training_example() -> None:
+    # The platform can answer nothing (every sentence dropped as unsupported): such a
+    # rating stays in the raw export, but no tuner can learn from an empty completion.
+    records = [
+        _record("e1", -1, "  "),
+        _record("a1", 1, "4"),
+        _record("a2", 1, "four", preferred_over="e1", rejected_content=" "),
+        _record("a3", -1, "5"),
+    ]
+    kto = _export(records, "kto")
+    assert [e["completion"][0]["content"] for e in kto] == ["4", "four", "5"]
+    # Neither the pick over the empty answer nor its rating makes a pair.
+    pairs = _export(records, "dpo")
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in pairs] == [
+        ("4", "5"),
+        ("four", "5"),
+    ]
+    assert len(_export(records, "raw")) == 4
