@@ -196,6 +196,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--promote", action="store_true", help="promote a passing winner")
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument(
+        "--collected", type=Path, help="a KTO export collected before: skip collecting"
+    )
     args = parser.parse_args()
     rows = [json.loads(line) for line in QA_FILE.read_text().splitlines() if line.strip()]
     train = [r for r in rows if r["split"] == "train"]
@@ -204,19 +207,25 @@ def main() -> int:
     figures: dict[str, Any] = {"version": args.version, "samples": args.samples}
     with _platform(args) as (url, key, models):
         platform = Platform(url, key, timeout_s=600)
-        print(f"collect: {len(train)} questions x {args.samples} answers", flush=True)
-        collected = platform.ask_and_rate(
-            judge, train, args.samples, args.temperature, args.max_tokens
-        )
-        examples = platform.export_kto({r["question"] for r in train})
-        up = sum(1 for e in examples if e["label"])
-        figures["collect"] = {
-            "answers": len(collected.contents),
-            "seconds": round(collected.seconds, 1),
-            "examples": len(examples),
-            "thumbs_up": up,
-        }
         data = models / "feedback" / f"{args.version}.kto.jsonl"
+        if args.collected:
+            # An earlier run's export: the same users' feedback, not asked again.
+            examples = [json.loads(line) for line in args.collected.read_text().splitlines()]
+            examples = [e for e in examples if e["completion"][-1]["content"].strip()]
+            figures["collect"] = {"answers": None, "seconds": None, "from": str(args.collected)}
+        else:
+            print(f"collect: {len(train)} questions x {args.samples} answers", flush=True)
+            collected = platform.ask_and_rate(
+                judge, train, args.samples, args.temperature, args.max_tokens
+            )
+            examples = platform.export_kto({r["question"] for r in train})
+            figures["collect"] = {
+                "answers": len(collected.contents),
+                "seconds": round(collected.seconds, 1),
+            }
+        figures["collect"].update(
+            examples=len(examples), thumbs_up=sum(1 for e in examples if e["label"])
+        )
         data.parent.mkdir(parents=True, exist_ok=True)
         data.write_text("".join(json.dumps(e) + "\n" for e in examples))
         parent = models / MOE_NAME
@@ -269,7 +278,7 @@ def _summary(figures: dict[str, Any]) -> None:
     counts = {v["label"]: v for v in (evaluate["rollout"] or {}).get("versions", [])}
     print(f"\n## Feedback loop: {figures['version']}\n")
     print(
-        f"Collected {collect['answers']} rated answers in {collect['seconds']} s; "
+        f"Collected {collect['answers'] or 'earlier'} rated answers in {collect['seconds']} s; "
         f"{collect['examples']} KTO examples ({collect['thumbs_up']} thumbs up); "
         f"tuned in {figures['tune_seconds']} s.\n"
     )
