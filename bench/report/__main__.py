@@ -86,7 +86,9 @@ def commit() -> tuple[str, bool]:
             ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
         ).stdout.strip()
 
-    return git("rev-parse", "--short=12", "HEAD") or "unknown", bool(git("status", "--porcelain", "--untracked-files=no"))
+    return git("rev-parse", "--short=12", "HEAD") or "unknown", bool(
+        git("status", "--porcelain", "--untracked-files=no")
+    )
 
 
 def _quantiles(values: list[float]) -> dict[str, float]:
