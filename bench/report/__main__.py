@@ -266,7 +266,10 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": time.perf_counter() - started,
         # Other work on the machine slows every figure: the 1-minute load at both ends.
         "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "samples": ", ".join(f"{k} {v}" for k, v in vars(sizes).items()),
+        "samples": ", ".join(
+            f"{k} {'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in vars(sizes).items()
+        ),
         "method": method_notes(sizes, mode),
     }
     chart_dir = args.out / "report"
