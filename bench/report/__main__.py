@@ -207,7 +207,7 @@ def method_notes(sizes: Sizes, mode: str) -> list[str]:
         "function run with the problem's tests in tools_svc's sandbox "
         "(`bench.humaneval.evaluate`). The code expert trained on most HumanEval prompts: "
         "not comparable with published figures.",
-        f"Math: every {sizes.math_every}th problem of `bench/data/arithmetic_heldout.jsonl` "
+        f"Math: one problem in {sizes.math_every} of `bench/data/arithmetic_heldout.jsonl` "
         f"through reasoning_svc with strategies {', '.join(sizes.strategies)} "
         "(`bench.reasoning_eval.evaluate`); best: the strategy with the highest accuracy.",
         f"Throughput: {sizes.tokens} new tokens per stream straight to moe_svc, "

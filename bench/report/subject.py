@@ -55,7 +55,7 @@ class Subject:
         started = time.perf_counter()
         response = httpx.post(
             f"{self.gateway}/v1/chat/completions",
-            headers={"Authorization": f"Bearer {self.key}"},
+            headers=self._auth(),
             json={"model": model, "messages": messages, "max_tokens": max_tokens, **extra},
             timeout=900,
         )
