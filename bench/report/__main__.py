@@ -253,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     sizes = SIZES[mode]
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
+    # The code that measures: the commit at the start (later commits do not change a run).
+    head, dirty = commit()
     env = {"RAG_WIKI_MAX_PAGES": "40", "ROUTER_RAG_TIMEOUT_S": "300"}
     with platform_under_test(args.url, args.key, env) as subject:
         results = measure(subject, sizes)
-    head, dirty = commit()
     results["meta"] = {
         "mode": mode,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
