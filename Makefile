@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 ASSETS := requirements/assets.txt
 DEV_ASSETS := requirements/dev-assets.txt
 
-.PHONY: up test lint typecheck unit integration e2e fuzz install clean help system-deps secrets
+.PHONY: up report test lint typecheck unit integration e2e fuzz install clean help system-deps secrets
 
 help:
 	@echo "make up     run all services and Redis locally (gateway on :8000)"
@@ -25,6 +25,7 @@ help:
 	@echo "make secrets  create docker compose's secret files (secrets/, kept if present)"
 	@echo "make chaos  every fault under load (kills, Redis restart, slow and garbage moe_svc): a table"
 	@echo "make load   Locust through the gateway, ramped to saturation (LOAD_ARGS=--url ... --key ...)"
+	@echo "make report  measure the platform: docs/report.md and its charts (REPORT_ARGS=--quick)"
 	@echo "make soak   30 minutes of mixed load; RSS, fds and data checked at both ends (not in CI)"
 
 $(PY):
@@ -69,6 +70,12 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	@echo "mypy (strict): common, the eight services, curate, launcher, scripts, bench, tests"
 	$(VENV)/bin/mypy
+
+# The platform's report card (about 30 minutes; REPORT_ARGS=--quick for a few, or
+# --url ... --key ... to measure a running platform).
+REPORT_ARGS ?=
+report: $(DEV_STAMP)
+	$(PY) -m bench.report $(REPORT_ARGS)
 
 unit: $(DEV_STAMP)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

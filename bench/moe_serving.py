@@ -38,7 +38,7 @@ import torch
 
 from moe_svc.build_default import DENSE_NAME, MOE_NAME, build, find_gguf
 from moe_svc.export_gguf import ensure_exported
-from tests.helpers.servers import RunningServer, start_service, wait_ready
+from tests.helpers.servers import start_service, wait_ready
 
 PROMPT = (
     "<|im_start|>user\nWrite a long story about a {animal} who travels the world.<|im_end|>\n"
@@ -147,20 +147,30 @@ def _pct(values: list[float], q: float) -> float:
     )
 
 
-async def serve_round(
-    server: RunningServer, model: str, clients: int, tokens: int
-) -> dict[str, float]:
-    async with httpx.AsyncClient(base_url=server.url, timeout=600) as client:
+async def timed_streams(
+    url: str, model: str, clients: int, tokens: int
+) -> tuple[list[Stream], float]:
+    """`clients` concurrent streams of `tokens` new tokens each, and the wall time of all."""
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
         started = time.perf_counter()
         streams = await asyncio.gather(
             *(one_stream(client, model, ANIMALS[i % len(ANIMALS)], tokens) for i in range(clients))
         )
-        wall = time.perf_counter() - started
+        return list(streams), time.perf_counter() - started
+
+
+def ttft_and_itl(streams: list[Stream]) -> tuple[list[float], list[float]]:
+    """Seconds to each stream's first token, and between consecutive tokens of all streams."""
     ttft = [s.events[0] - s.started for s in streams if s.events]
     itl = [b - a for s in streams for a, b in zip(s.events, s.events[1:], strict=False)]
+    return ttft, itl
+
+
+def round_figures(streams: list[Stream], wall: float) -> dict[str, float]:
+    ttft, itl = ttft_and_itl(streams)
     decode = [(s.tokens - 1) / (s.events[-1] - s.events[0]) for s in streams if len(s.events) > 1]
     return {
-        "clients": clients,
+        "clients": len(streams),
         "tokens": sum(s.tokens for s in streams),
         "aggregate_tok_s": sum(s.tokens for s in streams) / wall,
         "per_stream_decode_tok_s": statistics.mean(decode) if decode else float("nan"),
@@ -169,6 +179,10 @@ async def serve_round(
         "itl_p50": _pct(itl, 50),
         "itl_p95": _pct(itl, 95),
     }
+
+
+async def serve_round(url: str, model: str, clients: int, tokens: int) -> dict[str, float]:
+    return round_figures(*await timed_streams(url, model, clients, tokens))
 
 
 def main() -> None:
@@ -237,7 +251,7 @@ def serve(args: argparse.Namespace, dtype: str) -> list[dict[str, float]]:
         rounds = []
         for clients in (int(c) for c in args.clients.split(",")):
             tries = [
-                asyncio.run(serve_round(server, MOE_NAME, clients, args.tokens))
+                asyncio.run(serve_round(server.url, MOE_NAME, clients, args.tokens))
                 for _ in range(args.repeats)
             ]
             r = max(tries, key=lambda t: t["aggregate_tok_s"])

@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 
 from common.http_client import ServiceClient
 from common.service import create_service_app
-from gateway import api, rollout_routes
+from gateway import api, report_page, rollout_routes
 from gateway.catalogue import ModelCatalogue
 from gateway.edge import EdgeMiddleware
 from gateway.gatekeeper import Gatekeeper
@@ -119,5 +119,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(api.v1)
     app.include_router(rollout_routes.router)
+    app.include_router(report_page.router)
     app.mount("/static", StaticFiles(directory=api.STATIC_DIR), name="static")
     return app

@@ -71,13 +71,14 @@ class _Pairs:
         self.written: set[tuple[str, str, str]] = set()
 
     def picked(self, record: Feedback) -> DpoPair | None:
-        if record.preferred_over is None or not (record.rejected_content or "").strip():
+        rejected = record.rejected_content
+        if record.preferred_over is None or rejected is None or not rejected.strip():
             return None
         self.written.add((record.session_id, record.message_id, record.preferred_over))
         return DpoPair(
             prompt=_prompt(record),
             chosen=_answer(record.message_content),
-            rejected=_answer(record.rejected_content),
+            rejected=_answer(rejected),
         )
 
     def rated(self, record: Feedback) -> None:

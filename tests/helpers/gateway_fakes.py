@@ -28,7 +28,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -272,6 +272,22 @@ async def post_feedback(request: Request) -> dict[str, Any]:
 async def get_feedback(session_id: str | None = None) -> dict[str, Any]:
     data = [f for f in feedback if session_id in (None, f["session_id"])]
     return {"object": "list", "data": data, "has_more": False}
+
+
+# moe_svc's counters as the Report page's live view reads them: tokens grow by 10 a read.
+generated_tokens = [0]
+
+
+@app.get("/metrics")
+async def metrics() -> PlainTextResponse:
+    generated_tokens[0] += 10
+    return PlainTextResponse(f"moe_generated_tokens_total {generated_tokens[0]}.0\n")
+
+
+@app.get("/v1/experts/stats")
+async def expert_stats() -> dict[str, Any]:
+    step = generated_tokens[0]
+    return {"num_experts": 8, "counts": [[step * (e + 1) for e in range(8)] for _ in range(2)]}
 
 
 if __name__ == "__main__":

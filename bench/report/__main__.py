@@ -1,0 +1,293 @@
+"""The platform's report card: measure the platform, write docs/report.md and its charts.
+
+    .venv/bin/python -m bench.report                 # full mode (about 30 min on 2 cores)
+    .venv/bin/python -m bench.report --quick         # small samples (a few minutes; CI)
+    .venv/bin/python -m bench.report --url http://127.0.0.1:8000 --key sk-gw-...
+
+Without `--url` it starts a platform as `make up` does (free loopback ports, a
+temporary var dir) and stops it afterwards. Every evaluation is a benchmark
+script's own function (bench/humaneval.py, reasoning_eval.py, rag_eval.py, ...)
+run on a sample whose size the mode sets (`SIZES`). Writes `<out>/report.md`,
+`<out>/report/*.png` and `<out>/report/report.json` (every figure, for the UI).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.report import quality, speed
+from bench.report.charts import draw_all
+from bench.report.figures import of_runs
+from bench.report.render import load_targets, render
+from bench.report.subject import Subject, platform_under_test
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Sizes:
+    knowledge: int  # held-out wiki questions (of 33), each closed-book and with RAG
+    humaneval: int  # HumanEval problems (of 164)
+    math_every: int  # every k-th held-out word problem (of 129)
+    strategies: tuple[str, ...]
+    clients: tuple[int, ...]  # concurrent streams of the throughput rounds
+    tokens: int  # new tokens per stream
+    rounds: int  # repetitions of each speed measurement
+    intents: int  # held-out utterances (of 219)
+    rag_docs: int  # BBC News articles indexed per query form
+    rag_queries: int  # queries per form
+    images_per_prompt: int  # generated images per prompt (20 prompts)
+    latency_requests: int  # requests per round of the gateway, memory and tools latencies
+    long_turns: int  # turns of the long conversation (context window)
+    image_steps: int  # denoising steps per image (the served default is 25)
+
+
+SIZES = {
+    # quick: what CI runs to keep the report working (its figures are not the report's)
+    "quick": Sizes(2, 1, 129, ("direct", "pal"), (1, 4), 16, 1, 20, 20, 3, 1, 5, 12, 8),
+    "full": Sizes(33, 40, 8, ("direct", "pal"), (1, 4, 8, 16), 48, 3, 219, 300, 60, 5, 30, 60, 25),
+}
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    memory_kib = 0
+    with open("/proc/meminfo") as info:
+        memory_kib = int(info.readline().split()[1])
+    import torch
+
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kib / 2**20),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def commit() -> tuple[str, bool]:
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+        ).stdout.strip()
+
+    return git("rev-parse", "--short=12", "HEAD") or "unknown", bool(
+        git("status", "--porcelain", "--untracked-files=no")
+    )
+
+
+def _quantiles(values: list[float]) -> dict[str, float]:
+    if len(values) < 2:
+        return {"p50": values[0], "p95": values[0]}
+    cuts = statistics.quantiles(values, n=20, method="inclusive")
+    return {"p50": statistics.median(values), "p95": cuts[18]}
+
+
+def step(name: str, started: float) -> None:
+    print(f"[{time.perf_counter() - started:6.0f} s] {name}", flush=True)
+
+
+def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    results: dict[str, Any] = {}
+    experts: dict[str, Any] = {}
+
+    step("throughput", t0)
+    tp = speed.throughput(subject, list(sizes.clients), sizes.tokens, sizes.rounds)
+    many = max(c for c in sizes.clients if c <= 8)
+    results["throughput"] = {
+        "tokens": sizes.tokens,
+        "rounds": sizes.rounds,
+        "streams": many,
+        "aggregate": {str(c): v for c, v in tp.aggregate.items()},
+        "ttft_ms": {str(c): [x * 1000 for x in v] for c, v in tp.ttft.items()},
+        "itl_ms": {str(c): [x * 1000 for x in v] for c, v in tp.itl.items()},
+        "batch1": tp.figure(1).as_dict(),
+        "many": tp.figure(many).as_dict(),
+    }
+    vm = load_targets()["vm"]
+
+    def per_million(tok_s: float) -> float:
+        return float(vm["usd_per_hour"]) / (tok_s * 3600) * 1_000_000
+
+    one, eight = tp.figure(1), tp.figure(many)
+    results["cost"] = {
+        "usd_per_hour": vm["usd_per_hour"],
+        "many": per_million(eight.value),
+        "many_low": per_million(eight.high),
+        "many_high": per_million(eight.low),
+        "batch1": per_million(one.value),
+        "batch1_low": per_million(one.high),
+        "batch1_high": per_million(one.low),
+    }
+
+    step("knowledge: closed-book", t0)
+    closed, experts["knowledge (closed-book)"], _ = quality.knowledge(
+        subject, sizes.knowledge, with_rag=False
+    )
+    step("knowledge: with RAG", t0)
+    rag, experts["knowledge (RAG answers)"], _ = quality.knowledge(
+        subject, sizes.knowledge, with_rag=True
+    )
+    results["knowledge"] = {"closed_book": closed.as_dict(), "rag": rag.as_dict()}
+
+    step("code: HumanEval", t0)
+    passed, experts["code (HumanEval)"], code_extra = quality.code(subject, sizes.humaneval)
+    results["code"] = {"pass_at_1": passed.as_dict(), **code_extra}
+
+    step("math: held-out word problems", t0)
+    strategies, experts["math (word problems)"], costs = quality.math(
+        subject, sizes.math_every, sizes.strategies
+    )
+    best = max(strategies, key=lambda s: strategies[s].value)
+    results["math"] = {
+        "strategies": {s: f.as_dict() for s, f in strategies.items()},
+        "costs": costs,
+        "best": best,
+    }
+
+    step("context window", t0)
+    results["context"] = speed.context_window(subject, sizes.long_turns)
+
+    step("timelines: one auto request per intent", t0)
+    results["timelines"] = speed.timelines(subject)
+    for intent, row in results["timelines"].items():
+        counts = row.pop("experts")
+        if any(map(any, counts)):  # a direct tool call writes no model tokens: no row
+            experts[f"auto: {intent}"] = counts
+    results["experts"] = experts
+
+    step("intents", t0)
+    accuracy, macro_f1, route_ms = quality.intents(subject, sizes.intents)
+    chunks = [route_ms[i :: sizes.rounds] for i in range(sizes.rounds)]
+    results["intent"] = {
+        "accuracy": accuracy.as_dict(),
+        "macro_f1": macro_f1.as_dict(),
+        "route_p50_ms": of_runs([statistics.median(c) for c in chunks]).as_dict(),
+    }
+
+    step("gateway, memory and tools latency", t0)
+    n, r = sizes.latency_requests, sizes.rounds
+    results["gateway_overhead_ms"] = speed.gateway_overhead(subject, n, r).as_dict()
+    results["memory_ms"] = {k: v.as_dict() for k, v in speed.memory_latency(subject, n, r).items()}
+    results["tools_ms"] = {k: v.as_dict() for k, v in speed.tools_latency(subject, n, r).items()}
+
+    step("images", t0)
+    adherence, judge_accuracy = quality.images(sizes.images_per_prompt, sizes.image_steps)
+    results["images"] = {"adherence": adherence.as_dict(), "judge_accuracy": judge_accuracy}
+
+    step("retrieval", t0)
+    results["retrieval"] = quality.retrieval(sizes.rag_docs, sizes.rag_queries)
+    step("done", t0)
+    return results
+
+
+def method_notes(sizes: Sizes, mode: str) -> list[str]:
+    return [
+        f"Knowledge QA: the first {sizes.knowledge} of `bench/data/knowledge_heldout.jsonl` "
+        "(questions about the wiki's first 40 pages, none of them used in tests or tuning; "
+        "a platform that bench.report starts builds those 40 pages alone), "
+        "each asked of the core model alone and of model `auto` (router, retrieval, cited "
+        "answer); right when the answer (without the appended source list) holds the "
+        "expected fact.",
+        f"Code: the first {sizes.humaneval} HumanEval problems, greedy, one sample, the "
+        "function run with the problem's tests in tools_svc's sandbox "
+        "(`bench.humaneval.evaluate`). The code expert trained on most HumanEval prompts: "
+        "not comparable with published figures.",
+        f"Math: one problem in {sizes.math_every} of `bench/data/arithmetic_heldout.jsonl` "
+        f"through reasoning_svc with strategies {', '.join(sizes.strategies)} "
+        "(`bench.reasoning_eval.evaluate`); best: the strategy with the highest accuracy.",
+        f"Throughput: {sizes.tokens} new tokens per stream straight to moe_svc, "
+        f"{sizes.rounds} round(s) per number of streams ({', '.join(map(str, sizes.clients))}).",
+        f"Intents: {sizes.intents} utterances of the router's held-out test split, "
+        "`POST /v1/route` one at a time.",
+        f"Retrieval: {sizes.rag_docs} BBC News articles (seed 0), {sizes.rag_queries} queries "
+        "per form, rag_svc's engine in process (`bench.rag_eval`), reference plain bm25s.",
+        f"Images: {sizes.images_per_prompt} image(s) for each of the 20 held-out prompts, "
+        f"DDIM {sizes.image_steps} steps at the served guidance, judged by the Fashion-MNIST "
+        "classifier.",
+        f"Latencies: {sizes.latency_requests} requests per round, {sizes.rounds} round(s); "
+        "the figure is the median of the rounds' medians.",
+        "Spreads: accuracies carry a 95% Wilson interval over their sample (greedy decoding "
+        "gives the same answers on a rerun, so the interval is the sampling error); speeds "
+        "and latencies the range of the repeated rounds.",
+        f"Mode: {mode}. Expert load: moe_svc's `/v1/experts/stats` before and after each "
+        "evaluation.",
+    ]
+
+
+def summarise_streams(results: dict[str, Any]) -> None:
+    """Replace the raw TTFT/ITL samples by their quantiles (the charts had them)."""
+    t = results["throughput"]
+    t["quantiles"] = {
+        c: {
+            "ttft_p50": _quantiles(t["ttft_ms"][c])["p50"],
+            "ttft_p95": _quantiles(t["ttft_ms"][c])["p95"],
+            "itl_p50": _quantiles(t["itl_ms"][c])["p50"],
+            "itl_p95": _quantiles(t["itl_ms"][c])["p95"],
+        }
+        for c in t["ttft_ms"]
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small samples (CI)")
+    parser.add_argument("--url", help="a running platform's gateway (default: start one)")
+    parser.add_argument("--key", help="its API key (with --url)")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs", help="where report.md goes")
+    args = parser.parse_args(argv)
+    mode = "quick" if args.quick else "full"
+    sizes = SIZES[mode]
+    started = time.perf_counter()
+    load_before = os.getloadavg()[0]
+    # The code that measures: the commit at the start (later commits do not change a run).
+    head, dirty = commit()
+    env = {"RAG_WIKI_MAX_PAGES": "40", "ROUTER_RAG_TIMEOUT_S": "300"}
+    with platform_under_test(args.url, args.key, env) as subject:
+        results = measure(subject, sizes)
+    results["meta"] = {
+        "mode": mode,
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": head,
+        "dirty": dirty,
+        "machine": machine(),
+        "wall_s": time.perf_counter() - started,
+        # Other work on the machine slows every figure: the 1-minute load at both ends.
+        "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "samples": ", ".join(
+            f"{k} {'/'.join(map(str, v)) if isinstance(v, tuple) else v}"
+            for k, v in vars(sizes).items()
+        ),
+        "method": method_notes(sizes, mode),
+    }
+    chart_dir = args.out / "report"
+    draw_all(results, chart_dir)
+    summarise_streams(results)
+    for key in ("ttft_ms", "itl_ms"):
+        del results["throughput"][key]
+    (chart_dir / "report.json").write_text(json.dumps(results, indent=1) + "\n")
+    (args.out / "report.md").write_text(render(results, "report"))
+    print(f"wrote {args.out / 'report.md'} and {len(list(chart_dir.glob('*.png')))} charts")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""The report card's arithmetic and its committed page: intervals, spreads, and a
+docs/report.md that is exactly what its results render to (no figure typed by hand)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.report.figures import Figure, of_runs, proportion, wilson
+from bench.report.render import render
+from tests.helpers.servers import REPO_ROOT
+
+DOCS = REPO_ROOT / "docs"
+
+
+@pytest.mark.parametrize(
+    ("successes", "n", "low", "high"),
+    [
+        (0, 10, 0.0, 0.2775),
+        (5, 10, 0.2366, 0.7634),
+        (10, 10, 0.7225, 1.0),
+        (38, 40, 0.8350, 0.9862),
+    ],
+)
+def test_wilson_matches_the_published_interval(
+    successes: int, n: int, low: float, high: float
+) -> None:
+    assert wilson(successes, n) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_a_proportion_carries_its_sample_and_interval() -> None:
+    figure = proportion(3, 12)
+    assert figure.value == 0.25 and figure.n == 12
+    assert figure.low < 0.25 < figure.high
+    assert Figure.from_dict(figure.as_dict()) == figure
+
+
+def test_repeated_rounds_give_the_median_and_their_range() -> None:
+    figure = of_runs([41.0, 44.5, 39.0])
+    assert (figure.value, figure.low, figure.high, figure.n) == (41.0, 39.0, 44.5, 3)
+
+
+def test_the_committed_report_is_what_its_results_render_to() -> None:
+    results = json.loads((DOCS / "report" / "report.json").read_text())
+    assert results["meta"]["mode"] == "full", "commit a full run's report"
+    assert (DOCS / "report.md").read_text() == render(results, "report")
+    for name in ("throughput", "latency", "expert_load", "retrieval", "reasoning", "timeline"):
+        png = (DOCS / "report" / f"{name}.png").read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) < 150_000, name
