@@ -34,13 +34,11 @@ from typing import Any
 import torch
 
 from bench.moe_quality import greedy_engine_answers, load_template
-from bench.moe_specialisation import score, windows
+from bench.moe_specialisation import held_out_batches, score
 from moe_svc.loader import load_model
 from moe_svc.modeling import load_pretrained
 from moe_svc.specialisation.analysis import RoutingCounts
-from moe_svc.specialisation.corpora import build_corpora, domain_tokens
-from moe_svc.specialisation.domains import DOMAINS
-from moe_svc.training.data import HFTokenizer
+from moe_svc.specialisation.corpora import build_corpora
 from moe_svc.versions import GATE_KEY, VERSION_FILE, VersionStore
 from reasoning_svc.answers import extract_answer, same_answer
 
@@ -193,17 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = args.parent or parent_dir(args.models, store.metadata(args.version))
     if not (args.corpora / "manifest.json").exists():
         build_corpora(args.corpora)
-    tokenizer = HFTokenizer(parent / "tokenizer.json")
-    eos = json.loads((parent / "config.json").read_text())["eos_token_id"]
-    domains = [d for d in DOMAINS if (args.corpora / d / "val.txt").exists()]
-    batches = {
-        d: windows(
-            torch.from_numpy(domain_tokens(args.corpora / d / "val.txt", tokenizer, eos)),
-            args.windows,
-            args.window,
-        )
-        for d in domains
-    }
+    batches = held_out_batches(args.corpora, parent, args.windows, args.window)
     qa, maths = _rows(QA_FILE, args.qa), _rows(MATHS_FILE, args.maths)
     started = time.perf_counter()
     print(f"parent {parent}:", flush=True)

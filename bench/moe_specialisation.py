@@ -49,6 +49,21 @@ def windows(tokens: torch.Tensor, count: int, length: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def held_out_batches(
+    corpora: Path, model_dir: Path, count: int, length: int
+) -> dict[str, torch.Tensor]:
+    """Each domain's held-out windows (its `val` split), tokenised as `model_dir` does."""
+    tokenizer = HFTokenizer(model_dir / "tokenizer.json")
+    eos = json.loads((model_dir / "config.json").read_text())["eos_token_id"]
+    return {
+        d: windows(
+            torch.from_numpy(domain_tokens(corpora / d / "val.txt", tokenizer, eos)), count, length
+        )
+        for d in DOMAINS
+        if (corpora / d / "val.txt").exists()
+    }
+
+
 def score(
     model: CausalLM,
     batches: dict[str, torch.Tensor],
@@ -125,16 +140,7 @@ def main() -> None:
         build_corpora(args.corpora)
     moe_dir = build(args.models, artefact=args.artefact)
     dense_dir = args.models / DENSE_NAME
-    tokenizer = HFTokenizer(dense_dir / "tokenizer.json")
-    eos = json.loads((dense_dir / "config.json").read_text())["eos_token_id"]
-    batches = {
-        d: windows(
-            torch.from_numpy(domain_tokens(args.corpora / d / "val.txt", tokenizer, eos)),
-            args.windows,
-            args.window,
-        )
-        for d in DOMAINS
-    }
+    batches = held_out_batches(args.corpora, dense_dir, args.windows, args.window)
     started = time.perf_counter()
     dense = load_pretrained(dense_dir)
     c = dense.config

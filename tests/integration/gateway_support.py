@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+import httpx
 from openai.types.chat import (
     ChatCompletionFunctionToolParam,
     ChatCompletionMessageParam,
@@ -123,3 +124,12 @@ def admin(redis: RunningRedis, *args: str) -> str:
         check=True,
     )
     return result.stdout.strip()
+
+
+def keyed_client(gateway: RunningServer, key: str, timeout_s: float = 120) -> httpx.Client:
+    """An HTTP client of the gateway's `/v1` that sends `key`."""
+    return httpx.Client(
+        base_url=f"{gateway.url}/v1",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout_s,
+    )

@@ -22,7 +22,7 @@ import redis
 from memory_svc import keys
 from memory_svc.feedback import feedback_id
 from tests.helpers.servers import RunningRedis, RunningServer, start_redis
-from tests.integration.gateway_support import admin, gateway_stack
+from tests.integration.gateway_support import admin, gateway_stack, keyed_client
 from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
@@ -38,11 +38,7 @@ class Platform:
     keys: dict[str, str]
 
     def http(self, who: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"{self.gateway.url}/v1",
-            headers={"Authorization": f"Bearer {self.keys[who]}"},
-            timeout=60,
-        )
+        return keyed_client(self.gateway, self.keys[who], 60)
 
     def store(self, tenant: str, sid: str, turns: list[tuple[str, str, str]]) -> None:
         """Append (id, role, content) turns as router_svc does for `tenant`."""

@@ -25,7 +25,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from tests.helpers.servers import REPO_ROOT, RunningServer, start_redis, start_service
 from tests.helpers.tiny_llm import make_tiny_llm
-from tests.integration.gateway_support import admin, gateway_stack
+from tests.integration.gateway_support import admin, gateway_stack, keyed_client
 from tests.integration.memory.harness import start_memory
 
 pytestmark = pytest.mark.integration
@@ -52,11 +52,7 @@ class Platform:
     keys: dict[str, str]
 
     def http(self, who: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"{self.gateway.url}/v1",
-            headers={"Authorization": f"Bearer {self.keys[who]}"},
-            timeout=120,
-        )
+        return keyed_client(self.gateway, self.keys[who], 120)
 
     def moe_answer(self, version: str | None = None) -> httpx.Response:
         """moe_svc asked directly, as the platform's services ask it."""

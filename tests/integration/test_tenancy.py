@@ -23,6 +23,7 @@ import openai
 import pytest
 
 from tests.helpers.servers import REPO_ROOT, RunningServer
+from tests.integration.gateway_support import keyed_client
 from tests.integration.pipeline_stack import PipelineStack, gateway_in_front, pipeline_stack
 
 pytestmark = pytest.mark.integration
@@ -37,11 +38,7 @@ class Tenancy:
     keys: dict[str, str]
 
     def http(self, who: str) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"{self.gateway.url}/v1",
-            headers={"Authorization": f"Bearer {self.keys[who]}"},
-            timeout=120,
-        )
+        return keyed_client(self.gateway, self.keys[who], 120)
 
     def openai(self, who: str) -> openai.OpenAI:
         return openai.OpenAI(
