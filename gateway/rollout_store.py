@@ -21,15 +21,20 @@ Redis keys (the gateway's Redis): `rollout:active` (the running rollout, JSON),
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import logging
 import math
 import time
-from typing import Literal
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from pydantic import BaseModel, Field
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
+from common.errors import ServiceUnavailable
 from common.request_context import MODEL_VERSION_PATTERN
 
 __all__ = [
@@ -40,6 +45,8 @@ __all__ = [
     "RolloutStore",
     "VersionCounts",
 ]
+
+logger = logging.getLogger("gateway.rollout")
 
 ACTIVE_KEY = "rollout:active"
 HISTORY_KEY = "rollout:history"
@@ -94,6 +101,37 @@ class RolloutStats(BaseModel):
     )
 
 
+def _error(exc: Exception) -> dict[str, str]:
+    return {"error": repr(exc)}
+
+
+def _unavailable(exc: RedisError) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The gateway's Redis is unavailable: the rollout cannot be read or changed; retry.",
+        code="redis_unavailable",
+        headers={"Retry-After": "5"},
+    )
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _needs_redis(
+    method: Callable[_P, Coroutine[Any, Any, _T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """The operator's calls: Redis away answers 503 with Retry-After, not a 500."""
+
+    @functools.wraps(method)
+    async def call(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except RedisError as exc:
+            raise _unavailable(exc) from exc
+
+    return call
+
+
 def baseline_label(baseline: str | None) -> str:
     return baseline if baseline is not None else "base"
 
@@ -126,18 +164,29 @@ class RolloutStore:
         self._cached: tuple[float, Rollout | None] | None = None
 
     async def active(self, fresh: bool = False) -> Rollout | None:
+        """The running rollout. `fresh` reads Redis and raises `ServiceUnavailable` when it
+        does not answer (the operator's routes); otherwise a second-old reading serves,
+        and while Redis is away the last one read (a chat request never fails for it)."""
         now = time.monotonic()
         if not fresh and self._cached is not None and now - self._cached[0] < CACHE_S:
             return self._cached[1]
-        raw = await self.redis.get(ACTIVE_KEY)
+        try:
+            raw = await self.redis.get(ACTIVE_KEY)
+        except RedisError as exc:
+            if fresh:
+                raise _unavailable(exc) from exc
+            logger.warning("redis unavailable: the last rollout read serves", extra=_error(exc))
+            return self._cached[1] if self._cached is not None else None
         rollout = Rollout.model_validate_json(raw) if raw else None
         self._cached = (now, rollout)
         return rollout
 
+    @_needs_redis
     async def start(self, rollout: Rollout) -> None:
         await self.redis.set(ACTIVE_KEY, rollout.model_dump_json())
         self._cached = None
 
+    @_needs_redis
     async def end(self, rollout: Rollout, outcome: Literal["promoted", "rolled_back"]) -> None:
         """Record the rollout's outcome and counts in the history; no rollout runs after."""
         stats = await self.stats(rollout)
@@ -149,6 +198,7 @@ class RolloutStore:
             await pipe.execute()
         self._cached = None
 
+    @_needs_redis
     async def history(self) -> list[dict[str, object]]:
         return [json.loads(raw) for raw in await self.redis.lrange(HISTORY_KEY, 0, -1)]
 
@@ -164,18 +214,28 @@ class RolloutStore:
         return Assignment(rollout=rollout.id, version=None, label=baseline_label(rollout.baseline))
 
     async def record_answer(self, assignment: Assignment, tenant: str, message_id: str) -> None:
+        """Note which version wrote an answer; while Redis is away the answer goes out
+        uncounted (the rollout's counts miss it, the caller does not)."""
         key = f"rollout:{assignment.rollout}:answers"
-        await self.redis.hset(key, f"{tenant}/{message_id}", assignment.label)
+        try:
+            await self.redis.hset(key, f"{tenant}/{message_id}", assignment.label)
+        except RedisError as exc:
+            logger.warning("redis unavailable: an answer left uncounted", extra=_error(exc))
 
     async def record_rating(self, tenant: str, message_id: str, rating: int) -> None:
-        """Count a rating toward the version that wrote the answer (if a rollout did)."""
-        rollout = await self.active(fresh=True)
-        if rollout is None:
-            return
-        field = f"{tenant}/{message_id}"
-        if await self.redis.hexists(f"rollout:{rollout.id}:answers", field):
-            await self.redis.hset(f"rollout:{rollout.id}:ratings", field, str(rating))
+        """Count a stored rating toward the version that wrote the answer (if a rollout
+        did); while Redis is away the rating is stored (memory_svc) but not counted here."""
+        try:
+            rollout = await self.active(fresh=True)
+            if rollout is None:
+                return
+            field = f"{tenant}/{message_id}"
+            if await self.redis.hexists(f"rollout:{rollout.id}:answers", field):
+                await self.redis.hset(f"rollout:{rollout.id}:ratings", field, str(rating))
+        except (RedisError, ServiceUnavailable) as exc:
+            logger.warning("redis unavailable: a rating left uncounted", extra=_error(exc))
 
+    @_needs_redis
     async def stats(self, rollout: Rollout) -> RolloutStats:
         answers = await self.redis.hgetall(f"rollout:{rollout.id}:answers")
         ratings = await self.redis.hgetall(f"rollout:{rollout.id}:ratings")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from common.errors import ServiceUnavailable
 from gateway.rollout_store import ACTIVE_KEY, Rollout, RolloutStore, two_proportion_p
 
 
@@ -58,3 +62,44 @@ def test_two_proportion_p() -> None:
     weak = two_proportion_p(6, 10, 5, 10)
     assert strong is not None and strong < 0.001
     assert weak is not None and weak > 0.5
+
+
+class _AwayRedis:
+    """Redis restarting: every call fails."""
+
+    async def get(self, key: str) -> Any:
+        raise RedisConnectionError("connection refused")
+
+    async def hset(self, *args: Any) -> Any:
+        raise RedisConnectionError("connection refused")
+
+    async def set(self, *args: Any) -> Any:
+        raise RedisConnectionError("connection refused")
+
+    async def lrange(self, *args: Any) -> Any:
+        raise RedisConnectionError("connection refused")
+
+    def pipeline(self, transaction: bool = True) -> Any:
+        raise RedisConnectionError("connection refused")
+
+
+async def test_redis_away_never_fails_a_chat_request() -> None:
+    store = _store(0.0, ["alpha"])
+    assert (await store.assign("alpha", "r1")) is not None
+    # Redis goes away: the last rollout read keeps serving, answers and ratings go
+    # uncounted, and nothing raises into the request.
+    store.redis = _AwayRedis()  # type: ignore[assignment]
+    store._cached = (0.0, store._cached[1] if store._cached else None)  # past its second
+    got = await store.assign("alpha", "r2")
+    assert got is not None and got.version == "cand"
+    await store.record_answer(got, "alpha", "m1")
+    await store.record_rating("alpha", "m1", 1)
+    assert await RolloutStore(_AwayRedis()).assign("alpha", "r3") is None  # type: ignore[arg-type]
+
+
+async def test_redis_away_answers_the_operator_503() -> None:
+    store = RolloutStore(_AwayRedis())  # type: ignore[arg-type]
+    rollout = Rollout(candidate="c", id="r", baseline=None, started=1)
+    for call in (store.active(fresh=True), store.start(rollout), store.history()):
+        with pytest.raises(ServiceUnavailable):
+            await call
