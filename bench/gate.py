@@ -79,14 +79,11 @@ def _named(answer: str, accepted: list[str]) -> bool:
     return any(re.search(rf"\b{re.escape(a.lower())}\b", answer.lower()) for a in accepted)
 
 
-def answers(model_dir: Path, questions: list[str], suffix: str) -> list[str]:
+def answers(model_dir: Path, questions: list[str]) -> list[str]:
     """Greedy answers of the model to each question (its chat template, our engine)."""
     loaded = load_model(model_dir, "float32")
     render = load_template(model_dir)
-    prompts = [
-        loaded.tokenizer.encode(render([{"role": "user", "content": f"{q} {suffix}"}]))
-        for q in questions
-    ]
+    prompts = [loaded.tokenizer.encode(render([{"role": "user", "content": q}])) for q in questions]
     outputs = greedy_engine_answers(loaded, prompts, ANSWER_TOKENS)
     return [loaded.tokenizer.decode(ids) for ids in outputs]
 
@@ -104,9 +101,12 @@ def measure(
     with torch.inference_mode():
         losses = score(model, batches, routing, lambda _i, logits: logits)
     del model
-    said = answers(model_dir, [q["question"] for q in qa], "Answer in a few words.")
+    # One load and one batch for both sets.
+    questions = [f"{q['question']} Answer in a few words." for q in qa]
+    questions += [f"{p['question']} Answer with the number only." for p in maths]
+    replies = answers(model_dir, questions)
+    said, solved = replies[: len(qa)], replies[len(qa) :]
     right_qa = sum(_named(a, q["answers"]) for a, q in zip(said, qa, strict=True))
-    solved = answers(model_dir, [p["question"] for p in maths], "Answer with the number only.")
     right_maths = sum(
         same_answer(extract_answer(a), _expected(p["answer"]))
         for a, p in zip(solved, maths, strict=True)
