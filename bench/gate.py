@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ import torch
 
 from bench.moe_quality import greedy_engine_answers, load_template
 from bench.moe_specialisation import held_out_batches, score
+from common.files import atomic_write_bytes
 from moe_svc.loader import load_model
 from moe_svc.modeling import load_pretrained
 from moe_svc.specialisation.analysis import RoutingCounts
@@ -163,9 +163,7 @@ def write_gate(version_dir: Path, gate: dict[str, Any]) -> None:
     except (OSError, ValueError):
         metadata = {}
     metadata[GATE_KEY] = gate
-    temporary = version_dir / f".{VERSION_FILE}.tmp"
-    temporary.write_text(json.dumps(metadata, indent=2) + "\n")
-    os.replace(temporary, path)
+    atomic_write_bytes(path, (json.dumps(metadata, indent=2) + "\n").encode())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,12 +16,12 @@ never promoted.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.errors import BadRequest, Conflict, NotFound
+from common.files import atomic_write_bytes
 from common.request_context import MODEL_VERSION_PATTERN, valid_model_version
 
 __all__ = [
@@ -37,6 +37,10 @@ SERVING_FILE = "serving.json"
 GATE_KEY = "gate"
 # A model directory that can be served has at least these.
 _MODEL_FILES = ("config.json", "model.safetensors", "tokenizer.json")
+
+
+def _servable(directory: Path) -> bool:
+    return all((directory / name).is_file() for name in _MODEL_FILES)
 
 
 def check_version_id(version: str) -> str:
@@ -87,7 +91,7 @@ class VersionStore:
     def path(self, version: str) -> Path:
         """The directory of an existing version; 404 when there is none."""
         directory = self.root / check_version_id(version)
-        if not all((directory / name).is_file() for name in _MODEL_FILES):
+        if not _servable(directory):
             raise NotFound(
                 f"No model version {version!r} under {self.root}: tune one first "
                 "(python -m moe_svc.preference) or list them with GET /v1/versions.",
@@ -110,8 +114,7 @@ class VersionStore:
             return []
         found = []
         for entry in sorted(self.root.iterdir()):
-            servable = all((entry / name).is_file() for name in _MODEL_FILES)
-            if entry.is_dir() and valid_model_version(entry.name) and servable:
+            if valid_model_version(entry.name) and _servable(entry):
                 found.append(entry.name)
         return found
 
@@ -148,6 +151,6 @@ class VersionStore:
     def write_state(self, state: ServingState) -> None:
         """Write `serving.json` atomically (a crash leaves the old or the new one)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        temporary = self.root / f".{SERVING_FILE}.tmp"
-        temporary.write_text(json.dumps(state.to_dict(), indent=2) + "\n")
-        os.replace(temporary, self.root / SERVING_FILE)
+        atomic_write_bytes(
+            self.root / SERVING_FILE, (json.dumps(state.to_dict(), indent=2) + "\n").encode()
+        )

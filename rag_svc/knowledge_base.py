@@ -16,9 +16,9 @@ import threading
 import time
 
 from common.contracts.rag import DocumentIn
+from common.files import atomic_write_bytes
 from rag_svc.layout import CollectionRef
 from rag_svc.library import Library
-from rag_svc.store import atomic_write_bytes
 from rag_svc.wikitext import iter_wiki_pages
 
 __all__ = ["WIKI_COLLECTION", "WikiKnowledgeBase"]

@@ -27,12 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from common.files import atomic_write_bytes, fsync_dir
+
 __all__ = [
     "SegmentData",
     "SegmentStore",
     "StoredChunk",
     "StoredDocument",
-    "atomic_write_bytes",
 ]
 
 MANIFEST = "MANIFEST"
@@ -72,25 +73,6 @@ class SegmentData:
     vectors: np.ndarray  # (chunks, D) float32
     tokens: list[list[str]] | None  # None: not stored (a converted first-format collection)
     name: str = ""
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` with `data` so that readers see the old or the new bytes, never a mix."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -137,7 +119,7 @@ def _write_segment(directory: Path, data: SegmentData, signature_size: int) -> N
     for name in ("documents.jsonl", "chunks.jsonl", "vectors.npy", "signatures.npy"):
         with open(directory / name, "rb+") as f:
             os.fsync(f.fileno())
-    _fsync_dir(directory)
+    fsync_dir(directory)
 
 
 def _read_segment(directory: Path) -> SegmentData:
@@ -230,7 +212,7 @@ class SegmentStore:
             tmp = self.directory / f".{name}.tmp-{uuid.uuid4().hex[:8]}"
             _write_segment(tmp, data, self.signature_size)
             os.rename(tmp, self.directory / name)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             segments.append({"name": name, "deleted": []})
             next_segment += 1
         # Segments whose every document is gone are dropped from the MANIFEST, then deleted.
@@ -279,7 +261,7 @@ def _convert_first_format(directory: Path) -> None:
     if not segment.exists():
         shutil.copytree(directory / generation, directory / ".seg-00000001.tmp")
         os.rename(directory / ".seg-00000001.tmp", segment)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     manifest = {
         "format": FORMAT_VERSION,
         "name": old["name"],

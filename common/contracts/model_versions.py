@@ -14,12 +14,11 @@ moe_svc's answers about the versions it serves, which the gateway's rollout read
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from common.request_context import MODEL_VERSION_PATTERN
+from common.request_context import MODEL_VERSION_PATTERN, valid_model_version
 
 __all__ = [
     "VERSION_ID_PATTERN",
@@ -39,7 +38,7 @@ VERSION_ID_PATTERN = MODEL_VERSION_PATTERN
 
 def check_version_id(version_id: str) -> str:
     """Return `version_id`, or raise ValueError saying what a version id may be."""
-    if not re.fullmatch(VERSION_ID_PATTERN, version_id):
+    if not valid_model_version(version_id):
         raise ValueError(
             f"invalid version id {version_id!r}: 1 to 63 characters of a-z, 0-9, '.', '_' "
             "and '-', starting with a letter or digit"

@@ -45,10 +45,11 @@ from typing import Any
 
 import numpy as np
 
+from common.files import atomic_write_bytes
 from rag_svc.collection import CommitResult, IndexConfig, PreparedDocument, split_duplicates
 from rag_svc.dedup import best_match
 from rag_svc.indexes import BM25_B, BM25_K1
-from rag_svc.store import StoredChunk, StoredDocument, atomic_write_bytes
+from rag_svc.store import StoredChunk, StoredDocument
 
 try:
     from pymilvus import (  # type: ignore[import-untyped]
