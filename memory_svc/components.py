@@ -45,7 +45,7 @@ def build_components(
     facts: FactExtractor,
 ) -> Components:
     history = History(redis, settings.session_ttl_s)
-    summaries = SummaryCache(redis, summarizer)
+    summaries = SummaryCache(redis, summarizer, settings.summary_input_tokens)
     memories = LongTermMemory(
         redis,
         embedder,

@@ -293,7 +293,7 @@ class ContextAssembler:
         if cached is not None and cached.upto_seq >= last_uncovered:
             return cached
         first = cached.upto_seq + 1 if cached else 1
-        # Only the newest part of a long gap fits moe_svc's prompt anyway.
+        # At most the newest 200 messages of a long gap are folded in (a call per chunk).
         gap = await self._history.range(sid, max(first, last_uncovered - 199), last_uncovered)
         gap = [m for m in gap if m.seq not in system]
         max_tokens = min(self._limits.summary_max_tokens, max_tokens)

@@ -13,7 +13,8 @@ where <key> is one of
     s:<sid>:meta         hash    session: user_id, created_at, updated_at, seq, ttl_s
     s:<sid>:msgs         list    message JSON, oldest first (index = seq - 1)
     s:<sid>:ids          hash    message id -> seq (lookups, idempotent appends)
-    s:<sid>:summary      hash    running summary: text, upto_seq, model, updated_at
+    s:<sid>:summary      hash    running summary: text, upto_seq, model, updated_at,
+                                 narrative (the model's part), stated (JSON: the user's statements)
     u:<uid>:keys         set     every key holding this user's data (erasure reads it)
     u:<uid>:sessions     zset    sid -> last activity (session listing)
     u:<uid>:state        hash    doc (JSON), etag, updated_at

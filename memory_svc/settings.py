@@ -67,6 +67,13 @@ class MemorySettings(ServiceSettings):
         None, description="moe_svc model that writes summaries; unset: the first it lists."
     )
     summary_max_tokens: int = Field(192, ge=16, description="Longest running summary, in tokens.")
+    summary_input_tokens: int = Field(
+        1024,
+        ge=64,
+        description="Most transcript tokens one summary call reads; a longer gap of old turns "
+        "is folded in oldest first, a call per chunk (keep prompt + summary within the "
+        "summary model's window).",
+    )
     summary_share: float = Field(
         0.3, gt=0, lt=1, description="Largest share of the free context budget for the summary."
     )

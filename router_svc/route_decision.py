@@ -3,6 +3,7 @@ the plan."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from common.contracts.router import DispatchMessage, Intent, RouteResponse
@@ -11,7 +12,22 @@ from router_svc.classifier import IntentClassifier
 from router_svc.plans import core_model_plan, make_plan
 from router_svc.settings import RouterSettings
 
-__all__ = ["Router", "check_sizes"]
+__all__ = ["Router", "asks_about_the_user", "check_sizes"]
+
+# "What is my dog called?", "Who is my manager?", "What did I tell you?", "Do you remember
+# my name?": questions whose answer is in what the user said, not in the knowledge base.
+_ABOUT_THE_USER = re.compile(
+    r"^\W*(?:(?:what|who|where|when|which|how\s+old|how\s+many)\b[^?]*\bmy\b"
+    r"|(?:what|when|where)\s+(?:did|do|have)\s+i\s+(?:say|said|tell|told|mention|write)"
+    r"|do\s+you\s+(?:remember|recall|know)\b[^?]*\b(?:my|me|i)\b)",
+    re.IGNORECASE,
+)
+
+
+def asks_about_the_user(text: str) -> bool:
+    """Whether `text` asks about what the user said of themselves (answered from the
+    conversation, not from the knowledge base)."""
+    return _ABOUT_THE_USER.search(text) is not None
 
 
 def check_sizes(settings: RouterSettings, text: str, history: Sequence[DispatchMessage]) -> None:
@@ -85,17 +101,23 @@ class Router:
         pairs = [(m.role, m.text()) for m in history]
         prediction = self.classifier.classify(text, pairs)
         fallback = prediction.confidence < threshold
-        reason = None
+        intent, reason = prediction.intent, None
+        if intent == "factual" and not fallback and asks_about_the_user(text):
+            intent = "chat"
+            reason = (
+                "A question about what the user said of themselves: answered from the "
+                "conversation (memory), not the knowledge base."
+            )
         if fallback:
             reason = (
                 f"Confidence {prediction.confidence:.2f} for '{prediction.intent}' is below the "
                 f"threshold {threshold:.2f}: the general model answers instead."
             )
         return RouteResponse(
-            intent=prediction.intent,
+            intent=intent,
             confidence=round(prediction.confidence, 4),
             scores=prediction.scores,
-            plan=make_plan(prediction.intent, text, fallback=fallback, strategy=strategy),
+            plan=make_plan(intent, text, fallback=fallback, strategy=strategy),
             fallback=fallback,
             threshold=threshold,
             context_used=prediction.context_used,

@@ -54,6 +54,10 @@ def launch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Launch]:
         "MOE_DEFAULT_MAX_TOKENS": "32",
         "RAG_WIKI_MAX_PAGES": "2",
         "RAG_WIKI_MAX_CHARS_PER_PAGE": "2000",
+        # Fuzzed step counts stay short: each image runs its steps on the CPU. A larger
+        # `steps` still gets the documented 400.
+        "CREATIVE_DEFAULT_STEPS": "4",
+        "CREATIVE_MAX_STEPS": "8",
         # Fuzzing is many quick requests from one key: the default limits would answer 429
         # (documented) to most of them and so test nothing else.
         "GATEWAY_RPM_LIMIT": "0",

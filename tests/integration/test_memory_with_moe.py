@@ -107,3 +107,39 @@ def test_the_core_model_extracts_facts_under_the_json_schema(memory: RunningServ
     offered = {"The user is Maria.", "The user works as a nurse in Porto."}
     assert body["facts"] and set(body["facts"]) <= offered and set(body["dropped"]) <= offered
     assert question.json() == {"facts": [], "stored": [], "dropped": [], "model": None}
+
+
+def test_a_conversation_longer_than_the_models_window_is_summarised_first_turn_included(
+    memory: RunningServer,
+) -> None:
+    """60 turns after a personal fact: the dropped part (~3,300 tokens) is more than the
+    core model's 2,048-token window, so it is folded into the summary in several calls,
+    and what the user said of themselves in the first turn is still in it."""
+    sid = "s-long-journey"
+    filler = (
+        "Tell me more about planning a long train journey across Europe, with the stops, "
+        "the tickets, the luggage and what to see in each city along the way. "
+    ) * 2
+    turns = [{"role": "user", "content": "My dog is called Pixel and she is a beagle."}]
+    turns += [{"role": "assistant" if i % 2 == 0 else "user", "content": filler} for i in range(60)]
+    turns.append({"role": "user", "content": "What is my dog called?"})
+    with httpx.Client(base_url=memory.url, timeout=60) as client:
+        written = 0
+        for start in range(0, len(turns), 50):
+            appended = client.post(
+                f"/v1/sessions/{sid}/messages", json={"messages": turns[start : start + 50]}
+            )
+            appended.raise_for_status()
+            written += sum(m["tokens"] for m in appended.json()["data"])
+        reply = client.post(
+            f"/v1/sessions/{sid}/context", json={"budget_tokens": 1024}, timeout=300
+        )
+
+    assert written > 4000
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["total_tokens"] <= 1024
+    summary = body["summary"]
+    assert summary is not None, body["warnings"]
+    assert summary["upto_seq"] > 40 and body["dropped"] == 0, body
+    assert "The user's dog is called Pixel" in summary["text"]

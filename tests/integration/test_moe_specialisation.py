@@ -1,9 +1,8 @@
 """moe_svc serving the specialised default model (the committed expert artefact).
 
-The service builds its model into `var/specialisation/models` (the directory that
-`bench/moe_specialisation.py` builds too), not `var/models`, so this test never
-replaces the model that other running services use. First run: about a minute of
-build, then the load.
+The service serves `var/models` as `make up` does: the build there is reused while its
+inputs (the committed artefact among them) are unchanged, so this test neither builds
+a second copy nor replaces the model that other running services use.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from tests.helpers.servers import REPO_ROOT, RunningServer, start_service, wait_
 
 pytestmark = pytest.mark.skipif(not ARTEFACT.exists(), reason="no specialisation artefact")
 
-DATA_DIR = REPO_ROOT / "var" / "specialisation"
+DATA_DIR = REPO_ROOT / "var"
 DOMAIN_PROMPTS = {
     "mathematics": "A train travels at 80 km/h for 3 hours and then 25 km more. How far does "
     "it travel in total?\nSolution: distance = speed * time = 80 * 3 = 240 km.",

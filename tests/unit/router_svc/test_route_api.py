@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from router_svc.route_decision import asks_about_the_user
 from router_svc.settings import RouterSettings
 from tests.unit.router_svc.conftest import AppClient
 
@@ -39,6 +40,36 @@ async def test_each_intent_gets_its_plan(
     assert abs(sum(body["scores"].values()) - 1) < 1e-3
     assert main_step in step_names(body)
     assert step_names(body)[:2] == ["memory.write_user", "memory.context"]
+
+
+async def test_a_question_about_what_the_user_said_is_answered_from_the_conversation(
+    settings: RouterSettings, app_client: AppClient
+) -> None:
+    """The classifier calls "Who is my manager?" factual; the wiki cannot know."""
+    async with app_client(settings) as client:
+        mine = (await client.post("/v1/route", json={"text": "Who is my manager?"})).json()
+        world = (await client.post("/v1/route", json={"text": "Who invented radio?"})).json()
+
+    assert mine["scores"]["factual"] == max(mine["scores"].values())
+    assert mine["intent"] == "chat" and "rag.answer" not in step_names(mine)
+    assert "memory.context" in step_names(mine) and "conversation" in mine["reason"]
+    assert world["intent"] == "factual" and "rag.answer" in step_names(world)
+
+
+@pytest.mark.parametrize(
+    ("text", "about_the_user"),
+    [
+        ("What is my dog called?", True),
+        ("Who is my manager again?", True),
+        ("What did I tell you about the trip?", True),
+        ("Do you remember my name?", True),
+        ("Who invented the telephone?", False),
+        ("How do I install the platform?", False),
+        ("What is the capital of France?", False),
+    ],
+)
+def test_questions_about_the_user_are_told_apart(text: str, about_the_user: bool) -> None:
+    assert asks_about_the_user(text) is about_the_user
 
 
 async def test_the_direct_tool_call_is_in_the_plan(
