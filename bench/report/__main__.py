@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import quality, speed
+from bench.report import docs_sync, quality, speed
 from bench.report.charts import draw_all
 from bench.report.figures import of_runs
 from bench.report.render import load_targets, render
@@ -286,6 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     (chart_dir / "report.json").write_text(json.dumps(results, indent=1) + "\n")
     (args.out / "report.md").write_text(render(results, "report"))
     print(f"wrote {args.out / 'report.md'} and {len(list(chart_dir.glob('*.png')))} charts")
+    if args.out.resolve() == (REPO_ROOT / "docs").resolve():
+        for path in docs_sync.rewrite(results):
+            print(f"rewrote the report figures in {path}")
     return 0
 
 

@@ -4,9 +4,11 @@ docs/report.md that is exactly what its results render to (no figure typed by ha
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from bench.report import compare, docs_sync
 from bench.report.figures import Figure, of_runs, proportion, wilson
 from bench.report.render import render
 from tests.helpers.servers import REPO_ROOT
@@ -48,3 +50,27 @@ def test_the_committed_report_is_what_its_results_render_to() -> None:
     for name in ("throughput", "latency", "expert_load", "retrieval", "reasoning", "timeline"):
         png = (DOCS / "report" / f"{name}.png").read_bytes()
         assert png.startswith(b"\x89PNG") and len(png) < 150_000, name
+
+
+def test_the_docs_quote_the_committed_report_and_nothing_older() -> None:
+    """docs/benchmarks.md carries the report's headline figures as generated from
+    docs/report/report.json: a hand edit or a stale copy fails here."""
+    results = json.loads((DOCS / "report" / "report.json").read_text())
+    assert docs_sync.check(results) == []
+    page = (DOCS / "benchmarks.md").read_text()
+    rag = Figure.from_dict(results["knowledge"]["rag"])
+    assert f"| Knowledge QA with RAG (model `auto`) | {rag.value:.2f} " in page
+    assert results["meta"]["commit"] in page
+
+
+def test_a_rerun_is_compared_with_the_first_runs_spread(tmp_path: Path) -> None:
+    results = json.loads((DOCS / "report" / "report.json").read_text())
+    first = tmp_path / "first.json"
+    first.write_text(json.dumps(results))
+    assert compare.main([str(first), str(first)]) == 0
+    slower = json.loads(json.dumps(results))
+    batch1 = slower["throughput"]["batch1"]
+    batch1["value"] = batch1["low"] * 0.5  # a rerun at half the first run's slowest round
+    rerun = tmp_path / "rerun.json"
+    rerun.write_text(json.dumps(slower))
+    assert compare.main([str(first), str(rerun)]) == 1
