@@ -8,11 +8,13 @@ specialise anything here), scored in windows of `--window` tokens. Four runs:
 
 - dense SmolLM2 (`LlamaForCausalLM`, transformers), the reference;
 - the upcycled model in transformers (`MixtralForCausalLM`);
-- the upcycled model in our engine, fp32 and bf16 weights.
+- the upcycled model in our engine, fp32, bf16 and int8 weights (int8: weight-only,
+  a scale per output row, activations fp32).
 
 Before expert specialisation the upcycled model computes what the dense one does,
 so all four perplexities agree to rounding (bf16 a little off) and the greedy
-answers are the same text. Prints a Markdown table for the README.
+answers are the same text. Prints a Markdown table for the README, and the quality
+gate of each smaller weight type against our fp32: perplexity within +1% for int8.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ PROMPTS = [
     "Give me one tip for learning to cook.",
 ]
 ANSWER_TOKENS = 40
+# Largest perplexity increase over our fp32 engine each weight type may cost.
+GATES = {"bf16": 0.01, "int8": 0.01}
 
 Forward = Callable[[torch.Tensor], torch.Tensor]  # (1, T) ids -> (1, T, V) logits
 
@@ -148,6 +152,9 @@ def main() -> None:
         "upcycled 8x, our engine (bf16)": lambda: engine_run(
             moe_dir, "bfloat16", ids, args.window, prompts
         ),
+        "upcycled 8x, our engine (int8)": lambda: engine_run(
+            moe_dir, "int8", ids, args.window, prompts
+        ),
     }
     results = {}
     for name, run in runs.items():
@@ -165,6 +172,15 @@ def main() -> None:
     for name, (ppl, answers) in results.items():
         same = sum(a == r for a, r in zip(answers, reference, strict=True))
         print(f"| {name} | {ppl:.3f} | {same}/{len(answers)} |")
+    fp32 = results["upcycled 8x, our engine (fp32)"]
+    print("\n| weights | perplexity vs our fp32 | gate | greedy answers equal to fp32 |")
+    print("|---|---|---|---|")
+    for dtype, limit in GATES.items():
+        ppl, answers = results[f"upcycled 8x, our engine ({dtype})"]
+        change = ppl / fp32[0] - 1
+        same = sum(a == r for a, r in zip(answers, fp32[1], strict=True))
+        verdict = "passed" if change <= limit else "**failed**"
+        print(f"| {dtype} | {change:+.2%} | <= +{limit:.0%}: {verdict} | {same}/{len(answers)} |")
     print("\n### Greedy answers\n")
     for i, prompt in enumerate(PROMPTS):
         print(f"**{prompt}**\n")

@@ -25,7 +25,7 @@ __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "lo
 
 logger = logging.getLogger("moe_svc.loader")
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
 
 
 class TextTokenizer:
@@ -93,7 +93,8 @@ def load_model(
     shared_experts: bool = True,
     decode_kernel: bool = True,
 ) -> LoadedModel:
-    """Load weights in `dtype` ("float32", "bfloat16" or "auto"), tokenizer and template.
+    """Load weights in `dtype` ("float32", "bfloat16", "int8" or "auto"), tokenizer and
+    template.
 
     "auto": bf16 weights under fp32 activations where the decode kernel loads (the
     faster, perplexity within 0.01%), else fp32.
@@ -103,13 +104,18 @@ def load_model(
     decode_kernel: compile the native kernel for decode steps (`moe_svc.kernels.skinny`;
     falls back to torch's ops where it cannot). Either way the model is served through
     `moe_svc.kernels.install_backend`. With the kernel,
-    "bfloat16" stores the products' weights in bf16 and keeps activations in fp32.
+    "bfloat16" stores the products' weights in bf16 and keeps activations in fp32;
+    "int8" stores them as int8 with a scale per output row (weight-only: activations
+    and sums fp32). int8 needs the kernel: without it the model loads in fp32.
     """
     started = time.perf_counter()
     wanted = torch.bfloat16 if dtype == "auto" else DTYPES[dtype]
     kernel = load_kernel(wanted) if decode_kernel else None
     if dtype == "auto":
         dtype = "bfloat16" if kernel is not None else "float32"
+    if dtype == "int8" and kernel is None:
+        logger.warning("int8 weights need the decode kernel, which did not load: using float32")
+        dtype = "float32"
     # with the kernel, bf16 means bf16 weights in its products, activations in fp32;
     # without it, a bf16 model throughout
     model = load_pretrained(path, dtype=torch.float32 if kernel is not None else DTYPES[dtype])

@@ -19,7 +19,8 @@ class Projection(nn.Module):
     """`x @ W^T` (no bias) for serving, with W kept in the layout of the path that runs it.
 
     With the kernel: W (N, K) row-major in the kernel's weight dtype, the kernel for
-    up to skinny.MAX_ROWS rows and F.linear above (bf16 weights widened for the call).
+    up to skinny.MAX_ROWS rows and F.linear above (bf16 weights widened, int8 rows
+    unpacked for the call).
     Without (or for shapes it does not take): W^T stored transposed, which MKL's
     sgemm reads about 30% faster than F.linear's for a few rows. An fp32 weight
     may be a shared Parameter (a tied embedding stays tied).
@@ -30,7 +31,7 @@ class Projection(nn.Module):
         self.out_features, self.in_features = weight.shape
         self.kernel = kernel if kernel is not None and kernel.supports(weight) else None
         if self.kernel is not None:
-            stored = weight.detach().to(self.kernel.weight_dtype).contiguous()
+            stored = self.kernel.store(weight)
             if not (isinstance(weight, nn.Parameter) and stored.data_ptr() == weight.data_ptr()):
                 weight = nn.Parameter(stored, requires_grad=False)
             self.weight: torch.Tensor | None = weight
@@ -45,9 +46,16 @@ class Projection(nn.Module):
         assert self.kernel is not None and self.weight is not None
         rows = x.numel() // self.in_features
         if rows > skinny.MAX_ROWS or x.dtype != torch.float32:
-            return F.linear(x, self.weight.to(x.dtype))
+            return F.linear(x, self.dense_weight().to(x.dtype))
         out = self.kernel.linear(x.reshape(rows, self.in_features), self.weight)
         return out.view(*x.shape[:-1], self.out_features)
+
+    def dense_weight(self) -> torch.Tensor:
+        """W (N, K) as a float tensor (int8 rows unpacked: prefill runs MKL's sgemm)."""
+        if self.weight_t is not None:
+            return self.weight_t.t()
+        assert self.weight is not None
+        return skinny.unpack_int8(self.weight) if self.weight.dtype == torch.int8 else self.weight
 
 
 def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moe_svc.kernels.projections import Projection
-from moe_svc.kernels.skinny import MAX_ROWS, MoeWeights, SkinnyKernel
+from moe_svc.kernels.skinny import MAX_ROWS, MoeWeights, SkinnyKernel, pack_int8, unpack_int8
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
@@ -162,16 +162,21 @@ class SharedBaseMoeBlock(SparseMoeBlock):
         projections: list[nn.Module | None] = [self.gate, self.base_gate_up, self.base_down]
         projections += [self.gate_up_a, self.gate_up_b, self.down_a, self.down_b]
         if self.kernel is None or not all(
-            p is None or (isinstance(p, Projection) and p.weight is not None) for p in projections
+            p is None
+            or isinstance(p, PackedFactorT)
+            or (isinstance(p, Projection) and p.weight is not None)
+            for p in projections
         ):
             return None
 
         def weight(p: nn.Module | None) -> torch.Tensor | None:
             return None if p is None else p.get_parameter("weight")
 
-        def per_expert_t(p: Projection | None) -> torch.Tensor | None:
+        def per_expert_t(p: nn.Module | None) -> torch.Tensor | None:
             """B_all (out, E*r) -> (E, r, out)."""
-            if p is None or p.weight is None:
+            if isinstance(p, PackedFactorT):
+                return p.packed.view(self.num_experts, -1, p.packed.shape[1])
+            if not isinstance(p, Projection) or p.weight is None:
                 return None
             n_out = p.weight.shape[0]
             return p.weight.view(n_out, self.num_experts, -1).permute(1, 2, 0).contiguous()
@@ -241,15 +246,32 @@ class SharedBaseMoeBlock(SparseMoeBlock):
 
 def _flat_factors(
     factors: tuple[torch.Tensor, torch.Tensor] | None, kernel: SkinnyKernel | None
-) -> tuple[Projection | None, Projection | None]:
+) -> tuple[Projection | None, nn.Module | None]:
     """B (E, out, r), A (E, r, in) -> products by A_all (E*r, in) and B_all (out, E*r)."""
     if factors is None:
         return None, None
     b, a = factors
     E, n_out, r = b.shape
     a_all = a.reshape(E * r, a.shape[2])
+    if kernel is not None and kernel.weight_dtype == torch.int8:
+        return Projection(a_all, kernel), PackedFactorT(b)
     b_all = b.permute(1, 0, 2).reshape(n_out, E * r)
     return Projection(a_all, kernel), Projection(b_all, kernel)
+
+
+class PackedFactorT(nn.Module):
+    """The B factors of int8 serving: B_e^T's rows (E*r, out) packed with their scales, the
+    layout the fused block reads (its axpys), and the product x @ B_all^T for rows it does
+    not take (prefill), over the same int8 values: decode and prefill agree."""
+
+    def __init__(self, b: torch.Tensor) -> None:  # b (E, out, r)
+        super().__init__()
+        E, n_out, r = b.shape
+        rows = b.detach().permute(0, 2, 1).reshape(E * r, n_out)  # row (e, t): B_e[:, t]
+        self.packed = nn.Parameter(pack_int8(rows), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., E*r) -> (..., out)
+        return x @ unpack_int8(self.packed).to(x.dtype)
 
 
 _Factors = tuple[torch.Tensor, torch.Tensor]

@@ -14,7 +14,9 @@ more: at 8 rows it measured about half the bandwidth here (2 cores). The library
 
 Every output is summed in the same order whatever the number of rows, so a
 sequence's logits do not depend on what else is batched with it. Weights are fp32
-or bf16 (widened to fp32 in registers: activations and sums stay fp32).
+or bf16 (widened to fp32 in registers: activations and sums stay fp32), or int8 with
+one fp32 scale per output row (`pack_int8`: symmetric, the row's largest magnitude
+maps to 127; a quarter of fp32's bytes, the dot product in fp32 scaled at its end).
 
 The library is compiled when the model loads (`load_kernel`: half a second with the
 system's C compiler, `-march=native`, AVX2+FMA or AVX-512). Without a compiler or on
@@ -38,7 +40,7 @@ import torch.nn.functional as F
 
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 
-__all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel"]
+__all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel", "pack_int8", "unpack_int8"]
 
 logger = logging.getLogger("moe_svc.kernels.skinny")
 
@@ -49,11 +51,35 @@ MAX_ROWS = 16
 _FLAGS = ["-O3", "-march=native", "-fopenmp", "-shared", "-fPIC"]
 
 
+# bytes after each int8 row: its fp32 scale
+SCALE_BYTES = 4
+
+
+def pack_int8(weight: torch.Tensor) -> torch.Tensor:
+    """(N, K) float -> (N, K + 4) int8: each row's values over its scale (absmax / 127),
+    rounded, then the scale's fp32 bytes, the layout the kernel's int8 products read."""
+    w = weight.detach().float()
+    n, k = w.shape
+    absmax = w.abs().amax(dim=1)
+    scale = torch.where(absmax > 0, absmax / 127, torch.ones_like(absmax))
+    packed = torch.empty(n, k + SCALE_BYTES, dtype=torch.int8)
+    packed[:, :k] = torch.round(w / scale[:, None]).clamp_(-127, 127).to(torch.int8)
+    packed[:, k:] = scale.contiguous().view(torch.int8).view(n, SCALE_BYTES)
+    return packed
+
+
+def unpack_int8(packed: torch.Tensor) -> torch.Tensor:
+    """pack_int8's (N, K + 4) int8 -> the (N, K) fp32 weights it stands for."""
+    scale = packed[:, -SCALE_BYTES:].contiguous().view(torch.float32)  # (N, 1)
+    return packed[:, :-SCALE_BYTES].float() * scale
+
+
 class SkinnyKernel:
     """The compiled kernel: `linear(x, w)` = x @ w^T for fp32 x (M, K), w (N, K).
 
-    weight_dtype: how Projections store their weights for it, fp32 or bf16 (half
-    the bytes read per step; widened to fp32 in registers, sums in fp32).
+    weight_dtype: how Projections store their weights for it, fp32, bf16 (half the
+    bytes read per step; widened to fp32 in registers, sums in fp32) or int8
+    (`pack_int8`'s rows with their scale: about a quarter).
     """
 
     def __init__(self, lib: ctypes.CDLL, weight_dtype: torch.dtype = torch.float32) -> None:
@@ -67,13 +93,18 @@ class SkinnyKernel:
             ctypes.c_int,
         ]
         p, n = ctypes.c_void_p, ctypes.c_int64
-        self._fns = {torch.float32: lib.skinny_linear, torch.bfloat16: lib.skinny_linear_bf16}
+        self._fns = {
+            torch.float32: lib.skinny_linear,
+            torch.bfloat16: lib.skinny_linear_bf16,
+            torch.int8: lib.skinny_linear_i8,
+        }
         for fn in self._fns.values():
             fn.argtypes = argtypes
             fn.restype = None
         self._attention_fns = {
             torch.float32: lib.skinny_attention,
             torch.bfloat16: lib.skinny_attention_bf16,
+            torch.int8: lib.skinny_attention_i8,
         }
         for fn in self._attention_fns.values():
             # x M C wqkv wo nh nkv hd cos sin kc vc row_stride head_stride
@@ -84,7 +115,11 @@ class SkinnyKernel:
         self._rms_norm = lib.skinny_rms_norm
         self._rms_norm.argtypes = [p, n, n, p, ctypes.c_float, p]
         self._rms_norm.restype = None
-        self._moe_fns = {torch.float32: lib.skinny_moe, torch.bfloat16: lib.skinny_moe_bf16}
+        self._moe_fns = {
+            torch.float32: lib.skinny_moe,
+            torch.bfloat16: lib.skinny_moe_bf16,
+            torch.int8: lib.skinny_moe_i8,
+        }
         for fn in self._moe_fns.values():
             # x M C gate E k gu I gu_a gu_bt r_gu dn dn_a dn_bt r_dn
             # out logits selected weights scratch threads
@@ -101,11 +136,20 @@ class SkinnyKernel:
             and weight.shape[1] % self.vector_width == 0
         )
 
+    def store(self, weight: torch.Tensor) -> torch.Tensor:
+        """A float (N, K) weight in the layout its products read: weight_dtype, contiguous;
+        int8 rows packed with their scales."""
+        if self.weight_dtype == torch.int8:
+            return pack_int8(weight)
+        return weight.detach().to(self.weight_dtype).contiguous()
+
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x (M, K) fp32, weight (N, K) contiguous fp32 or bf16 -> (M, N) fp32."""
+        """x (M, K) fp32, weight (N, K) contiguous fp32 or bf16, or `pack_int8`'s
+        (N, K + 4) -> (M, N) fp32."""
         x = x.contiguous()
         M, K = x.shape
         N = weight.shape[0]
+        assert weight.shape[1] == K + (SCALE_BYTES if weight.dtype == torch.int8 else 0)
         out = torch.empty(M, N, dtype=torch.float32)
         # the calling thread's torch thread count: the kernel's OpenMP team is torch's
         threads = torch.get_num_threads()
@@ -131,7 +175,7 @@ class SkinnyKernel:
         """
         x = x.contiguous()
         M, C = x.shape
-        E, k, inner = weights.gate.shape[0], weights.top_k, weights.down.shape[1]
+        E, k, inner = weights.gate.shape[0], weights.top_k, weights.gate_up.shape[0] // 2
         r_gu = 0 if weights.gate_up_bt is None else weights.gate_up_bt.shape[1]
         r_dn = 0 if weights.down_bt is None else weights.down_bt.shape[1]
         out = torch.empty(M, C, dtype=torch.float32)
@@ -222,7 +266,8 @@ class MoeWeights:
     """A shared-base MoE block's weights as `SkinnyKernel.moe` reads them (one dtype).
 
     Row-major (out, in) like nn.Linear, except the B factors: per expert, transposed
-    (E, r, out), so that adding B_e a is a run of contiguous axpys.
+    (E, r, out), so that adding B_e a is a run of contiguous axpys. int8: every row
+    packed with its scale (`pack_int8`), the B factors' rows included.
     """
 
     gate: torch.Tensor  # (E, C) router
@@ -309,7 +354,11 @@ def _agrees_with_torch(kernel: SkinnyKernel) -> bool:
     x = torch.randn(11, K, generator=generator)
     w = torch.randn(300, K, generator=generator)
     half = w.bfloat16()
-    return all(
+    agrees = all(
         torch.allclose(kernel.linear(x, weight), F.linear(x, weight.float()), rtol=1e-4, atol=1e-4)
         for weight in (w, half)
+    )
+    packed = pack_int8(w)
+    return agrees and torch.allclose(
+        kernel.linear(x, packed), F.linear(x, unpack_int8(packed)), rtol=1e-4, atol=1e-4
     )

@@ -1,7 +1,9 @@
 /* y = x @ w^T for the few rows of a decode step (moe_svc/kernels/skinny.py).
  *
  * x (M, K) fp32, w (N, K) row-major fp32 or bf16 (widened to fp32 as it is read:
- * half the bytes, products and sums in fp32), y (M, N) fp32. Decoding multiplies a handful of rows
+ * half the bytes, products and sums in fp32), or int8 with one fp32 scale per row
+ * stored after the row's K values (a row is K + 4 bytes: a quarter of fp32's; the
+ * int8 dot product is scaled once at its end), y (M, N) fp32. Decoding multiplies a handful of rows
  * by large weight matrices: reading the weights from memory is the whole cost, and
  * MKL's small-M sgemm reaches about half the memory bandwidth at M = 8 (it packs
  * panels per call). Here every weight row is read once, streamed with a software
@@ -36,6 +38,9 @@ static inline vec vload_bf16(const uint16_t *p) {
     __m256i h = _mm256_loadu_si256((const __m256i *)p);
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
 }
+static inline vec vload_i8(const int8_t *p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VW 8
 typedef __m256 vec;
@@ -52,15 +57,31 @@ static inline vec vload_bf16(const uint16_t *p) {
     __m128i h = _mm_loadu_si128((const __m128i *)p);
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
 }
+static inline vec vload_i8(const int8_t *p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
+}
 #else
 #error "skinny_linear needs AVX2 with FMA, or AVX-512"
 #endif
 
 #define PREFETCH_BYTES 4096 /* ahead of the weight row being read */
 
+/* Per weight type: the row stride in elements, and the factor a row's dot product is
+ * scaled by (1 for fp32 and bf16, an exact no-op; the stored scale for int8). */
+#define STRIDE_PLAIN(K) (K)
+#define STRIDE_I8(K) ((K) + 4)
+static inline float scale_f32(const float *row, int64_t K) { (void)row; (void)K; return 1.f; }
+static inline float scale_bf16(const uint16_t *row, int64_t K) { (void)row; (void)K; return 1.f; }
+static inline float scale_i8(const int8_t *row, int64_t K) {
+    float s;
+    memcpy(&s, row + K, sizeof s);
+    return s;
+}
+
 /* one weight row against rows 0..MM-1 of x (MM a compile-time constant: the
- * accumulators stay in registers); W the weight element type, LOAD its widening load */
-#define DEFINE_BLOCK(NAME, W, LOAD, MM)                                                \
+ * accumulators stay in registers); W the weight element type, LOAD its widening load,
+ * SCALE the row's scale */
+#define DEFINE_BLOCK(NAME, W, LOAD, SCALE, MM)                                         \
     static void NAME##_##MM(const float *x, int64_t K, const W *wr, float *y, int64_t N) { \
         vec acc[MM];                                                                   \
         for (int m = 0; m < MM; ++m) acc[m] = VZERO();                                 \
@@ -69,20 +90,21 @@ static inline vec vload_bf16(const uint16_t *p) {
             vec wv = LOAD(wr + k);                                                     \
             for (int m = 0; m < MM; ++m) acc[m] = VFMA(wv, VLOAD(x + m * K + k), acc[m]); \
         }                                                                              \
-        for (int m = 0; m < MM; ++m) y[m * N] = vsum(acc[m]);                          \
+        float scale = SCALE(wr, K);                                                    \
+        for (int m = 0; m < MM; ++m) y[m * N] = vsum(acc[m]) * scale;                  \
     }
 
 /* x rows [0, M) against weight rows [n0, n1): each weight row is read from memory
  * once and stays in L1 for the blocks of 8 rows of x after the first */
-#define DEFINE_LINEAR(NAME, W, LOAD)                                                   \
-    DEFINE_BLOCK(NAME, W, LOAD, 1)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 2)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 3)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 4)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 5)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 6)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 7)                                                     \
-    DEFINE_BLOCK(NAME, W, LOAD, 8)                                                     \
+#define DEFINE_LINEAR(NAME, W, LOAD, SCALE, STRIDE)                                    \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 1)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 2)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 3)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 4)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 5)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 6)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 7)                                              \
+    DEFINE_BLOCK(NAME, W, LOAD, SCALE, 8)                                              \
     typedef void (*NAME##_fn)(const float *, int64_t, const W *, float *, int64_t);    \
     static const NAME##_fn NAME##_BLOCKS[9] = {0,         NAME##_1, NAME##_2,          \
                                                NAME##_3,  NAME##_4, NAME##_5,          \
@@ -92,7 +114,7 @@ static inline vec vload_bf16(const uint16_t *p) {
         for (int64_t n = n0; n < n1; ++n) {                                            \
             for (int64_t m0 = 0; m0 < M; m0 += 8) {                                    \
                 int64_t mm = M - m0 < 8 ? M - m0 : 8;                                  \
-                NAME##_BLOCKS[mm](x + m0 * K, K, w + n * K, y + m0 * N + n, N);         \
+                NAME##_BLOCKS[mm](x + m0 * K, K, w + n * STRIDE(K), y + m0 * N + n, N); \
             }                                                                          \
         }                                                                              \
     }                                                                                  \
@@ -117,6 +139,7 @@ static inline float bf16_to_f32(uint16_t h) {
     return f;
 }
 static inline float f32_to_f32(float f) { return f; }
+static inline float i8_to_f32(int8_t v) { return (float)v; }
 
 /* rows [lo, hi) of n split evenly over the team (inside a parallel region) */
 static inline void team_share(int64_t n, int64_t *lo, int64_t *hi) {
@@ -129,8 +152,9 @@ static inline void team_share(int64_t n, int64_t *lo, int64_t *hi) {
 int skinny_vector_width(void) { return VW; }
 
 /* K must be a multiple of skinny_vector_width(); threads: the OpenMP team size */
-DEFINE_LINEAR(skinny_linear, float, VLOAD)
-DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
+DEFINE_LINEAR(skinny_linear, float, VLOAD, scale_f32, STRIDE_PLAIN)
+DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16, scale_bf16, STRIDE_PLAIN)
+DEFINE_LINEAR(skinny_linear_i8, int8_t, vload_i8, scale_i8, STRIDE_I8)
 
 /* The shared-base MoE block for the rows of a decode step (SharedBaseMoeBlock):
  *   router logits, top-k experts and their softmax weights (fp32, as Mixtral);
@@ -142,7 +166,7 @@ DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
  * so that adding B_e a is a run of contiguous axpys. A factor may be NULL (rank 0).
  * Each row's sums run in the same order whatever M (batch-invariant).
  * scratch: M * (2I + E*r_gu + 2k*I + k*I + I + k*r_dn) floats. */
-#define DEFINE_MOE(NAME, LINEAR, W, TOF32)                                              \
+#define DEFINE_MOE(NAME, LINEAR, W, TOF32, SCALE, STRIDE)                                              \
     void NAME(const float *x, int64_t M, int64_t C, const W *gate, int64_t E, int64_t k, \
               const W *gu, int64_t I, const W *gu_a, const W *gu_bt, int64_t r_gu,     \
               const W *dn, const W *dn_a, const W *dn_bt, int64_t r_dn, float *out,     \
@@ -197,8 +221,8 @@ DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
                         p[o + I] = g[o + I];                                            \
                     }                                                                   \
                     for (int64_t t = 0; gu_bt && t < r_gu; ++t) {                       \
-                        float a = xa[m * E * r_gu + e * r_gu + t];                      \
-                        const W *b = gu_bt + (e * r_gu + t) * 2 * I;                    \
+                        const W *b = gu_bt + (e * r_gu + t) * STRIDE(2 * I);            \
+                        float a = xa[m * E * r_gu + e * r_gu + t] * SCALE(b, 2 * I);    \
                         for (int64_t o = lo; o < hi; ++o) {                             \
                             p[o] += a * TOF32(b[o]);                                    \
                             p[o + I] += a * TOF32(b[o + I]);                            \
@@ -217,7 +241,7 @@ DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
                 team_share(M * k * r_dn, &lo, &hi);                                     \
                 for (int64_t i = lo; i < hi; ++i) { /* i = (m, j, t) */                 \
                     int64_t mj = i / r_dn, t = i % r_dn, e = selected[mj];              \
-                    LINEAR##_1(hw + mj * I, I, dn_a + (e * r_dn + t) * I, ha + i, 1);   \
+                    LINEAR##_1(hw + mj * I, I, dn_a + (e * r_dn + t) * STRIDE(I), ha + i, 1); \
                 }                                                                       \
                 _Pragma("omp barrier")                                                  \
             }                                                                           \
@@ -227,15 +251,16 @@ DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16)
                 for (int64_t j = 0; j < k; ++j)                                         \
                     for (int64_t t = 0; t < r_dn; ++t) {                                \
                         int64_t e = selected[m * k + j];                                \
-                        float a = ha[(m * k + j) * r_dn + t];                           \
-                        const W *b = dn_bt + (e * r_dn + t) * C;                        \
+                        const W *b = dn_bt + (e * r_dn + t) * STRIDE(C);                \
+                        float a = ha[(m * k + j) * r_dn + t] * SCALE(b, C);             \
                         for (int64_t c = lo; c < hi; ++c) out[m * C + c] += a * TOF32(b[c]); \
                     }                                                                   \
         }                                                                               \
     }
 
-DEFINE_MOE(skinny_moe, skinny_linear, float, f32_to_f32)
-DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32)
+DEFINE_MOE(skinny_moe, skinny_linear, float, f32_to_f32, scale_f32, STRIDE_PLAIN)
+DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32, scale_bf16, STRIDE_PLAIN)
+DEFINE_MOE(skinny_moe_i8, skinny_linear_i8, int8_t, i8_to_f32, scale_i8, STRIDE_I8)
 
 /* Attention of one decode step (Attention.forward with T = 1): q, k, v in one product
  * (wqkv (nq, C), nq = (nh + 2 nkv) hd), rotary embedding of q and k (cos/sin (M, hd)),
@@ -312,6 +337,7 @@ DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32)
 
 DEFINE_ATTENTION(skinny_attention, skinny_linear, float)
 DEFINE_ATTENTION(skinny_attention_bf16, skinny_linear_bf16, uint16_t)
+DEFINE_ATTENTION(skinny_attention_i8, skinny_linear_i8, int8_t)
 
 /* RMSNorm of M rows of C (as RMSNorm.forward in fp32): out = w * (x / sqrt(mean(x^2) + eps)).
  * torch's rms_norm is ~10 ops; a decode step has two per layer. */

@@ -17,7 +17,7 @@ from moe_svc.engine import Engine, EngineConfig, GenerationRequest, SamplingPara
 from moe_svc.kernels.decode_layers import DecodeAttention, DecodeRMSNorm
 from moe_svc.kernels.projections import Projection
 from moe_svc.kernels.shared_experts import SharedBaseMoeBlock, convert_experts
-from moe_svc.kernels.skinny import MAX_ROWS, SkinnyKernel, load_kernel
+from moe_svc.kernels.skinny import MAX_ROWS, SkinnyKernel, load_kernel, pack_int8, unpack_int8
 from moe_svc.loader import load_model
 from moe_svc.modeling import CausalLM, ModelConfig
 from moe_svc.modeling.layers import RMSNorm
@@ -102,6 +102,59 @@ def test_bf16_weights_are_widened_and_summed_in_fp32(kernel: SkinnyKernel) -> No
     torch.testing.assert_close(projection(x), exact, rtol=1e-5, atol=1e-4)
     many = torch.randn(MAX_ROWS + 1, K, generator=generator)  # prefill: torch, widened
     torch.testing.assert_close(projection(many), F.linear(many, w.float()))
+
+
+def test_int8_rows_keep_their_scale_and_are_summed_in_fp32(kernel: SkinnyKernel) -> None:
+    generator = torch.Generator().manual_seed(7)
+    K = 24 * kernel.vector_width
+    x = torch.randn(13, K, generator=generator)
+    w = torch.randn(3000, K, generator=generator) * torch.rand(3000, 1, generator=generator)
+    w[5] = 0.0  # a row of zeros packs and multiplies as zeros
+    packed = pack_int8(w)
+    assert packed.dtype == torch.int8 and packed.shape == (3000, K + 4)
+    scale = w.abs().amax(1, keepdim=True) / 127
+    # each weight within half a step of its row's scale: no more than rounding lost
+    assert bool(((unpack_int8(packed) - w).abs() <= scale / 2 + 1e-7).all())
+    exact = F.linear(x, unpack_int8(packed))  # the int8 weights' own values, fp32 products
+    torch.testing.assert_close(kernel.linear(x, packed), exact, rtol=1e-5, atol=1e-4)
+    assert not bool(kernel.linear(x, packed)[:, 5].any())
+    for i in (0, 12):
+        assert torch.equal(kernel.linear(x[i : i + 1], packed), kernel.linear(x, packed)[i : i + 1])
+    int8 = load_kernel(torch.int8)
+    assert int8 is not None
+    projection = Projection(w, int8)  # packs its weight
+    assert projection.weight is not None and projection.weight.dtype == torch.int8
+    torch.testing.assert_close(projection(x), exact, rtol=1e-5, atol=1e-4)
+    many = torch.randn(MAX_ROWS + 1, K, generator=generator)  # prefill: torch, unpacked
+    torch.testing.assert_close(projection(many), F.linear(many, unpack_int8(packed)))
+
+
+def test_an_int8_model_decodes_what_its_own_weights_give(
+    kernel: SkinnyKernel, tmp_path: Path
+) -> None:
+    """Decode steps (native int8 products) equal a prefill over the same int8 weights
+    (unpacked, torch's sgemm), and stay near the fp32 model: the quantisation's own
+    error, which bench/moe_quality.py measures on the real model."""
+    path = make_tiny_llm(tmp_path, model_type="mixtral", seed=6)
+    int8 = load_model(path, "int8").model
+    full = load_model(path, "float32").model
+    weights = {
+        m.weight.dtype
+        for m in int8.modules()
+        if isinstance(m, Projection) and m.kernel and m.weight is not None
+    }
+    assert weights == {torch.int8}
+    prompt = torch.tensor([[5, 17, 33, 2, 90, 41]])
+    following = torch.tensor([[7]])
+    with torch.inference_mode():
+        cache = int8.new_cache(1, 16)
+        int8(prompt, cache=cache)
+        step = int8(following, cache=cache)[0, -1]
+        whole = [m(torch.cat([prompt, following], 1))[0, -1] for m in (int8, full)]
+    assert step.dtype == torch.float32
+    torch.testing.assert_close(step, whole[0], rtol=1e-4, atol=1e-4)
+    gap = float((whole[0] - whole[1]).abs().max())
+    assert 0 < gap < 0.05 * float(whole[1].abs().max())
 
 
 def test_a_missing_compiler_leaves_torchs_matmul(
@@ -214,7 +267,7 @@ def test_the_fused_moe_block_computes_what_mixtral_does(kernel: SkinnyKernel) ->
     assert torch.equal(stats[0].counts, stats[1].counts)  # the same experts chosen
 
 
-@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("weight_dtype", [torch.float32, torch.bfloat16, torch.int8])
 def test_a_fused_rows_result_does_not_depend_on_its_batch(weight_dtype: torch.dtype) -> None:
     kernel = load_kernel(weight_dtype)
     assert kernel is not None
