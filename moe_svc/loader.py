@@ -19,13 +19,14 @@ from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.kernels import install_backend, load_kernel
+from moe_svc.kernels.skinny import INT4
 from moe_svc.modeling import CausalLM, load_pretrained
 
 __all__ = ["DTYPES", "LoadedModel", "TextTokenizer", "ensure_default_model", "load_model"]
 
 logger = logging.getLogger("moe_svc.loader")
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "int8": torch.int8, "int4": INT4}
 
 
 class TextTokenizer:
@@ -93,8 +94,8 @@ def load_model(
     shared_experts: bool = True,
     decode_kernel: bool = True,
 ) -> LoadedModel:
-    """Load weights in `dtype` ("float32", "bfloat16", "int8" or "auto"), tokenizer and
-    template.
+    """Load weights in `dtype` ("float32", "bfloat16", "int8", "int4" or "auto"),
+    tokenizer and template.
 
     "auto": bf16 weights under fp32 activations where the decode kernel loads (the
     faster, perplexity within 0.01%), else fp32.
@@ -105,16 +106,19 @@ def load_model(
     falls back to torch's ops where it cannot). Either way the model is served through
     `moe_svc.kernels.install_backend`. With the kernel,
     "bfloat16" stores the products' weights in bf16 and keeps activations in fp32;
-    "int8" stores them as int8 with a scale per output row (weight-only: activations
-    and sums fp32). int8 needs the kernel: without it the model loads in fp32.
+    "int8" stores them as int8 with a scale per output row, "int4" as int4 with a scale
+    per 32 weights of a row (weight-only: activations and sums fp32). Both need the
+    kernel: without it the model loads in fp32.
     """
     started = time.perf_counter()
     wanted = torch.bfloat16 if dtype == "auto" else DTYPES[dtype]
     kernel = load_kernel(wanted) if decode_kernel else None
     if dtype == "auto":
         dtype = "bfloat16" if kernel is not None else "float32"
-    if dtype == "int8" and kernel is None:
-        logger.warning("int8 weights need the decode kernel, which did not load: using float32")
+    if dtype in ("int8", "int4") and kernel is None:
+        logger.warning(
+            "int8/int4 weights need the decode kernel, which did not load: using float32"
+        )
         dtype = "float32"
     # with the kernel, bf16 means bf16 weights in its products, activations in fp32;
     # without it, a bf16 model throughout

@@ -29,15 +29,16 @@ class MoeSettings(ServiceSettings):
     served_model_name: str | None = Field(
         None, description="Model id clients ask for; unset: the model directory's name."
     )
-    dtype: Literal["auto", "float32", "bfloat16", "int8"] = Field(
+    dtype: Literal["auto", "float32", "bfloat16", "int8", "int4"] = Field(
         "auto",
         description=(
             "Weight type. auto: bfloat16 where the decode kernels load, else float32. "
             "bfloat16 with the kernel: weights stored in bf16 (half the bytes read per "
             "token, ~1.2-1.5x faster decoding, perplexity within 0.01%), activations in "
             "fp32; without it a bf16 model throughout (slower on CPUs without AMX). "
-            "int8 (needs the kernel, else float32): weight-only int8 with a scale per "
-            "output row, activations and sums in fp32."
+            "int8 / int4 (need the kernel, else float32): weight-only int8 with a scale "
+            "per output row / int4 with a scale per 32 weights of a row; activations and "
+            "sums in fp32."
         ),
     )
     shared_experts: bool = Field(

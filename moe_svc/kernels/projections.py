@@ -51,11 +51,11 @@ class Projection(nn.Module):
         return out.view(*x.shape[:-1], self.out_features)
 
     def dense_weight(self) -> torch.Tensor:
-        """W (N, K) as a float tensor (int8 rows unpacked: prefill runs MKL's sgemm)."""
+        """W (N, K) as a float tensor (packed rows unpacked: prefill runs MKL's sgemm)."""
         if self.weight_t is not None:
             return self.weight_t.t()
         assert self.weight is not None
-        return skinny.unpack_int8(self.weight) if self.weight.dtype == torch.int8 else self.weight
+        return skinny.unpack(self.weight)
 
 
 def use_projections(model: nn.Module, kernel: SkinnyKernel) -> int:

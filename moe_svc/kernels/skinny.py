@@ -16,7 +16,9 @@ Every output is summed in the same order whatever the number of rows, so a
 sequence's logits do not depend on what else is batched with it. Weights are fp32
 or bf16 (widened to fp32 in registers: activations and sums stay fp32), or int8 with
 one fp32 scale per output row (`pack_int8`: symmetric, the row's largest magnitude
-maps to 127; a quarter of fp32's bytes, the dot product in fp32 scaled at its end).
+maps to 127; a quarter of fp32's bytes, the dot product in fp32 scaled at its end),
+or int4 in groups of 32 along each row (`pack_int4`: a scale per group, 5/8 of a byte a
+weight; stored as uint8, `INT4`).
 
 The library is compiled when the model loads (`load_kernel`: half a second with the
 system's C compiler, `-march=native`, AVX2+FMA or AVX-512). Without a compiler or on
@@ -40,7 +42,19 @@ import torch.nn.functional as F
 
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 
-__all__ = ["MAX_ROWS", "MoeWeights", "SkinnyKernel", "load_kernel", "pack_int8", "unpack_int8"]
+__all__ = [
+    "INT4",
+    "MAX_ROWS",
+    "MoeWeights",
+    "SkinnyKernel",
+    "load_kernel",
+    "pack",
+    "pack_int4",
+    "pack_int8",
+    "unpack",
+    "unpack_int4",
+    "unpack_int8",
+]
 
 logger = logging.getLogger("moe_svc.kernels.skinny")
 
@@ -74,12 +88,68 @@ def unpack_int8(packed: torch.Tensor) -> torch.Tensor:
     return packed[:, :-SCALE_BYTES].float() * scale
 
 
+# int4 weights are stored in this dtype (packed nibbles and scales as bytes)
+INT4 = torch.uint8
+GROUP = 32  # int4 weights per scale, along a row
+
+
+def pack_int4(weight: torch.Tensor) -> torch.Tensor:
+    """(N, K) float, K a multiple of 32 -> (N, 5K/8) uint8: per group of 32 weights, 16
+    bytes (weight j + 8 in the low nibble of byte j, weight j + 16 + 8 in its high
+    nibble; a group's absmax maps to 7, values -8..7), then the row's K/32 fp32 scales."""
+    w = weight.detach().float()
+    n, k = w.shape
+    groups = w.view(n, k // GROUP, GROUP)
+    absmax = groups.abs().amax(dim=2)
+    scale = torch.where(absmax > 0, absmax / 7, torch.ones_like(absmax))  # (N, G)
+    q = torch.round(groups / scale[..., None]).clamp_(-8, 7).to(torch.int32) + 8
+    nibbles = (q[..., :16] | (q[..., 16:] << 4)).to(torch.uint8).view(n, k // 2)
+    return torch.cat([nibbles, scale.contiguous().view(torch.uint8).view(n, -1)], dim=1)
+
+
+def unpack_int4(packed: torch.Tensor) -> torch.Tensor:
+    """pack_int4's (N, 5K/8) uint8 -> the (N, K) fp32 weights it stands for."""
+    n, width = packed.shape
+    k = width * 8 // 5
+    nibbles = packed[:, : k // 2].view(n, k // GROUP, 16).to(torch.int32)
+    q = torch.cat([nibbles & 15, nibbles >> 4], dim=2) - 8  # (N, G, 32)
+    scale = packed[:, k // 2 :].contiguous().view(torch.float32).view(n, k // GROUP, 1)
+    return (q.float() * scale).view(n, k)
+
+
+def pack(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A float (N, K) weight in the layout the kernel's `dtype` products read."""
+    if dtype == torch.int8:
+        return pack_int8(weight)
+    if dtype == INT4:
+        return pack_int4(weight)
+    return weight.detach().to(dtype).contiguous()
+
+
+def unpack(weight: torch.Tensor) -> torch.Tensor:
+    """A stored weight as the float (N, K) it stands for."""
+    if weight.dtype == torch.int8:
+        return unpack_int8(weight)
+    if weight.dtype == INT4:
+        return unpack_int4(weight)
+    return weight
+
+
+def in_features(weight: torch.Tensor) -> int:
+    """K of a stored weight (its packed rows hold more bytes than weights)."""
+    if weight.dtype == torch.int8:
+        return weight.shape[1] - SCALE_BYTES
+    if weight.dtype == INT4:
+        return weight.shape[1] * 8 // 5
+    return weight.shape[1]
+
+
 class SkinnyKernel:
     """The compiled kernel: `linear(x, w)` = x @ w^T for fp32 x (M, K), w (N, K).
 
     weight_dtype: how Projections store their weights for it, fp32, bf16 (half the
-    bytes read per step; widened to fp32 in registers, sums in fp32) or int8
-    (`pack_int8`'s rows with their scale: about a quarter).
+    bytes read per step; widened to fp32 in registers, sums in fp32), int8
+    (`pack_int8`'s rows with their scale: about a quarter) or INT4 (`pack_int4`).
     """
 
     def __init__(self, lib: ctypes.CDLL, weight_dtype: torch.dtype = torch.float32) -> None:
@@ -97,6 +167,7 @@ class SkinnyKernel:
             torch.float32: lib.skinny_linear,
             torch.bfloat16: lib.skinny_linear_bf16,
             torch.int8: lib.skinny_linear_i8,
+            INT4: lib.skinny_linear_i4,
         }
         for fn in self._fns.values():
             fn.argtypes = argtypes
@@ -105,6 +176,7 @@ class SkinnyKernel:
             torch.float32: lib.skinny_attention,
             torch.bfloat16: lib.skinny_attention_bf16,
             torch.int8: lib.skinny_attention_i8,
+            INT4: lib.skinny_attention_i4,
         }
         for fn in self._attention_fns.values():
             # x M C wqkv wo nh nkv hd cos sin kc vc row_stride head_stride
@@ -119,6 +191,7 @@ class SkinnyKernel:
             torch.float32: lib.skinny_moe,
             torch.bfloat16: lib.skinny_moe_bf16,
             torch.int8: lib.skinny_moe_i8,
+            INT4: lib.skinny_moe_i4,
         }
         for fn in self._moe_fns.values():
             # x M C gate E k gu I gu_a gu_bt r_gu dn dn_a dn_bt r_dn
@@ -133,23 +206,21 @@ class SkinnyKernel:
             weight.dim() == 2
             and weight.dtype in (torch.float32, torch.bfloat16)
             and weight.device.type == "cpu"
-            and weight.shape[1] % self.vector_width == 0
+            and weight.shape[1] % (GROUP if self.weight_dtype == INT4 else self.vector_width) == 0
         )
 
     def store(self, weight: torch.Tensor) -> torch.Tensor:
         """A float (N, K) weight in the layout its products read: weight_dtype, contiguous;
         int8 rows packed with their scales."""
-        if self.weight_dtype == torch.int8:
-            return pack_int8(weight)
-        return weight.detach().to(self.weight_dtype).contiguous()
+        return pack(weight, self.weight_dtype)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """x (M, K) fp32, weight (N, K) contiguous fp32 or bf16, or `pack_int8`'s
-        (N, K + 4) -> (M, N) fp32."""
+        """x (M, K) fp32, weight (N, K) contiguous fp32 or bf16, or packed (`pack`)
+        -> (M, N) fp32."""
         x = x.contiguous()
         M, K = x.shape
         N = weight.shape[0]
-        assert weight.shape[1] == K + (SCALE_BYTES if weight.dtype == torch.int8 else 0)
+        assert in_features(weight) == K
         out = torch.empty(M, N, dtype=torch.float32)
         # the calling thread's torch thread count: the kernel's OpenMP team is torch's
         threads = torch.get_num_threads()
@@ -358,7 +429,7 @@ def _agrees_with_torch(kernel: SkinnyKernel) -> bool:
         torch.allclose(kernel.linear(x, weight), F.linear(x, weight.float()), rtol=1e-4, atol=1e-4)
         for weight in (w, half)
     )
-    packed = pack_int8(w)
-    return agrees and torch.allclose(
-        kernel.linear(x, packed), F.linear(x, unpack_int8(packed)), rtol=1e-4, atol=1e-4
+    return agrees and all(
+        torch.allclose(kernel.linear(x, packed), F.linear(x, unpack(packed)), rtol=1e-4, atol=1e-4)
+        for packed in (pack_int8(w), pack_int4(w))
     )

@@ -3,7 +3,9 @@
  * x (M, K) fp32, w (N, K) row-major fp32 or bf16 (widened to fp32 as it is read:
  * half the bytes, products and sums in fp32), or int8 with one fp32 scale per row
  * stored after the row's K values (a row is K + 4 bytes: a quarter of fp32's; the
- * int8 dot product is scaled once at its end), y (M, N) fp32. Decoding multiplies a handful of rows
+ * int8 dot product is scaled once at its end), or int4 in groups of 32 along K
+ * (16 bytes of nibbles per group, then the row's K/32 fp32 scales: 5/8 of a byte a
+ * weight; each group's dot product is scaled as it is added), y (M, N) fp32. Decoding multiplies a handful of rows
  * by large weight matrices: reading the weights from memory is the whole cost, and
  * MKL's small-M sgemm reaches about half the memory bandwidth at M = 8 (it packs
  * panels per call). Here every weight row is read once, streamed with a software
@@ -32,6 +34,7 @@ typedef __m512 vec;
 #define VZERO() _mm512_setzero_ps()
 #define VLOAD(p) _mm512_loadu_ps(p)
 #define VFMA(a, b, c) _mm512_fmadd_ps(a, b, c)
+#define VSET1(f) _mm512_set1_ps(f)
 static inline float vsum(vec v) { return _mm512_reduce_add_ps(v); }
 /* bf16 -> fp32: the 16 bits are the fp32's high half */
 static inline vec vload_bf16(const uint16_t *p) {
@@ -41,12 +44,23 @@ static inline vec vload_bf16(const uint16_t *p) {
 static inline vec vload_i8(const int8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
+/* 16 bytes of an int4 group -> its 32 weights (nibble + 8 stored): low nibbles are
+ * weights 0..15, high nibbles 16..31 */
+#define I4_VECS 2
+static inline void vload_i4_group(const uint8_t *p, vec *out) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p), low = _mm_set1_epi8(0x0F);
+    __m512i eight = _mm512_set1_epi32(8);
+    __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+    out[0] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(lo), eight));
+    out[1] = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_cvtepu8_epi32(hi), eight));
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 #define VW 8
 typedef __m256 vec;
 #define VZERO() _mm256_setzero_ps()
 #define VLOAD(p) _mm256_loadu_ps(p)
 #define VFMA(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define VSET1(f) _mm256_set1_ps(f)
 static inline float vsum(vec v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -60,6 +74,16 @@ static inline vec vload_bf16(const uint16_t *p) {
 static inline vec vload_i8(const int8_t *p) {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p)));
 }
+#define I4_VECS 4
+static inline void vload_i4_group(const uint8_t *p, vec *out) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)p), low = _mm_set1_epi8(0x0F);
+    __m256i eight = _mm256_set1_epi32(8);
+    __m128i lo = _mm_and_si128(bytes, low), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), low);
+    out[0] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(lo), eight));
+    out[1] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)), eight));
+    out[2] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(hi), eight));
+    out[3] = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)), eight));
+}
 #else
 #error "skinny_linear needs AVX2 with FMA, or AVX-512"
 #endif
@@ -70,6 +94,8 @@ static inline vec vload_i8(const int8_t *p) {
  * scaled by (1 for fp32 and bf16, an exact no-op; the stored scale for int8). */
 #define STRIDE_PLAIN(K) (K)
 #define STRIDE_I8(K) ((K) + 4)
+#define I4_GROUP 32
+#define STRIDE_I4(K) ((K) / 2 + (K) / I4_GROUP * 4) /* bytes: nibbles, then the scales */
 static inline float scale_f32(const float *row, int64_t K) { (void)row; (void)K; return 1.f; }
 static inline float scale_bf16(const uint16_t *row, int64_t K) { (void)row; (void)K; return 1.f; }
 static inline float scale_i8(const int8_t *row, int64_t K) {
@@ -77,6 +103,42 @@ static inline float scale_i8(const int8_t *row, int64_t K) {
     memcpy(&s, row + K, sizeof s);
     return s;
 }
+/* int4 rows scale per group, inside the dot product: nothing left for its end */
+static inline float scale_i4(const uint8_t *row, int64_t K) { (void)row; (void)K; return 1.f; }
+/* weight o of an int4 row of L weights, scaled */
+static inline float i4_weight(const uint8_t *row, int64_t o, int64_t L) {
+    int64_t g = o / I4_GROUP, j = o % I4_GROUP;
+    uint8_t byte = row[g * 16 + (j & 15)];
+    int q = (j < 16 ? byte & 15 : byte >> 4) - 8;
+    float s;
+    memcpy(&s, row + L / 2 + g * 4, sizeof s);
+    return (float)q * s;
+}
+
+/* one int4 weight row against rows 0..MM-1 of x: per group of 32, the products summed
+ * then scaled by the group's scale into the row's accumulator */
+#define DEFINE_BLOCK_I4(NAME, MM)                                                      \
+    static void NAME##_##MM(const float *x, int64_t K, const uint8_t *wr, float *y,     \
+                            int64_t N) {                                               \
+        const uint8_t *scales = wr + K / 2;                                            \
+        vec acc[MM];                                                                   \
+        for (int m = 0; m < MM; ++m) acc[m] = VZERO();                                 \
+        for (int64_t g = 0; g < K / I4_GROUP; ++g) {                                   \
+            _mm_prefetch((const char *)(wr + g * 16) + PREFETCH_BYTES, _MM_HINT_T0);   \
+            vec wv[I4_VECS];                                                           \
+            vload_i4_group(wr + g * 16, wv);                                           \
+            float sg;                                                                  \
+            memcpy(&sg, scales + g * 4, sizeof sg);                                    \
+            vec s = VSET1(sg);                                                         \
+            for (int m = 0; m < MM; ++m) {                                             \
+                const float *xg = x + m * K + g * I4_GROUP;                            \
+                vec t = VZERO();                                                       \
+                for (int v = 0; v < I4_VECS; ++v) t = VFMA(wv[v], VLOAD(xg + v * VW), t); \
+                acc[m] = VFMA(t, s, acc[m]);                                           \
+            }                                                                          \
+        }                                                                              \
+        for (int m = 0; m < MM; ++m) y[m * N] = vsum(acc[m]);                          \
+    }
 
 /* one weight row against rows 0..MM-1 of x (MM a compile-time constant: the
  * accumulators stay in registers); W the weight element type, LOAD its widening load,
@@ -105,6 +167,22 @@ static inline float scale_i8(const int8_t *row, int64_t K) {
     DEFINE_BLOCK(NAME, W, LOAD, SCALE, 6)                                              \
     DEFINE_BLOCK(NAME, W, LOAD, SCALE, 7)                                              \
     DEFINE_BLOCK(NAME, W, LOAD, SCALE, 8)                                              \
+    DEFINE_ROWS(NAME, W, STRIDE)
+
+/* int4: its own blocks (the scales sit inside the dot product) */
+#define DEFINE_LINEAR_I4(NAME)                                                         \
+    DEFINE_BLOCK_I4(NAME, 1)                                                           \
+    DEFINE_BLOCK_I4(NAME, 2)                                                           \
+    DEFINE_BLOCK_I4(NAME, 3)                                                           \
+    DEFINE_BLOCK_I4(NAME, 4)                                                           \
+    DEFINE_BLOCK_I4(NAME, 5)                                                           \
+    DEFINE_BLOCK_I4(NAME, 6)                                                           \
+    DEFINE_BLOCK_I4(NAME, 7)                                                           \
+    DEFINE_BLOCK_I4(NAME, 8)                                                           \
+    DEFINE_ROWS(NAME, uint8_t, STRIDE_I4)
+
+/* the blocks' dispatch over rows of x, and the threaded entry point */
+#define DEFINE_ROWS(NAME, W, STRIDE)                                                   \
     typedef void (*NAME##_fn)(const float *, int64_t, const W *, float *, int64_t);    \
     static const NAME##_fn NAME##_BLOCKS[9] = {0,         NAME##_1, NAME##_2,          \
                                                NAME##_3,  NAME##_4, NAME##_5,          \
@@ -138,8 +216,16 @@ static inline float bf16_to_f32(uint16_t h) {
     memcpy(&f, &u, sizeof f);
     return f;
 }
-static inline float f32_to_f32(float f) { return f; }
-static inline float i8_to_f32(int8_t v) { return (float)v; }
+/* weight o of a row of L weights, before the row's scale (SCALE) */
+static inline float f32_weight(const float *row, int64_t o, int64_t L) { (void)L; return row[o]; }
+static inline float bf16_weight(const uint16_t *row, int64_t o, int64_t L) {
+    (void)L;
+    return bf16_to_f32(row[o]);
+}
+static inline float i8_weight(const int8_t *row, int64_t o, int64_t L) {
+    (void)L;
+    return (float)row[o];
+}
 
 /* rows [lo, hi) of n split evenly over the team (inside a parallel region) */
 static inline void team_share(int64_t n, int64_t *lo, int64_t *hi) {
@@ -155,6 +241,7 @@ int skinny_vector_width(void) { return VW; }
 DEFINE_LINEAR(skinny_linear, float, VLOAD, scale_f32, STRIDE_PLAIN)
 DEFINE_LINEAR(skinny_linear_bf16, uint16_t, vload_bf16, scale_bf16, STRIDE_PLAIN)
 DEFINE_LINEAR(skinny_linear_i8, int8_t, vload_i8, scale_i8, STRIDE_I8)
+DEFINE_LINEAR_I4(skinny_linear_i4)
 
 /* The shared-base MoE block for the rows of a decode step (SharedBaseMoeBlock):
  *   router logits, top-k experts and their softmax weights (fp32, as Mixtral);
@@ -166,7 +253,7 @@ DEFINE_LINEAR(skinny_linear_i8, int8_t, vload_i8, scale_i8, STRIDE_I8)
  * so that adding B_e a is a run of contiguous axpys. A factor may be NULL (rank 0).
  * Each row's sums run in the same order whatever M (batch-invariant).
  * scratch: M * (2I + E*r_gu + 2k*I + k*I + I + k*r_dn) floats. */
-#define DEFINE_MOE(NAME, LINEAR, W, TOF32, SCALE, STRIDE)                                              \
+#define DEFINE_MOE(NAME, LINEAR, W, ELEM, SCALE, STRIDE)                               \
     void NAME(const float *x, int64_t M, int64_t C, const W *gate, int64_t E, int64_t k, \
               const W *gu, int64_t I, const W *gu_a, const W *gu_bt, int64_t r_gu,     \
               const W *dn, const W *dn_a, const W *dn_bt, int64_t r_dn, float *out,     \
@@ -224,8 +311,8 @@ DEFINE_LINEAR(skinny_linear_i8, int8_t, vload_i8, scale_i8, STRIDE_I8)
                         const W *b = gu_bt + (e * r_gu + t) * STRIDE(2 * I);            \
                         float a = xa[m * E * r_gu + e * r_gu + t] * SCALE(b, 2 * I);    \
                         for (int64_t o = lo; o < hi; ++o) {                             \
-                            p[o] += a * TOF32(b[o]);                                    \
-                            p[o + I] += a * TOF32(b[o + I]);                            \
+                            p[o] += a * ELEM(b, o, 2 * I);                              \
+                            p[o + I] += a * ELEM(b, o + I, 2 * I);                      \
                         }                                                               \
                     }                                                                   \
                     float w = weights[m * k + j];                                       \
@@ -253,14 +340,15 @@ DEFINE_LINEAR(skinny_linear_i8, int8_t, vload_i8, scale_i8, STRIDE_I8)
                         int64_t e = selected[m * k + j];                                \
                         const W *b = dn_bt + (e * r_dn + t) * STRIDE(C);                \
                         float a = ha[(m * k + j) * r_dn + t] * SCALE(b, C);             \
-                        for (int64_t c = lo; c < hi; ++c) out[m * C + c] += a * TOF32(b[c]); \
+                        for (int64_t c = lo; c < hi; ++c) out[m * C + c] += a * ELEM(b, c, C); \
                     }                                                                   \
         }                                                                               \
     }
 
-DEFINE_MOE(skinny_moe, skinny_linear, float, f32_to_f32, scale_f32, STRIDE_PLAIN)
-DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_to_f32, scale_bf16, STRIDE_PLAIN)
-DEFINE_MOE(skinny_moe_i8, skinny_linear_i8, int8_t, i8_to_f32, scale_i8, STRIDE_I8)
+DEFINE_MOE(skinny_moe, skinny_linear, float, f32_weight, scale_f32, STRIDE_PLAIN)
+DEFINE_MOE(skinny_moe_bf16, skinny_linear_bf16, uint16_t, bf16_weight, scale_bf16, STRIDE_PLAIN)
+DEFINE_MOE(skinny_moe_i8, skinny_linear_i8, int8_t, i8_weight, scale_i8, STRIDE_I8)
+DEFINE_MOE(skinny_moe_i4, skinny_linear_i4, uint8_t, i4_weight, scale_i4, STRIDE_I4)
 
 /* Attention of one decode step (Attention.forward with T = 1): q, k, v in one product
  * (wqkv (nq, C), nq = (nh + 2 nkv) hd), rotary embedding of q and k (cos/sin (M, hd)),
@@ -338,6 +426,7 @@ DEFINE_MOE(skinny_moe_i8, skinny_linear_i8, int8_t, i8_to_f32, scale_i8, STRIDE_
 DEFINE_ATTENTION(skinny_attention, skinny_linear, float)
 DEFINE_ATTENTION(skinny_attention_bf16, skinny_linear_bf16, uint16_t)
 DEFINE_ATTENTION(skinny_attention_i8, skinny_linear_i8, int8_t)
+DEFINE_ATTENTION(skinny_attention_i4, skinny_linear_i4, uint8_t)
 
 /* RMSNorm of M rows of C (as RMSNorm.forward in fp32): out = w * (x / sqrt(mean(x^2) + eps)).
  * torch's rms_norm is ~10 ops; a decode step has two per layer. */

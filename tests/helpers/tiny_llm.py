@@ -71,11 +71,13 @@ def make_tiny_llm(
     num_layers: int = 2,
     max_position_embeddings: int = 512,
     heads: tuple[int, int] = (6, 2),
+    hidden_size: int = 48,
 ) -> Path:
     """Write a tiny random model directory at `path` (created) and return it.
 
-    heads: (query heads, key/value heads) over the hidden size of 48; (3, 1) gives
-    a head size of 16, which moe_svc's native decode attention takes.
+    heads: (query heads, key/value heads) over the hidden size (48 unless given); (3, 1)
+    gives a head size of 16, which moe_svc's native decode attention takes. int4
+    products need the hidden size a multiple of 32 (64 with heads (4, 2)).
     """
     from moe_svc.modeling import CausalLM, ModelConfig, save_pretrained
     from tests.helpers.moe_blocks import moe_blocks
@@ -86,7 +88,7 @@ def make_tiny_llm(
     config = ModelConfig(
         model_type=model_type,
         vocab_size=vocab,
-        hidden_size=48,
+        hidden_size=hidden_size,
         intermediate_size=64,
         num_hidden_layers=num_layers,
         num_attention_heads=heads[0],
