@@ -19,6 +19,7 @@ from tokenizers import Tokenizer
 
 from moe_svc.chat_template import ChatTemplate
 from moe_svc.kernels import install_backend, load_kernel
+from moe_svc.kernels.pack_cache import PackCache, source_of
 from moe_svc.kernels.skinny import INT4
 from moe_svc.modeling import CausalLM, load_pretrained
 
@@ -123,7 +124,25 @@ def load_model(
     # with the kernel, bf16 means bf16 weights in its products, activations in fp32;
     # without it, a bf16 model throughout
     model = load_pretrained(path, dtype=torch.float32 if kernel is not None else DTYPES[dtype])
+    packs = None
+    if kernel is not None and dtype in ("int8", "int4"):
+        # quantised once, kept beside the weights: later starts read the packs back
+        packs = PackCache(path / "quantized" / f"{dtype}.safetensors", source_of(path), wanted)
+        kernel.pack_cache = packs
     install_backend(model, kernel, shared_experts)
+    if packs is not None:
+        packs.save()
+        assert kernel is not None
+        kernel.pack_cache = None
+        logger.info(
+            "quantised weights",
+            extra={
+                "dtype": dtype,
+                "reused": packs.reused,
+                "packed": packs.packed,
+                "file": str(packs.file),
+            },
+        )
     tokenizer = TextTokenizer(path / "tokenizer.json")
     loaded = LoadedModel(
         name=name or path.name,

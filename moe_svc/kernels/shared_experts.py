@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from moe_svc.kernels.projections import Projection
-from moe_svc.kernels.skinny import INT4, MAX_ROWS, MoeWeights, SkinnyKernel, pack, unpack
+from moe_svc.kernels.skinny import INT4, MAX_ROWS, MoeWeights, SkinnyKernel, unpack
 from moe_svc.modeling import CausalLM, SparseMoeBlock
 from moe_svc.modeling.moe import route
 
@@ -254,7 +254,7 @@ def _flat_factors(
     E, n_out, r = b.shape
     a_all = a.reshape(E * r, a.shape[2])
     if kernel is not None and kernel.weight_dtype in (torch.int8, INT4):
-        return Projection(a_all, kernel), PackedFactorT(b, kernel.weight_dtype)
+        return Projection(a_all, kernel), PackedFactorT(b, kernel)
     b_all = b.permute(1, 0, 2).reshape(n_out, E * r)
     return Projection(a_all, kernel), Projection(b_all, kernel)
 
@@ -264,11 +264,11 @@ class PackedFactorT(nn.Module):
     scales, the layout the fused block reads (its axpys), and the product x @ B_all^T for
     rows it does not take (prefill), over the same values: decode and prefill agree."""
 
-    def __init__(self, b: torch.Tensor, dtype: torch.dtype) -> None:  # b (E, out, r)
+    def __init__(self, b: torch.Tensor, kernel: SkinnyKernel) -> None:  # b (E, out, r)
         super().__init__()
         E, n_out, r = b.shape
         rows = b.detach().permute(0, 2, 1).reshape(E * r, n_out)  # row (e, t): B_e[:, t]
-        self.packed = nn.Parameter(pack(rows, dtype), requires_grad=False)
+        self.packed = nn.Parameter(kernel.store(rows), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (..., E*r) -> (..., out)
         return x @ unpack(self.packed).to(x.dtype)

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from moe_svc.kernels.pack_cache import PackCache
 from moe_svc.modeling.kv_cache import AttentionPlan, KVCache
 
 __all__ = [
@@ -200,6 +201,8 @@ class SkinnyKernel:
             fn.restype = None
         self.vector_width = int(lib.skinny_vector_width())
         self.weight_dtype = weight_dtype
+        # int8/int4 packs kept in the model directory (`pack_cache`), set by the loader
+        self.pack_cache: PackCache | None = None
 
     def supports(self, weight: torch.Tensor) -> bool:
         return (
@@ -212,6 +215,8 @@ class SkinnyKernel:
     def store(self, weight: torch.Tensor) -> torch.Tensor:
         """A float (N, K) weight in the layout its products read: weight_dtype, contiguous;
         int8 rows packed with their scales."""
+        if self.pack_cache is not None and self.weight_dtype in (torch.int8, INT4):
+            return self.pack_cache.pack(weight, lambda w: pack(w, self.weight_dtype))
         return pack(weight, self.weight_dtype)
 
     def linear(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:

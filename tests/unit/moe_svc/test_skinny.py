@@ -378,3 +378,31 @@ def test_the_native_rms_norm_equals_the_module(kernel: SkinnyKernel) -> None:
     torch.testing.assert_close(norm(x), expected, rtol=1e-5, atol=1e-5)
     many = torch.randn(1, 40, 96)  # more rows than a decode step: torch's op
     torch.testing.assert_close(norm(many), F.rms_norm(many, (96,), norm.weight, 1e-5))
+
+
+def test_quantised_weights_are_packed_once_and_kept_in_the_model_directory(
+    kernel: SkinnyKernel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = make_tiny_llm(tmp_path, model_type="mixtral", seed=6, heads=(4, 2), hidden_size=64)
+    prompt = torch.tensor([[5, 17, 33, 2, 90, 41]])
+
+    def start() -> tuple[torch.Tensor, dict[str, int]]:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="moe_svc.loader"):
+            model = load_model(path, "int4").model
+        record = next(r for r in caplog.records if r.getMessage() == "quantised weights")
+        with torch.inference_mode():
+            logits = model(prompt)[0, -1]
+        return logits, {"reused": record.reused, "packed": record.packed}  # type: ignore[attr-defined]
+
+    first, made = start()
+    assert made["packed"] > 0 and made["reused"] == 0
+    assert (path / "quantized" / "int4.safetensors").exists()
+    again, kept = start()
+    assert kept == {"reused": made["packed"], "packed": 0}  # nothing quantised again
+    assert torch.equal(again, first)
+    # new weights (a rebuilt model): the stored packs are stale and packed afresh
+    weights = next(path.glob("*.safetensors"))
+    weights.touch()
+    _, fresh = start()
+    assert fresh == {"reused": 0, "packed": made["packed"]}
