@@ -21,12 +21,12 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import docs_sync, quality, speed
+from bench.report import compare, docs_sync, quality, speed
 from bench.report.charts import draw_all
 from bench.report.figures import of_runs
 from bench.report.render import load_targets, render
@@ -104,40 +104,50 @@ def step(name: str, started: float) -> None:
     print(f"[{time.perf_counter() - started:6.0f} s] {name}", flush=True)
 
 
+@dataclass
+class Timings:
+    """The timed figures' rounds, each round taken at a different point of the run."""
+
+    throughput: speed.Throughput
+    gateway: list[float] = field(default_factory=list)
+    memory: dict[str, list[float]] = field(default_factory=dict)
+    tools: dict[str, list[float]] = field(default_factory=dict)
+    route: list[float] = field(default_factory=list)
+
+    def round(self, subject: Subject, sizes: Sizes) -> None:
+        """One round of every timed figure."""
+        tp = speed.throughput(subject, list(sizes.clients), sizes.tokens, 1)
+        for mine, theirs in (
+            (self.throughput.aggregate, tp.aggregate),
+            (self.throughput.ttft, tp.ttft),
+            (self.throughput.itl, tp.itl),
+        ):
+            for clients, values in theirs.items():
+                mine.setdefault(clients, []).extend(values)
+        n = sizes.latency_requests
+        self.gateway.append(speed.gateway_overhead(subject, n, 1).value)
+        for name, figure in speed.memory_latency(subject, n, 1).items():
+            self.memory.setdefault(name, []).append(figure.value)
+        for name, figure in speed.tools_latency(subject, n, 1).items():
+            self.tools.setdefault(name, []).append(figure.value)
+        self.route.append(speed.route_latency(subject, n))
+
+
 def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
     t0 = time.perf_counter()
     results: dict[str, Any] = {}
     experts: dict[str, Any] = {}
+    timings = Timings(speed.Throughput(sizes.tokens))
+    # The timed figures' rounds are spread over the run (start, middle, end): their
+    # range then holds what a machine drifts by in that time, not only back-to-back noise.
+    due = [0, 1, 2][: sizes.rounds]
 
-    step("throughput", t0)
-    tp = speed.throughput(subject, list(sizes.clients), sizes.tokens, sizes.rounds)
-    many = max(c for c in sizes.clients if c <= 8)
-    results["throughput"] = {
-        "tokens": sizes.tokens,
-        "rounds": sizes.rounds,
-        "streams": many,
-        "aggregate": {str(c): v for c, v in tp.aggregate.items()},
-        "ttft_ms": {str(c): [x * 1000 for x in v] for c, v in tp.ttft.items()},
-        "itl_ms": {str(c): [x * 1000 for x in v] for c, v in tp.itl.items()},
-        "batch1": tp.figure(1).as_dict(),
-        "many": tp.figure(many).as_dict(),
-    }
-    vm = load_targets()["vm"]
+    def timed_round(point: int) -> None:
+        if point in due:
+            step(f"timed figures, round {due.index(point) + 1} of {len(due)}", t0)
+            timings.round(subject, sizes)
 
-    def per_million(tok_s: float) -> float:
-        return float(vm["usd_per_hour"]) / (tok_s * 3600) * 1_000_000
-
-    one, eight = tp.figure(1), tp.figure(many)
-    results["cost"] = {
-        "usd_per_hour": vm["usd_per_hour"],
-        "many": per_million(eight.value),
-        "many_low": per_million(eight.high),
-        "many_high": per_million(eight.low),
-        "batch1": per_million(one.value),
-        "batch1_low": per_million(one.high),
-        "batch1_high": per_million(one.low),
-    }
-
+    timed_round(0)
     step("knowledge: closed-book", t0)
     closed, experts["knowledge (closed-book)"], _ = quality.knowledge(
         subject, sizes.knowledge, with_rag=False
@@ -152,6 +162,7 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
     passed, experts["code (HumanEval)"], code_extra = quality.code(subject, sizes.humaneval)
     results["code"] = {"pass_at_1": passed.as_dict(), **code_extra}
 
+    timed_round(1)
     step("math: held-out word problems", t0)
     strategies, experts["math (word problems)"], costs = quality.math(
         subject, sizes.math_every, sizes.strategies
@@ -175,19 +186,7 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
     results["experts"] = experts
 
     step("intents", t0)
-    accuracy, macro_f1, route_ms = quality.intents(subject, sizes.intents)
-    chunks = [route_ms[i :: sizes.rounds] for i in range(sizes.rounds)]
-    results["intent"] = {
-        "accuracy": accuracy.as_dict(),
-        "macro_f1": macro_f1.as_dict(),
-        "route_p50_ms": of_runs([statistics.median(c) for c in chunks]).as_dict(),
-    }
-
-    step("gateway, memory and tools latency", t0)
-    n, r = sizes.latency_requests, sizes.rounds
-    results["gateway_overhead_ms"] = speed.gateway_overhead(subject, n, r).as_dict()
-    results["memory_ms"] = {k: v.as_dict() for k, v in speed.memory_latency(subject, n, r).items()}
-    results["tools_ms"] = {k: v.as_dict() for k, v in speed.tools_latency(subject, n, r).items()}
+    accuracy, macro_f1, _ = quality.intents(subject, sizes.intents)
 
     step("images", t0)
     adherence, judge_accuracy = quality.images(sizes.images_per_prompt, sizes.image_steps)
@@ -195,7 +194,44 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
 
     step("retrieval", t0)
     results["retrieval"] = quality.retrieval(sizes.rag_docs, sizes.rag_queries)
+    timed_round(2)
     step("done", t0)
+
+    tp = timings.throughput
+    many = max(c for c in sizes.clients if c <= 8)
+    results["throughput"] = {
+        "tokens": sizes.tokens,
+        "rounds": len(due),
+        "streams": many,
+        "aggregate": {str(c): v for c, v in tp.aggregate.items()},
+        "ttft_ms": {str(c): [x * 1000 for x in v] for c, v in tp.ttft.items()},
+        "itl_ms": {str(c): [x * 1000 for x in v] for c, v in tp.itl.items()},
+        "batch1": tp.figure(1).as_dict(),
+        "many": tp.figure(many).as_dict(),
+    }
+    vm = load_targets()["vm"]
+
+    def per_million(tok_s: float) -> float:
+        return float(vm["usd_per_hour"]) / (tok_s * 3600) * 1_000_000
+
+    one, eight = tp.figure(1), tp.figure(many)
+    results["cost"] = {
+        "usd_per_hour": vm["usd_per_hour"],
+        "many": per_million(eight.value),
+        "many_low": per_million(eight.high),
+        "many_high": per_million(eight.low),
+        "batch1": per_million(one.value),
+        "batch1_low": per_million(one.high),
+        "batch1_high": per_million(one.low),
+    }
+    results["intent"] = {
+        "accuracy": accuracy.as_dict(),
+        "macro_f1": macro_f1.as_dict(),
+        "route_p50_ms": of_runs(timings.route).as_dict(),
+    }
+    results["gateway_overhead_ms"] = of_runs(timings.gateway).as_dict()
+    results["memory_ms"] = {k: of_runs(v).as_dict() for k, v in timings.memory.items()}
+    results["tools_ms"] = {k: of_runs(v).as_dict() for k, v in timings.tools.items()}
     return results
 
 
@@ -217,7 +253,8 @@ def method_notes(sizes: Sizes, mode: str) -> list[str]:
         f"Throughput: {sizes.tokens} new tokens per stream straight to moe_svc, "
         f"{sizes.rounds} round(s) per number of streams ({', '.join(map(str, sizes.clients))}).",
         f"Intents: {sizes.intents} utterances of the router's held-out test split, "
-        "`POST /v1/route` one at a time.",
+        "`POST /v1/route` one at a time; `/v1/route` p50: the first "
+        f"{sizes.latency_requests} of them, once per round.",
         f"Retrieval: {sizes.rag_docs} BBC News articles (seed 0), {sizes.rag_queries} queries "
         "per form, rag_svc's engine in process (`bench.rag_eval`), reference plain bm25s.",
         f"Images: {sizes.images_per_prompt} image(s) for each of the 20 held-out prompts, "
@@ -227,7 +264,9 @@ def method_notes(sizes: Sizes, mode: str) -> list[str]:
         "the figure is the median of the rounds' medians.",
         "Spreads: accuracies carry a 95% Wilson interval over their sample (greedy decoding "
         "gives the same answers on a rerun, so the interval is the sampling error); speeds "
-        "and latencies the range of the repeated rounds.",
+        "and latencies the range of their rounds, taken at the start, the middle and the "
+        "end of the run (so the range holds the machine's drift over the run, not only "
+        "back-to-back noise).",
         f"Mode: {mode}. Expert load: moe_svc's `/v1/experts/stats` before and after each "
         "evaluation.",
     ]
@@ -279,6 +318,28 @@ def main(argv: list[str] | None = None) -> int:
         "method": method_notes(sizes, mode),
     }
     chart_dir = args.out / "report"
+    previous_json = chart_dir / "report.json"
+    if previous_json.exists():
+        # the report this run replaces: do this run's figures land in its spreads?
+        previous = json.loads(previous_json.read_text())
+        if previous.get("meta", {}).get("mode") == mode:
+            results["meta"]["previous"] = {
+                "date": previous["meta"]["date"],
+                "commit": previous["meta"]["commit"],
+                "mode": mode,
+                "rows": [
+                    {
+                        "figure": name,
+                        "value": f.value,
+                        "low": f.low,
+                        "high": f.high,
+                        "spread": f.spread,
+                        "rerun": value,
+                        "within": ok,
+                    }
+                    for name, f, value, ok in compare.compare(previous, results)
+                ],
+            }
     draw_all(results, chart_dir)
     summarise_streams(results)
     for key in ("ttft_ms", "itl_ms"):

@@ -19,7 +19,7 @@ from typing import Any
 
 from bench.report.figures import Figure
 
-__all__ = ["figures", "main"]
+__all__ = ["compare", "figures", "main", "table"]
 
 FIELDS = {"value", "low", "high", "n", "spread"}
 
@@ -36,28 +36,37 @@ def figures(results: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Fi
             yield from figures(value, name + ".")
 
 
+def compare(first: dict[str, Any], rerun: dict[str, Any]) -> list[tuple[str, Figure, float, bool]]:
+    """(figure, the first run's figure, the rerun's value, within the first's spread) for
+    every figure with a spread that both runs have."""
+    again = dict(figures(rerun))
+    rows = []
+    for name, f in figures(first):
+        if name in again:
+            value = again[name].value
+            rows.append((name, f, value, f.low - 1e-9 <= value <= f.high + 1e-9))
+    return rows
+
+
+def table(rows: list[tuple[str, Figure, float, bool]]) -> list[str]:
+    lines = ["| figure | first run (spread) | rerun | within |", "|---|---|---|---|"]
+    for name, f, value, ok in rows:
+        lines.append(
+            f"| {name} | {f.value:.3f} ({f.low:.3f}-{f.high:.3f}, {f.spread}) | {value:.3f} | "
+            f"{'yes' if ok else '**no**'} |"
+        )
+    inside = sum(ok for *_, ok in rows)
+    return [*lines, "", f"{inside} of {len(rows)} figures within the first run's spread"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("first", type=Path, help="the run whose spreads are printed")
     parser.add_argument("rerun", type=Path, help="the rerun")
     args = parser.parse_args(argv)
-    first = json.loads(args.first.read_text())
-    rerun = dict(figures(json.loads(args.rerun.read_text())))
-    print("| figure | first run (spread) | rerun | within |")
-    print("|---|---|---|---|")
-    inside = outside = 0
-    for name, f in figures(first):
-        if name not in rerun:
-            continue
-        again = rerun[name].value
-        ok = f.low - 1e-9 <= again <= f.high + 1e-9
-        inside, outside = inside + ok, outside + (not ok)
-        print(
-            f"| {name} | {f.value:.3f} ({f.low:.3f}-{f.high:.3f}, {f.spread}) | {again:.3f} | "
-            f"{'yes' if ok else '**no**'} |"
-        )
-    print(f"\n{inside} of {inside + outside} figures within the first run's spread")
-    return 1 if outside else 0
+    rows = compare(json.loads(args.first.read_text()), json.loads(args.rerun.read_text()))
+    print("\n".join(table(rows)))
+    return 0 if all(ok for *_, ok in rows) else 1
 
 
 if __name__ == "__main__":

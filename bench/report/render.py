@@ -243,6 +243,31 @@ CHART_TITLES = {
 }
 
 
+def reproducibility(meta: dict[str, Any]) -> list[str]:
+    """This run against the report it replaced: does each figure land in that one's spread?"""
+    previous = meta.get("previous")
+    if not previous:
+        return []
+    rows = previous["rows"]
+    inside = sum(1 for row in rows if row["within"])
+    lines = [
+        "## Reproducibility",
+        "",
+        f"This run's figures against the spreads of the report it replaced ({previous['mode']} "
+        f"mode, {previous['date']}, commit `{previous['commit']}`): {inside} of {len(rows)} "
+        "within.",
+        "",
+        "| figure | previous run (spread) | this run | within |",
+        "|---|---|---|---|",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['figure']} | {row['value']:.3f} ({row['low']:.3f}-{row['high']:.3f}, "
+            f"{row['spread']}) | {row['rerun']:.3f} | {'yes' if row['within'] else '**no**'} |"
+        )
+    return [*lines, ""]
+
+
 def render(results: dict[str, Any], chart_dir: str) -> str:
     targets = load_targets()
     meta = results["meta"]
@@ -277,6 +302,7 @@ def render(results: dict[str, Any], chart_dir: str) -> str:
     ]
     for name, title in CHART_TITLES.items():
         lines += [f"### {title}", "", f"![{title}]({chart_dir}/{name})", ""]
+    lines += reproducibility(meta)
     lines += ["## Details", "", *detail_tables(results), "", "## How it was measured", ""]
     lines += [f"- {line}" for line in results["meta"]["method"]]
     return "\n".join(lines) + "\n"

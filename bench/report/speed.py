@@ -1,8 +1,9 @@
 """How fast the platform is: the core model's throughput, the gateway's overhead, memory
 and tools latency, one `auto` request per intent as a timeline, and the context window.
 
-Speeds are measured in repeated rounds (`rounds`); each figure is the median round
-with the range of the rounds as its spread.
+Speeds are measured in rounds; each figure is the median round with the range of the
+rounds as its spread (`bench.report` takes its rounds at the start, the middle and the
+end of a run).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "context_window",
     "gateway_overhead",
     "memory_latency",
+    "route_latency",
     "throughput",
     "timelines",
     "tools_latency",
@@ -70,6 +72,18 @@ def throughput(subject: Subject, clients: list[int], tokens: int, rounds: int) -
             result.ttft.setdefault(n, []).extend(ttft)
             result.itl.setdefault(n, []).extend(itl)
     return result
+
+
+def route_latency(subject: Subject, requests: int) -> float:
+    """The router's p50 ms for `POST /v1/route` over the first `requests` held-out
+    utterances (the classifier's embedding and head, over HTTP)."""
+    from router_svc.intent_data import load_examples
+
+    texts = [e.text for e in load_examples(split="test")[:requests]]
+    with httpx.Client(base_url=subject.urls["router_svc"], timeout=60) as client:
+        return statistics.median(
+            _timed(lambda t=text: client.post("/v1/route", json={"text": t})) for text in texts
+        )
 
 
 def _median_rounds(samples: list[list[float]]) -> Figure:
