@@ -26,9 +26,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.report import compare, docs_sync, quality, speed
+from bench.report import compare, docs_sync, history, quality, speed
 from bench.report.charts import draw_all
-from bench.report.figures import of_runs
+from bench.report.figures import Figure, of_runs
 from bench.report.render import load_targets, render
 from bench.report.subject import Subject, platform_under_test
 
@@ -211,21 +211,6 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
         "batch1": tp.figure(1).as_dict(),
         "many": tp.figure(many).as_dict(),
     }
-    vm = load_targets()["vm"]
-
-    def per_million(tok_s: float) -> float:
-        return float(vm["usd_per_hour"]) / (tok_s * 3600) * 1_000_000
-
-    one, eight = tp.figure(1), tp.figure(many)
-    results["cost"] = {
-        "usd_per_hour": vm["usd_per_hour"],
-        "many": per_million(eight.value),
-        "many_low": per_million(eight.high),
-        "many_high": per_million(eight.low),
-        "batch1": per_million(one.value),
-        "batch1_low": per_million(one.high),
-        "batch1_high": per_million(one.low),
-    }
     results["intent"] = {
         "accuracy": accuracy.as_dict(),
         "macro_f1": macro_f1.as_dict(),
@@ -234,7 +219,36 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
     results["gateway_overhead_ms"] = of_runs(timings.gateway).as_dict()
     results["memory_ms"] = {k: of_runs(v).as_dict() for k, v in timings.memory.items()}
     results["tools_ms"] = {k: of_runs(v).as_dict() for k, v in timings.tools.items()}
+    # every timed figure's rounds, by the name `bench.report.compare` gives it
+    results["rounds"] = {
+        "throughput.batch1": tp.aggregate[1],
+        "throughput.many": tp.aggregate[many],
+        "intent.route_p50_ms": timings.route,
+        "gateway_overhead_ms": timings.gateway,
+        **{f"memory_ms.{k}": v for k, v in timings.memory.items()},
+        **{f"tools_ms.{k}": v for k, v in timings.tools.items()},
+    }
     return results
+
+
+def add_costs(results: dict[str, Any]) -> None:
+    """Cost per 1M tokens from the throughput figures and the VM's hourly price."""
+    vm = load_targets()["vm"]
+
+    def per_million(tok_s: float) -> float:
+        return float(vm["usd_per_hour"]) / (tok_s * 3600) * 1_000_000
+
+    one = Figure.from_dict(results["throughput"]["batch1"])
+    many = Figure.from_dict(results["throughput"]["many"])
+    results["cost"] = {
+        "usd_per_hour": vm["usd_per_hour"],
+        "many": per_million(many.value),
+        "many_low": per_million(many.high),
+        "many_high": per_million(many.low),
+        "batch1": per_million(one.value),
+        "batch1_low": per_million(one.high),
+        "batch1_high": per_million(one.low),
+    }
 
 
 def method_notes(sizes: Sizes, mode: str) -> list[str]:
@@ -268,8 +282,9 @@ def method_notes(sizes: Sizes, mode: str) -> list[str]:
         "Spreads: accuracies carry a 95% Wilson interval over their sample (greedy decoding "
         "gives the same answers on a rerun, so the interval is the sampling error); speeds "
         "and latencies the range of their rounds, taken at the start, the middle and the "
-        "end of the run (so the range holds the machine's drift over the run, not only "
-        "back-to-back noise).",
+        "end of each run, over this run and up to two runs before it (the reports it "
+        "replaced, `meta.history`): the machine's speed changes from run to run by more "
+        "than within one; the value is this run's median round.",
         f"Mode: {mode}. Expert load: moe_svc's `/v1/experts/stats` before and after each "
         "evaluation.",
     ]
@@ -305,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {"RAG_WIKI_MAX_PAGES": "40", "ROUTER_RAG_TIMEOUT_S": "300"}
     with platform_under_test(args.url, args.key, env) as subject:
         results = measure(subject, sizes)
+    rounds = results.pop("rounds")
     results["meta"] = {
         "mode": mode,
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -319,30 +335,34 @@ def main(argv: list[str] | None = None) -> int:
             for k, v in vars(sizes).items()
         ),
         "method": method_notes(sizes, mode),
+        "rounds": rounds,
     }
     chart_dir = args.out / "report"
     previous_json = chart_dir / "report.json"
-    if previous_json.exists():
+    previous = json.loads(previous_json.read_text()) if previous_json.exists() else None
+    if previous is not None and previous.get("meta", {}).get("mode") != mode:
+        previous = None
+    if previous is not None:
         # the report this run replaces: do this run's figures land in its spreads?
-        previous = json.loads(previous_json.read_text())
-        if previous.get("meta", {}).get("mode") == mode:
-            results["meta"]["previous"] = {
-                "date": previous["meta"]["date"],
-                "commit": previous["meta"]["commit"],
-                "mode": mode,
-                "rows": [
-                    {
-                        "figure": name,
-                        "value": f.value,
-                        "low": f.low,
-                        "high": f.high,
-                        "spread": f.spread,
-                        "rerun": value,
-                        "within": ok,
-                    }
-                    for name, f, value, ok in compare.compare(previous, results)
-                ],
-            }
+        results["meta"]["previous"] = {
+            "date": previous["meta"]["date"],
+            "commit": previous["meta"]["commit"],
+            "mode": mode,
+            "rows": [
+                {
+                    "figure": name,
+                    "value": f.value,
+                    "low": f.low,
+                    "high": f.high,
+                    "spread": f.spread,
+                    "rerun": value,
+                    "within": ok,
+                }
+                for name, f, value, ok in compare.compare(previous, results)
+            ],
+        }
+    history.pool(results, previous)
+    add_costs(results)
     draw_all(results, chart_dir)
     summarise_streams(results)
     for key in ("ttft_ms", "itl_ms"):
