@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bench.report import compare, docs_sync
+from bench.report import compare, docs_sync, history
 from bench.report.figures import Figure, of_runs, proportion, wilson
 from bench.report.render import render
 from tests.helpers.servers import REPO_ROOT
@@ -74,3 +75,39 @@ def test_a_rerun_is_compared_with_the_first_runs_spread(tmp_path: Path) -> None:
     rerun = tmp_path / "rerun.json"
     rerun.write_text(json.dumps(slower))
     assert compare.main([str(first), str(rerun)]) == 1
+
+
+def test_timed_spreads_pool_the_rounds_of_the_runs_before() -> None:
+    """A timed figure's spread covers its rounds in this run and the two runs before it;
+    its value stays this run's median; accuracies keep their interval."""
+
+    def run(
+        rounds: list[float], history: list[dict[str, list[float]]] | None = None
+    ) -> dict[str, Any]:
+        figure = of_runs(rounds).as_dict()
+        meta: dict[str, object] = {"rounds": {"gateway_overhead_ms": rounds}}
+        if history is not None:
+            meta["history"] = history
+        return {
+            "gateway_overhead_ms": figure,
+            "intent": {"accuracy": proportion(9, 10).as_dict()},
+            "meta": meta,
+        }
+
+    first, second, third, fourth = (
+        run([2.0, 2.1, 2.2]),
+        run([2.5, 2.6, 2.7]),
+        run([1.5, 1.6, 1.7]),
+        run([3.0, 3.1, 3.2]),
+    )
+    history.pool(first, None)
+    history.pool(second, first)
+    history.pool(third, second)
+    figure = third["gateway_overhead_ms"]
+    assert (figure["value"], figure["low"], figure["high"], figure["n"]) == (1.6, 1.5, 2.7, 9)
+    assert figure["spread"] == "range of rounds over 3 runs"
+    assert third["intent"]["accuracy"] == proportion(9, 10).as_dict()
+    history.pool(fourth, third)  # the first run drops out: three runs at most
+    assert fourth["gateway_overhead_ms"]["low"] == 1.5 and fourth["meta"]["history"][0] == {
+        "gateway_overhead_ms": [2.5, 2.6, 2.7]
+    }
