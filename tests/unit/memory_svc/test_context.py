@@ -21,6 +21,7 @@ from common.errors import BadRequest, NotFound, ServiceUnavailable
 from memory_svc.context import ContextAssembler, ContextLimits
 from memory_svc.summary import SummaryUnavailable
 from memory_svc.tokens import GENERATION_PROMPT, render_message
+from tests.helpers.memory_messages import stored_message
 
 WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa"]
 
@@ -114,15 +115,7 @@ class FakeMemories:
 
 def message(seq: int, role: str, content: str) -> Message:
     tokens = COUNTER.count_sync(render_message(role, content))
-    return Message(
-        id=f"m{seq}",
-        seq=seq,
-        session_id="s",
-        role=role,
-        content=content,
-        created_at=seq,
-        tokens=tokens,
-    )
+    return stored_message(seq, role, content, tokens, created_at=seq)
 
 
 def session(roles: list[str], rng: random.Random) -> list[Message]:

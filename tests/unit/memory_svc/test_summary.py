@@ -3,20 +3,10 @@ clean-up of what a small model writes."""
 
 from __future__ import annotations
 
-from common.contracts.memory import Message
 from memory_svc.summary import MAX_STATED_CHARS, chunks, cleaned, compose, stated
+from tests.helpers.memory_messages import stored_message
 
-
-def message(seq: int, role: str, content: str, tokens: int) -> Message:
-    return Message(
-        id=f"m{seq}",
-        seq=seq,
-        session_id="s",
-        role=role,
-        content=content,
-        created_at=0.0,
-        tokens=tokens,
-    )
+message = stored_message
 
 
 def test_a_long_gap_is_cut_into_runs_that_each_fit_one_call_in_order() -> None:
