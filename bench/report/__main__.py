@@ -188,7 +188,7 @@ def measure(subject: Subject, sizes: Sizes) -> dict[str, Any]:
     results["experts"] = experts
 
     step("intents", t0)
-    accuracy, macro_f1, _ = quality.intents(subject, sizes.intents)
+    accuracy, macro_f1 = quality.intents(subject, sizes.intents)
 
     step("images", t0)
     adherence, judge_accuracy = quality.images(sizes.images_per_prompt, sizes.image_steps)
