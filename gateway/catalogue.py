@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, get_args
+from typing import Any, Literal, get_args
 
 from common.contracts.creative import ImageModel
 from common.contracts.rag import EMBEDDING_MODEL
@@ -57,7 +57,13 @@ _DESCRIPTIONS: dict[str, str] = {
 
 def _card(model_id: str, kind: ModelKind) -> GatewayModelCard:
     metadata = {"description": _DESCRIPTIONS[model_id]} if model_id in _DESCRIPTIONS else {}
-    return GatewayModelCard(id=model_id, created=_STARTED, kind=kind, metadata=metadata)
+    # `auto` sends a message with an image to the core model's vision path
+    modalities: list[Literal["text", "image"]] = (
+        ["text", "image"] if model_id == AUTO_MODEL else ["text"]
+    )
+    return GatewayModelCard(
+        id=model_id, created=_STARTED, kind=kind, metadata=metadata, input_modalities=modalities
+    )
 
 
 # Known without asking an upstream: the pipeline, rag_svc's and creative_svc's models.

@@ -57,6 +57,7 @@ from common.contracts.router import (
 from common.disconnect import cancel_on_disconnect
 from common.errors import BadRequest, BadUpstreamResponse, ServiceError, UpstreamUnavailable
 from common.http_client import ServiceClient
+from common.image_input import ImageLimits, check_images
 from common.models import ModelRegistry
 from common.request_context import MODEL_VERSION_HEADER, current_request_id, model_version_var
 from common.streaming import SSE_HEADERS, sse_data
@@ -94,7 +95,10 @@ def _dispatch_request(body: GatewayChatRequest, stream: bool) -> DispatchRequest
     messages = [
         DispatchMessage(
             role="system" if m.role == "developer" else m.role,
-            content=m.text(),
+            # with images, the parts as sent: `auto` shows them to the core model
+            content=[p.model_dump(mode="json", exclude_none=True) for p in m.content]
+            if m.images() and isinstance(m.content, list)
+            else m.text(),
             tool_calls=m.tool_calls,
             tool_call_id=m.tool_call_id,
         )
@@ -324,6 +328,7 @@ class ChatCompletions:
         """`models` finds the server of a request that names a model (not `auto`);
         `rollouts` assigns it a core-model version while a rollout runs."""
         self.timeout_s = settings.chat_timeout_s
+        self.image_limits = ImageLimits.from_settings(settings)
         self.router = router
         self.models = models
         self.limiter = limiter
@@ -348,6 +353,9 @@ class ChatCompletions:
         )
         if self._assignment is not None:
             model_version_var.set(self._assignment.version)
+        if any(message.images() for message in body.messages):
+            # a bad image is refused here, before anything is stored or asked upstream
+            await check_images(body.messages, self.image_limits)
         if body.model != AUTO_MODEL:
             if body.collections is not None:
                 raise BadRequest(

@@ -74,6 +74,21 @@ class GatewaySettings(ServiceSettings):
     max_body_bytes: int = Field(
         10 * 1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
+    max_images_per_request: int = Field(
+        8, ge=0, le=64, description="Image parts per chat request (400 too_many_images above)."
+    )
+    max_image_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest image part, decoded (400 image_too_large above; the body limit "
+        "applies first).",
+    )
+    max_image_pixels: int = Field(
+        16_000_000,
+        ge=1,
+        description="Largest image part in width x height, read from its header before it is "
+        "decoded (400 image_too_large above).",
+    )
     cors_origins: list[str] = Field(
         default_factory=list, description='Origins allowed by CORS (JSON list; ["*"]: any).'
     )

@@ -62,6 +62,7 @@ def _card(server: ModelServer) -> ModelCard:
         id=server.name,
         created=server.loaded.created,
         max_model_len=server.max_context,
+        input_modalities=["text", "image"] if server.vision is not None else ["text"],
         metadata={
             "architecture": config.model_type,
             "num_experts": config.num_local_experts if config.is_moe else None,

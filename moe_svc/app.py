@@ -20,6 +20,7 @@ import torch
 from fastapi import FastAPI
 
 from common.health import ReadinessCheck
+from common.image_input import ImageLimits
 from common.service import create_service_app
 from moe_svc.api import router, versions_router
 from moe_svc.build_default import MOE_NAME
@@ -30,6 +31,8 @@ from moe_svc.serving import ModelServer
 from moe_svc.settings import MoeSettings
 from moe_svc.structured import GrammarCompiler
 from moe_svc.versions import VersionStore
+from moe_svc.vision.adapter import DEFAULT_DIR as VISION_DIR
+from moe_svc.vision.seeing import Vision
 
 __all__ = ["create_app", "load_model_server"]
 
@@ -78,7 +81,12 @@ def load_model_server(
         loaded.model.config.vocab_size,
         sorted(loaded.stop_token_ids),
     )
-    return ModelServer(loaded, engine, settings.default_max_tokens, grammars)
+    vision = None
+    if settings.vision:
+        vision = Vision.load(
+            settings.vision_dir or VISION_DIR, loaded.model, ImageLimits.from_settings(settings)
+        )
+    return ModelServer(loaded, engine, settings.default_max_tokens, grammars, vision)
 
 
 def create_app(settings: MoeSettings) -> FastAPI:

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import torch
 from pydantic import BaseModel
 from starlette.background import BackgroundTask
 from starlette.responses import StreamingResponse
@@ -62,6 +63,8 @@ from moe_svc.structured import (
     refuse_unsupported,
 )
 from moe_svc.tool_replies import ToolReply
+from moe_svc.vision.prompt import IMAGE_MARK, ImagePrompt, encode
+from moe_svc.vision.seeing import Vision
 
 __all__ = ["ModelServer"]
 
@@ -98,11 +101,13 @@ class ModelServer:
         engine: Engine,
         default_max_tokens: int,
         grammars: GrammarCompiler,
+        vision: Vision | None = None,
     ) -> None:
         self.loaded = loaded
         self.engine = engine
         self.default_max_tokens = default_max_tokens
         self.grammars = grammars
+        self.vision = vision  # None: this model does not see images
         self.logprobs = LogprobFormatter(grammars.tokenizer.decode_bytes)
         # The model version this server is (None: the base model; `moe_svc.model_pool`).
         self.version: str | None = None
@@ -125,7 +130,10 @@ class ModelServer:
                 code="model_not_found",
             )
 
-    def chat_prompt(self, body: ChatCompletionRequest, constraint: ChatConstraint) -> list[int]:
+    def chat_prompt(
+        self, body: ChatCompletionRequest, constraint: ChatConstraint, images: int = 0
+    ) -> ImagePrompt:
+        """The prompt's token ids, with `tokens_per_image` slots where each image stands."""
         messages = prompt_messages(body.messages)
         try:
             text = self.loaded.template.render(
@@ -133,7 +141,17 @@ class ModelServer:
             )
         except ValueError as exc:
             raise BadRequest(f"Chat template error: {exc}", param="messages") from None
-        return self.loaded.tokenizer.encode(text)
+        if not images:
+            return ImagePrompt(self.loaded.tokenizer.encode(text), [])
+        assert self.vision is not None
+        if text.count(IMAGE_MARK) != images:  # the template dropped a message's content
+            raise BadRequest(
+                "The chat template does not place every image of the conversation; "
+                "send images in user messages.",
+                param="messages",
+                code="invalid_image",
+            )
+        return encode(self.loaded.tokenizer, text, self.vision.tokens_per_image)
 
     def sampling_params(
         self,
@@ -185,8 +203,10 @@ class ModelServer:
         n: int,
         record_experts: bool,
         grammar: tuple[str, str] | None = None,
+        image_embeds: list[tuple[int, torch.Tensor]] | None = None,
     ) -> list[GenerationRequest]:
-        """n engine requests; grammar: (grammar text, the field it came from) to constrain."""
+        """n engine requests; grammar: (grammar text, the field it came from) to constrain;
+        image_embeds: (prompt position, vectors) of each image."""
         constraints = []
         if grammar is not None:
             try:
@@ -211,6 +231,7 @@ class ModelServer:
                     loop,
                     record_experts,
                     constraint=constraints[index] if constraints else None,
+                    image_embeds=image_embeds or [],
                     index=index,
                     queue=queue,
                 )
@@ -226,6 +247,19 @@ class ModelServer:
                 retry_after_s=exc.retry_after_s,
             ) from None
         return requests
+
+    async def _see(self, body: ChatCompletionRequest) -> list[torch.Tensor]:
+        """Each image part of the conversation as its (tokens_per_image, C) vectors."""
+        if not any(message.images() for message in body.messages):
+            return []
+        if self.vision is None:
+            raise BadRequest(
+                f"The model '{self.name}' does not accept images; send text only, or ask "
+                "GET /v1/models for a model whose input_modalities include image.",
+                param="messages",
+                code="images_not_supported",
+            )
+        return await self.vision.see(body.messages)
 
     def _abort(self, requests: list[GenerationRequest]) -> None:
         for request in requests:
@@ -329,12 +363,15 @@ class ModelServer:
         self.check_model(body.model)
         refuse_unsupported(body)
         constraint = chat_constraint(body)
-        prompt = self.chat_prompt(body, constraint)
+        pictures = await self._see(body)
+        image_prompt = self.chat_prompt(body, constraint, len(pictures))
+        prompt = image_prompt.ids
         max_tokens = body.max_completion_tokens or body.max_tokens
         top = (body.top_logprobs or 0) if body.logprobs else None
         params = self.sampling_params(body, len(prompt), max_tokens, "messages", top)
         grammar = None if constraint.grammar is None else (constraint.grammar, constraint.param)
-        requests = self._submit(prompt, params, body.n, body.return_experts, grammar)
+        embeds = list(zip(image_prompt.image_starts, pictures, strict=True))
+        requests = self._submit(prompt, params, body.n, body.return_experts, grammar, embeds)
         head = _head(f"chatcmpl-{uuid.uuid4().hex}", self.name)
         if body.stream:
             started = await self._started(requests)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
+from common.netguard import parse_host_list
 from common.settings import Port, ServiceSettings
 
 __all__ = ["MoeSettings"]
@@ -86,3 +87,45 @@ class MoeSettings(ServiceSettings):
         512, ge=1, description="Prompt tokens prefilled between two decode steps."
     )
     num_threads: int = Field(2, ge=1, le=256, description="Torch threads of the engine.")
+    vision: bool = Field(
+        True,
+        description="Load the vision encoder and projector so the model answers about images "
+        "(only for the model they were trained against; others serve text only).",
+    )
+    vision_dir: Path | None = Field(
+        None,
+        description="Vision adapter directory; unset: the committed one "
+        "(moe_svc/artefacts/vision, trained by python -m moe_svc.vision.train).",
+    )
+    max_images_per_request: int = Field(
+        8, ge=0, description="Image parts one chat request may carry; more: 400 too_many_images."
+    )
+    max_image_bytes: int = Field(
+        10 * 1024 * 1024,
+        ge=1024,
+        description="Largest image file (after base64 decoding or download), bytes.",
+    )
+    max_image_pixels: int = Field(
+        16_000_000,
+        ge=1,
+        description=(
+            "Most pixels (width x height) of an image, read from its header before decoding: "
+            "larger images and decompression bombs get a 400 image_too_large."
+        ),
+    )
+    # NoDecode: the environment gives comma-separated names, not JSON (a JSON array works too).
+    image_url_allowlist: Annotated[list[str], NoDecode] = Field(
+        default=[],
+        description=(
+            "Hosts (`example.com`, `*.example.com`) that http(s) image URLs may be fetched "
+            "from, through the SSRF guard; default none: images only as data: URLs."
+        ),
+    )
+    image_fetch_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Time to fetch one allowlisted image URL."
+    )
+
+    @field_validator("image_url_allowlist", mode="before")
+    @classmethod
+    def _image_hosts(cls, value: object) -> object:
+        return parse_host_list(value, "MOE_IMAGE_URL_ALLOWLIST")

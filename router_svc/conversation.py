@@ -12,6 +12,7 @@ have lost the calls' structure.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,8 +32,8 @@ __all__ = [
     "reasoning_context",
 ]
 
-Message = dict[str, str]
-AnswerMode = Literal["chat", "general", "creative", "unsourced", "direct", "describe"]
+Message = dict[str, Any]
+AnswerMode = Literal["chat", "general", "creative", "unsourced", "direct", "describe", "see"]
 
 INSTRUCTIONS: dict[AnswerMode, str] = {
     "chat": "You are a helpful, friendly assistant. Answer briefly and naturally.",
@@ -44,6 +45,8 @@ INSTRUCTIONS: dict[AnswerMode, str] = {
     "direct": "Think it through briefly, then give the answer.",
     "describe": "Describe in words the picture the user asks for: subject, composition, "
     "colours and style.",
+    # the vision path answers as it was trained: the user's turn alone, no instruction
+    "see": "",
 }
 TEMPERATURES: dict[AnswerMode, float] = {
     "chat": 0.7,
@@ -52,6 +55,7 @@ TEMPERATURES: dict[AnswerMode, float] = {
     "unsourced": 0.2,
     "direct": 0.2,
     "describe": 0.8,
+    "see": 0.0,
 }
 # Said after the model's answer in that mode.
 ANSWER_ENDINGS: dict[AnswerMode, str] = {
@@ -70,6 +74,10 @@ class Conversation:
     # An agent's turns after the user's: the assistant's tool calls and their results
     # (empty when the user's turn is last).
     agent_turns: list[DispatchMessage] = field(default_factory=list)
+    # The user's turn as content parts when the model is to see images: its own, or,
+    # for a question about an earlier picture ("what did you draw?"), that picture
+    # followed by the text. Empty: a text-only turn.
+    seen: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_agent(self) -> bool:
@@ -106,9 +114,11 @@ def parse_conversation(request: DispatchRequest, settings: RouterSettings) -> Co
         )
     users = [i for i in range(ending) if messages[i].role == "user"]
     last = users[-1] if users else -1
-    if not users or not messages[last].text().strip() or (not results and last != ending - 1):
+    said = users and (messages[last].text().strip() or messages[last].images())
+    if not said or (not results and last != ending - 1):
         raise BadRequest(
-            "The last message must be the user's turn with text, or tool results after the "
+            "The last message must be the user's turn with text or an image, or tool results "
+            "after the "
             "assistant turn that called them.",
             param=f"messages.{len(messages) - 1}",
             code="no_user_turn",
@@ -122,12 +132,35 @@ def parse_conversation(request: DispatchRequest, settings: RouterSettings) -> Co
             code="text_too_long",
         )
     systems = [m.text() for m in messages if m.role == "system" and m.text().strip()]
+    history = [m for m in messages[:last] if m.role != "system"]
     return Conversation(
         text=text,
-        history=[m for m in messages[:last] if m.role != "system"],
+        history=history,
         system="\n\n".join(systems) or None,
         agent_turns=[m for m in messages[last + 1 :] if m.role != "system"],
+        seen=_seen(messages[last], history),
     )
+
+
+# "What did you draw?", "Describe the picture.", "What is in this image?": a question
+# about a picture shown earlier in the conversation.
+_ABOUT_A_PICTURE = re.compile(
+    r"(?i)\b(?:(?:you|u)\s+(?:just\s+)?(?:drew|draw|drawn|made|painted|generated|sketched)"
+    r"|(?:the|this|that|your|my)\s+(?:picture|image|drawing|photo|sketch|painting)"
+    r"|what\s+is\s+(?:it|in\s+it)\b)"
+)
+
+
+def _seen(turn: DispatchMessage, history: list[DispatchMessage]) -> list[dict[str, Any]]:
+    if turn.images():
+        assert isinstance(turn.content, list)
+        return [p for p in turn.content if p.get("type") in ("text", "image_url")]
+    if not _ABOUT_A_PICTURE.search(turn.text()):
+        return []
+    earlier = next((m.images() for m in reversed(history) if m.images()), [])
+    if not earlier:
+        return []
+    return [earlier[-1], {"type": "text", "text": turn.text()}]
 
 
 def _as_chat(role: str, content: str) -> Message:
@@ -140,7 +173,12 @@ def _as_chat(role: str, content: str) -> Message:
 def model_messages(
     mode: AnswerMode, conversation: Conversation, context: list[ContextMessage] | None
 ) -> list[Message]:
-    """The system instruction of `mode`, then the conversation ending in the user's turn."""
+    """The system instruction of `mode`, then the conversation ending in the user's turn.
+
+    "see": the user's turn alone, as content parts with its picture, as the vision
+    path was trained (earlier turns and instructions are not in what it learned)."""
+    if mode == "see":
+        return [{"role": "user", "content": conversation.seen}]
     stored_system: list[str] = []
     turns: list[Message] = []
     if context is not None:

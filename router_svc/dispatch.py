@@ -94,6 +94,8 @@ async def run_plan(run: PlanRun) -> None:
 
 def _core_model_reason(conversation: Conversation, options: DispatchOptions) -> str | None:
     """Why only the core model can answer this turn (None: any plan can)."""
+    if conversation.seen:
+        return "A picture to look at"
     if conversation.agent_turns:
         return "An agent's tool results to answer"
     if options.tools and options.tool_choice != "none":
@@ -126,6 +128,7 @@ class Dispatcher:
             forced_intent=options.intent,
             strategy=options.strategy,
             core_model=_core_model_reason(conversation, options),
+            sees=bool(conversation.seen),
         )
         refused = unhonoured(route.plan, options)
         if refused is not None:

@@ -178,11 +178,12 @@ def unhonoured(plan: Plan, options: DispatchOptions) -> str | None:
     return None
 
 
-def core_model_plan(intent: Intent, why: str) -> Plan:
-    """moe_svc answers with the request's own constraint, tools or tool results."""
+def core_model_plan(intent: Intent, why: str, *, sees: bool = False) -> Plan:
+    """moe_svc answers with the request's own constraint, tools or tool results, or
+    (`sees`) looks at the turn's picture."""
     steps = [
         *_memory_steps(),
-        _moe_answer(["memory.context"], mode="chat"),
+        _moe_answer(["memory.context"], mode="see" if sees else "chat"),
         _write_back("moe.answer"),
     ]
     return Plan(

@@ -70,9 +70,11 @@ class Router:
         forced_intent: Intent | None = None,
         strategy: str | None = None,
         core_model: str | None = None,
+        sees: bool = False,
     ) -> RouteResponse:
         """The route of `text`; with `core_model` (why only the core model can answer), the
-        core-model plan, unclassified (the intent is the forced one, else chat)."""
+        core-model plan, unclassified (the intent is the forced one, else chat); `sees`:
+        that plan looks at the turn's picture."""
         threshold = self.settings.confidence_threshold
         if core_model is not None:
             intent = forced_intent or "chat"
@@ -80,7 +82,7 @@ class Router:
                 intent=intent,
                 confidence=1.0,
                 scores={intent: 1.0},
-                plan=core_model_plan(intent, core_model),
+                plan=core_model_plan(intent, core_model, sees=sees),
                 fallback=False,
                 threshold=threshold,
                 reason=core_model,

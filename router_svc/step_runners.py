@@ -66,7 +66,10 @@ async def _append(run: PlanRun, step: PlanStep, message: dict[str, Any]) -> bool
 
 async def write_user(run: PlanRun, step: PlanStep) -> bool:
     """Store the user's turn in the session (an agent's: the tool results it sends)."""
-    message = {"role": "user", "content": run.conversation.text, "id": f"{run.id}-user"}
+    text = run.conversation.text
+    if pictures := sum(p.get("type") == "image_url" for p in run.conversation.seen):
+        text = " ".join([text, *["[image]"] * pictures]).strip()  # memory keeps text
+    message = {"role": "user", "content": text, "id": f"{run.id}-user"}
     results = [m.text() for m in run.conversation.agent_turns if m.role == "tool"]
     if results:
         # The user's own turn was stored with the call that asked for these.

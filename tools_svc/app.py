@@ -10,14 +10,14 @@ from fastapi import FastAPI
 
 from common.health import ReadinessCheck
 from common.http_client import ServiceClient
+from common.netguard import AddressPolicy, Resolver, system_resolver
 from common.service import create_service_app
 from tools_svc.api import document_tools, router
 from tools_svc.audit import AuditLog
-from tools_svc.netguard import AddressPolicy
 from tools_svc.sandbox import PythonSandbox, SandboxLimits
 from tools_svc.settings import ToolsSettings
 from tools_svc.tools import TOOL_TYPES, build_registry
-from tools_svc.tools.http_get import Resolver, SafeFetcher, system_resolver
+from tools_svc.tools.http_get import SafeFetcher
 
 __all__ = ["create_app"]
 

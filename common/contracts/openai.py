@@ -44,6 +44,7 @@ __all__ = [
     "CompletionLogprobs",
     "CompletionRequest",
     "CompletionResponse",
+    "ContentPart",
     "DeltaFunctionCall",
     "DeltaMessage",
     "DeltaToolCall",
@@ -52,6 +53,8 @@ __all__ = [
     "FunctionCall",
     "FunctionDefinition",
     "GrammarFormat",
+    "ImagePart",
+    "ImageUrl",
     "JsonSchemaFormat",
     "ModelCard",
     "ModelList",
@@ -129,6 +132,23 @@ class TextPart(BaseModel):
     text: str
 
 
+class ImageUrl(BaseModel):
+    # a `data:image/png|jpeg|webp;base64,...` URL; an http(s) URL only where the
+    # serving side's allowlist names its host (common.image_input)
+    url: Annotated[str, Field(min_length=1)]
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    """An OpenAI image content part: the model sees the picture where the part stands."""
+
+    type: Literal["image_url"]
+    image_url: ImageUrl
+
+
+ContentPart = Annotated[TextPart | ImagePart, Field(discriminator="type")]
+
+
 class FunctionCall(BaseModel):
     name: str
     arguments: str  # a JSON object, as text
@@ -143,12 +163,12 @@ class ToolCall(BaseModel):
 
 
 class ChatMessageIn(BaseModel):
-    """A message of the conversation; content may be OpenAI text parts."""
+    """A message of the conversation; content may be OpenAI text and image parts."""
 
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
     tool_call_id: str | None = None  # a tool turn: the call it answers
@@ -158,7 +178,13 @@ class ChatMessageIn(BaseModel):
             return ""
         if isinstance(self.content, str):
             return self.content
-        return "".join(part.text for part in self.content)
+        return "".join(part.text for part in self.content if isinstance(part, TextPart))
+
+    def images(self) -> list[ImageUrl]:
+        """The message's image parts, in order."""
+        if not isinstance(self.content, list):
+            return []
+        return [part.image_url for part in self.content if isinstance(part, ImagePart)]
 
 
 class FunctionDefinition(BaseModel):
@@ -386,6 +412,8 @@ class ModelCard(BaseModel):
     created: int
     owned_by: str = "llm-platform"
     max_model_len: int | None = None
+    # what the model reads: ["text"], or ["text", "image"] for one that sees images
+    input_modalities: list[Literal["text", "image"]] | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

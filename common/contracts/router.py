@@ -84,8 +84,9 @@ NonBlankStr = Annotated[str, AfterValidator(_not_blank)]
 
 class DispatchMessage(BaseModel):
     """A message of the conversation sent to the router, OpenAI-style; content parts
-    (lists) are flattened to their text. An agent's turns keep their structure: the
-    assistant's `tool_calls` and the `tool_call_id` a tool result answers."""
+    (lists) are read as their text, and their images go to the core model's vision path.
+    An agent's turns keep their structure: the assistant's `tool_calls` and the
+    `tool_call_id` a tool result answers."""
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str | list[dict[str, Any]] | None = ""
@@ -97,6 +98,12 @@ class DispatchMessage(BaseModel):
         if isinstance(self.content, list):
             return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
         return self.content or ""
+
+    def images(self) -> list[dict[str, Any]]:
+        """The message's `image_url` parts, as sent (moe_svc checks and decodes them)."""
+        if not isinstance(self.content, list):
+            return []
+        return [p for p in self.content if p.get("type") == "image_url"]
 
 
 # --- route -------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 // The chat UI: streams answers from /v1/chat/completions, keeps the session in
 // localStorage, shows each answer's pipeline, sends feedback to /v1/feedback, and asks a
-// prompt again ("regenerate") so that the user can pick the better of two answers.
+// prompt again ("regenerate") so that the user can pick the better of two answers. The
+// composer takes images (attach, paste, drop), sent as OpenAI image content parts.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const STORE = "gateway.session.v1";
 const KEY_STORE = "gateway.apiKey";
+const MAX_SENT_IMAGES = 8; // image parts one request may carry: the server refuses more
 
 const state = loadSession();
 let selected = null;
@@ -25,7 +27,15 @@ function loadSession() {
 }
 
 function saveSession() {
-  localStorage.setItem(STORE, JSON.stringify(state));
+  try {
+    localStorage.setItem(STORE, JSON.stringify(state));
+  } catch (err) {
+    // Over the storage quota (pictures are large): keep the conversation without the user's
+    // images, which this page still holds and sends until it is reloaded.
+    const messages = state.messages.map((m) => (m.images ? { ...m, images: m.images.map(({ name }) => ({ name })) } : m));
+    try { localStorage.setItem(STORE, JSON.stringify({ ...state, messages })); } catch (again) { /* nothing kept */ }
+    setStatus("The images are too large to keep in this browser: a reload drops them.");
+  }
 }
 
 function headers(json = true) {
@@ -58,6 +68,7 @@ function renderMessage(msg, index) {
   div.dataset.index = index;
   if (msg.role === "user") {
     div.textContent = msg.content;
+    if (msg.images && msg.images.length) div.appendChild(sentImages(msg.images));
     return div;
   }
   const body = document.createElement("div");
@@ -81,6 +92,33 @@ function renderMessage(msg, index) {
   });
   if (selected === index) div.classList.add("selected");
   return div;
+}
+
+// The user's images in their bubble; a click shows one full size.
+function sentImages(images) {
+  const strip = document.createElement("div");
+  strip.className = "sent-images";
+  for (const image of images) {
+    if (!image.url) {
+      const gone = document.createElement("span");
+      gone.className = "badge";
+      gone.textContent = `${image.name} (not kept)`;
+      strip.appendChild(gone);
+      continue;
+    }
+    const thumb = document.createElement("img");
+    thumb.src = image.url;
+    thumb.alt = image.name;
+    thumb.title = `${image.name}: click for full size`;
+    thumb.addEventListener("click", () => {
+      const full = $("viewer").querySelector("img");
+      full.src = image.url;
+      full.alt = image.name;
+      $("viewer").showModal();
+    });
+    strip.appendChild(thumb);
+  }
+  return strip;
 }
 
 // The answer without the markdown list of sources the gateway appends: the list below shows them.
@@ -233,10 +271,33 @@ async function sendPreference(msg, rival) {
 // --- chat ---------------------------------------------------------------------------
 
 // What the model is sent: the turns before `end`; of two answers to one prompt, the preferred.
+// Images go again with their turn, the newest MAX_SENT_IMAGES of them: older ones are left out.
 function conversation(end = state.messages.length) {
-  return state.messages.slice(0, end)
-    .filter((m) => !m.error && !m.pending && !m.superseded && (m.role === "user" || m.role === "assistant"))
-    .map((m) => ({ role: m.role, content: m.raw ?? m.content }));
+  const turns = state.messages.slice(0, end)
+    .filter((m) => !m.error && !m.pending && !m.superseded && (m.role === "user" || m.role === "assistant"));
+  let room = MAX_SENT_IMAGES;
+  return turns.reverse().map((m) => {
+    const urls = imageUrls(m); // a user's image not kept over a reload has no url
+    const sent = room > 0 ? urls.filter(Boolean).slice(-room) : [];
+    room -= sent.length;
+    return apiMessage(m.role, m.raw ?? m.content, sent, sent.length < urls.length);
+  }).reverse();
+}
+
+// The images of a turn: the user's, or those an answer drew (creative intent), as data URLs.
+function imageUrls(m) {
+  if (m.role === "user") return (m.images || []).map((image) => image.url);
+  return ((m.pipeline && m.pipeline.images) || [])
+    .filter((image) => image.b64_json)
+    .map((image) => `data:image/png;base64,${image.b64_json}`);
+}
+
+// A turn as OpenAI takes it: text alone as a string; with images, content parts, the text
+// part first (none when there is no text), then the images.
+function apiMessage(role, text, urls, omitted) {
+  if (!urls.length) return { role, content: text || (omitted ? "[image not sent again]" : "") };
+  const parts = urls.map((url) => ({ type: "image_url", image_url: { url } }));
+  return { role, content: text ? [{ type: "text", text }, ...parts] : parts };
 }
 
 // Ask the prompt of `msg` again: the new answer comes next to it, and either can be picked.
@@ -247,7 +308,7 @@ function regenerate(msg) {
   while (prompt >= 0 && state.messages[prompt].role !== "user") prompt -= 1;
   if (prompt < 0) return;
   msg.superseded = true;
-  send(state.messages[prompt].content, { rival: index, history: conversation(prompt + 1) });
+  send(null, { rival: index, history: conversation(prompt + 1) });
 }
 
 async function* sseEvents(response) {
@@ -270,10 +331,11 @@ async function* sseEvents(response) {
   }
 }
 
-async function send(text, again = null) {
+// Send the user's turn `prompt` ({ role, content, images? }), or with `again` the same prompt anew.
+async function send(prompt, again = null) {
   const model = $("model").value;
   state.model = model;
-  if (!again) state.messages.push({ role: "user", content: text });
+  if (!again) state.messages.push(prompt);
   const history = again ? again.history : conversation();
   const answer = { role: "assistant", content: "", pending: true, model, pipeline: null };
   state.messages.push(answer);
@@ -388,9 +450,14 @@ function init() {
   $("composer").addEventListener("submit", (event) => {
     event.preventDefault();
     const text = $("prompt").value.trim();
-    if (!text || busy) return;
+    if ((!text && !attached.length) || busy) return;
+    const prompt = { role: "user", content: text };
+    if (attached.length) prompt.images = attached;
+    attached = [];
+    renderAttachments();
+    attachNote("");
     $("prompt").value = "";
-    send(text);
+    send(prompt);
   });
   $("prompt").addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey) {
@@ -398,6 +465,7 @@ function init() {
       $("composer").requestSubmit();
     }
   });
+  initAttachments();
   $("new-session").addEventListener("click", () => {
     state.id = newSessionId();
     state.messages = [];

@@ -311,7 +311,10 @@ class Engine:
             assert self.routing is not None
             self.routing.capture()
         cache = self.cache.narrow(first, rows)
-        logits = self.model(ids, real if padded else None, cache=cache, logits_to_keep=1)[:, -1]
+        embeds = self._spliced_embeddings(group, ids)
+        logits = self.model(
+            ids, real if padded else None, cache=cache, logits_to_keep=1, inputs_embeds=embeds
+        )[:, -1]
         if padded:
             cache.drop_padding()  # slots are context: a padded row must not run out early
         if record:
@@ -326,6 +329,21 @@ class Engine:
         self._running.extend(group)
         done = [first + i for i, r in enumerate(group) if self._emit(r, tokens[i])]
         self._remove_rows(done)
+
+    def _spliced_embeddings(
+        self, group: list[GenerationRequest], ids: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The group's input embeddings with its images' vectors in place (None: no image)."""
+        if not any(r.image_embeds for r in group):
+            return None
+        embeds: torch.Tensor = self.model.model.embed_tokens(ids)
+        longest = ids.shape[1]
+        for row, request in enumerate(group):
+            pad = longest - len(request.prompt_ids)  # left padding shifts every position
+            for start, vectors in request.image_embeds:
+                at = pad + start
+                embeds[row, at : at + len(vectors)] = vectors.to(embeds.dtype)
+        return embeds
 
     def _decode(self) -> None:
         n = len(self._running)

@@ -111,6 +111,9 @@ class GenerationRequest:
     loop: asyncio.AbstractEventLoop
     record_experts: bool = False
     constraint: TokenConstraint | None = None
+    # (position, (k, C) vectors): prompt positions whose embeddings are an image's
+    # projected features (moe_svc.vision), not their placeholder tokens'
+    image_embeds: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     index: int = 0  # choice index among the `n` of one API request
     request_id: int = field(default_factory=lambda: next(_ids))
     queue: asyncio.Queue[Delta] = field(default_factory=asyncio.Queue)

@@ -132,6 +132,7 @@ class CausalLM(nn.Module):
         *,
         output_router_logits: Literal[False] = ...,
         logits_to_keep: int = ...,
+        inputs_embeds: torch.Tensor | None = ...,
     ) -> torch.Tensor: ...
 
     @overload
@@ -143,6 +144,7 @@ class CausalLM(nn.Module):
         *,
         output_router_logits: Literal[True],
         logits_to_keep: int = ...,
+        inputs_embeds: torch.Tensor | None = ...,
     ) -> CausalLMOutput: ...
 
     def forward(
@@ -153,6 +155,7 @@ class CausalLM(nn.Module):
         *,
         output_router_logits: bool = False,
         logits_to_keep: int = 0,
+        inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor | CausalLMOutput:
         """input_ids (B, T) -> logits (B, T, V), or CausalLMOutput when output_router_logits.
 
@@ -162,9 +165,11 @@ class CausalLM(nn.Module):
         cache: a KVCache to read earlier keys from and append these tokens to.
         logits_to_keep: if > 0, only the last that many positions get logits
         (decoding needs just the last one; the vocabulary projection is expensive).
+        inputs_embeds (B, T, C): the input vectors to use instead of input_ids' embeddings
+        (images spliced into a prompt, moe_svc.vision); input_ids still gives the shape.
         """
         plan = plan_attention(input_ids, attention_mask, cache, self.config.sliding_window)
-        x = self.model.embed_tokens(input_ids)  # (B, T, C)
+        x = self.model.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
         rope = self.model.rotary_emb(plan.position_ids, x.dtype)
         token_mask = None if attention_mask is None else attention_mask.reshape(-1).bool()
         router_logits: list[torch.Tensor] = []

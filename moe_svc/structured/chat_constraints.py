@@ -16,6 +16,7 @@ from common.contracts.openai import ChatCompletionRequest, ChatMessageIn, NamedT
 from common.errors import BadRequest
 from moe_svc.structured.grammars import json_grammar, lark_grammar
 from moe_svc.structured.tool_calls import calls_text, plan_tools
+from moe_svc.vision.prompt import message_text
 
 __all__ = ["ChatConstraint", "chat_constraint", "prompt_messages", "refuse_unsupported"]
 
@@ -115,7 +116,7 @@ def prompt_messages(messages: list[ChatMessageIn]) -> list[dict[str, Any]]:
     """The conversation as the template takes it; earlier tool calls in the model's format."""
     out: list[dict[str, Any]] = []
     for message in messages:
-        content = message.text()
+        content = message_text(message)  # an image part as IMAGE_MARK (moe_svc.vision)
         if message.role == "assistant" and message.tool_calls:
             calls = [
                 (c.function.name, _arguments(c.function.arguments)) for c in message.tool_calls

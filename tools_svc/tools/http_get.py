@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import urllib.parse
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -26,31 +24,25 @@ from pydantic import Field
 
 from common.caller import TOOL_SCOPES
 from common.errors import BadRequest, Forbidden
-from tools_svc.netguard import (
+from common.netguard import (
     METADATA_HOSTS,
     AddressPolicy,
     HostAllowlist,
     IPAddress,
+    Resolver,
     normalize_host,
     parse_ip_literal,
+    system_resolver,
 )
 from tools_svc.registry import Tool, ToolArguments, ToolResult
 
-__all__ = ["HttpGetTool", "Resolver", "SafeFetcher", "system_resolver"]
-
-Resolver = Callable[[str, int], Awaitable[list[str]]]
+__all__ = ["HttpGetTool", "SafeFetcher"]
 
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/xhtml+xml")
 TEXT_SUFFIXES = ("+json", "+xml")
 TEXT_EXTRA = frozenset({"application/javascript", "application/x-www-form-urlencoded"})
 USER_AGENT = "llm-platform-tools/0.1 (http_get)"
-
-
-async def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses from the system resolver (getaddrinfo)."""
-    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 def _is_text(content_type: str) -> bool:

@@ -1,10 +1,11 @@
-"""Which hosts and addresses `http_get` may reach (the SSRF guard's policy).
+"""Which hosts and addresses a guarded fetch may reach (the SSRF guard's policy).
 
-A URL passes when its host is on the allowlist and every address it
-resolves to is public. An address is refused when it is loopback, private,
-link-local, multicast, unspecified, reserved, shared (CGNAT) or otherwise
-not global, or a cloud metadata endpoint; IPv4 addresses embedded in IPv6
-(mapped, 6to4, Teredo, NAT64) are judged as the IPv4 address they carry.
+Used by every fetch of a URL that a caller chose: tools_svc's `http_get` and
+moe_svc's image URLs. A URL passes when its host is on the allowlist and every
+address it resolves to is public. An address is refused when it is loopback,
+private, link-local, multicast, unspecified, reserved, shared (CGNAT) or
+otherwise not global, or a cloud metadata endpoint; IPv4 addresses embedded in
+IPv6 (mapped, 6to4, Teredo, NAT64) are judged as the IPv4 address they carry.
 Hosts written as numbers in any form `inet_aton` accepts (`2130706433`,
 `0177.0.0.1`, `0x7f.1`, `127.1`) are read as the address they denote, as the
 system resolver would, before anything else is decided.
@@ -15,14 +16,28 @@ server, an intranet); metadata endpoints are refused regardless.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import json
 import re
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
-__all__ = ["AddressPolicy", "HostAllowlist", "IPAddress", "parse_ip_literal"]
+__all__ = [
+    "METADATA_HOSTS",
+    "AddressPolicy",
+    "HostAllowlist",
+    "IPAddress",
+    "Resolver",
+    "normalize_host",
+    "parse_host_list",
+    "parse_ip_literal",
+    "system_resolver",
+]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+# (host, port) -> the host's addresses as text; injected so tests never ask real DNS.
+Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(a)
@@ -86,7 +101,15 @@ def refusal_reason(address: IPAddress) -> str | None:
     return None
 
 
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The host's addresses from the system resolver (getaddrinfo)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 class AddressPolicy:
+    """Which addresses may be connected to: public ones, and `allowed_networks`."""
+
     def __init__(self, allowed_networks: Iterable[str] = ()) -> None:
         self.allowed_networks = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
 
@@ -122,6 +145,32 @@ class HostAllowlist:
 
 
 def normalize_host(host: str) -> str:
+    """`host` lower-cased, without brackets or a trailing dot; an IP literal in its usual form."""
     name = host.strip().lower().strip("[]").rstrip(".")
     address = parse_ip_literal(name)
     return str(address) if address is not None else name
+
+
+def parse_host_list(value: object, setting: str) -> object:
+    """Allowlist entries from a setting: a list, comma-separated text or a JSON array.
+
+    Entries are bare host names (`example.com`, `*.example.com`, an IP address);
+    one with a scheme, port, path or credentials would never match a host, so it
+    is refused with a ValueError that names `setting`. Anything that is not a
+    list or text is returned unchanged, for the field's own validation to judge.
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else text.split(",")
+    if not isinstance(value, list):
+        return value
+    names = []
+    for entry in value:
+        name = str(entry).strip().lower().strip("[]").rstrip(".")
+        if not name:
+            continue
+        is_ipv6 = name.count(":") >= 2 and parse_ip_literal(name) is not None
+        if any(c in name for c in "/@ \t") or (":" in name and not is_ipv6):
+            raise ValueError(f"{setting} takes bare host names, got {entry!r}")
+        names.append(name)
+    return names

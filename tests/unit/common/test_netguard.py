@@ -1,4 +1,4 @@
-"""The SSRF policy: which addresses and hosts http_get may reach."""
+"""The SSRF policy: which addresses and hosts a guarded fetch may reach."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from tools_svc.netguard import AddressPolicy, HostAllowlist, parse_ip_literal
+from common.netguard import AddressPolicy, HostAllowlist, parse_host_list, parse_ip_literal
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,24 @@ def test_allowlist_exact_and_wildcard() -> None:
     assert allowlist.allows("en.wiki.org") and not allowlist.allows("wiki.org")
     assert not allowlist.allows("evilwiki.org")
     assert allowlist.allows("127.0.0.1")  # entries are normalised like hosts
+
+
+@pytest.mark.parametrize(
+    ("value", "hosts"),
+    [
+        ("example.com, *.Wiki.org ,", ["example.com", "*.wiki.org"]),  # as the env gives it
+        ('["example.com", "[::1]"]', ["example.com", "::1"]),
+        (["Example.COM."], ["example.com"]),
+        ("", []),
+    ],
+)
+def test_host_lists_from_settings(value: object, hosts: list[str]) -> None:
+    assert parse_host_list(value, "X_HOSTS") == hosts
+
+
+@pytest.mark.parametrize(
+    "entry", ["https://example.com", "example.com:8080", "example.com/images", "u@example.com"]
+)
+def test_host_lists_refuse_what_would_never_match_a_host(entry: str) -> None:
+    with pytest.raises(ValueError, match=f"X_HOSTS takes bare host names, got '{entry}'"):
+        parse_host_list([entry], "X_HOSTS")
