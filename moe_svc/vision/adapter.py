@@ -64,7 +64,11 @@ class VisionAdapter(nn.Module):
 
     def save(self, directory: Path, meta: dict[str, Any]) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().to(torch.float16).contiguous() for k, v in self.state_dict().items()}
+        # fp16 halves the bytes; integer buffers (BatchNorm's counters) stay integers
+        state = {
+            k: v.detach().to(torch.float16).contiguous() if v.is_floating_point() else v
+            for k, v in self.state_dict().items()
+        }
         save_file(state, str(directory / "model.safetensors"))
         meta = {
             **meta,
@@ -85,5 +89,7 @@ class VisionAdapter(nn.Module):
             meta,
         )
         state = load_file(str(directory / "model.safetensors"))
-        adapter.load_state_dict({k: v.float() for k, v in state.items()})
+        adapter.load_state_dict(
+            {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+        )
         return adapter.eval()
