@@ -11,13 +11,12 @@ prompts with the same two functions, so the model sees the layout it learned.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from common.contracts.openai import ChatMessageIn, ImagePart
 
-__all__ = ["IMAGE_MARK", "PLACEHOLDER_ID", "ImagePrompt", "count_marks", "encode", "message_text"]
+__all__ = ["IMAGE_MARK", "PLACEHOLDER_ID", "ImagePrompt", "encode", "message_text"]
 
 IMAGE_MARK = "\ue000"
 PLACEHOLDER_ID = 0  # any id: its embedding is replaced
@@ -57,7 +56,3 @@ def encode(tokenizer: _Tokenizer, text: str, tokens_per_image: int) -> ImageProm
         if piece:
             ids.extend(tokenizer.encode(piece))
     return ImagePrompt(ids, starts)
-
-
-def count_marks(texts: Sequence[str]) -> int:
-    return sum(text.count(IMAGE_MARK) for text in texts)
